@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// The interface EZKL's generated Halo2 verifier exposes. It reverts or returns false on a bad proof.
+interface IHalo2Verifier {
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool);
+}
+
+/// @title InferenceRegistry
+/// @notice Records model inferences whose zero-knowledge proof was checked on-chain.
+/// @dev A model is a (verifier, vk digest, onnx hash) triple. An attestation is keyed by
+///      keccak256(abi.encode(modelId, keccak256(abi.encodePacked(instances)))): the instances are
+///      the proof's public inputs and outputs, so one inference result of one model is recorded
+///      once, however many (randomized) proofs of it are submitted.
+contract InferenceRegistry {
+    struct Model {
+        address verifier;
+        bytes32 vkDigest;
+        bytes32 onnxHash;
+        address registrant;
+    }
+
+    struct Attestation {
+        uint256 modelId;
+        bytes32 instancesHash;
+        bytes32 proofHash;
+        address submitter;
+        uint256 blockNumber;
+    }
+
+    error InvalidProof();
+    error AlreadyAttested(bytes32 attestationId);
+    error UnknownModel(uint256 modelId);
+    error NotAContract(address verifier);
+    error UnknownAttestation(bytes32 attestationId);
+
+    event ModelRegistered(
+        uint256 indexed modelId, address indexed verifier, bytes32 vkDigest, bytes32 onnxHash, address registrant
+    );
+    event Attested(
+        bytes32 indexed attestationId,
+        uint256 indexed modelId,
+        bytes32 instancesHash,
+        address indexed submitter,
+        uint256 blockNumber
+    );
+
+    /// Model ids start at 1, so 0 never names a model.
+    uint256 public modelCount;
+    mapping(uint256 => Model) private _models;
+    mapping(bytes32 => Attestation) private _attestations;
+
+    function registerModel(address verifier, bytes32 vkDigest, bytes32 onnxHash) external returns (uint256 modelId) {
+        if (verifier.code.length == 0) revert NotAContract(verifier);
+        modelId = ++modelCount;
+        _models[modelId] = Model(verifier, vkDigest, onnxHash, msg.sender);
+        emit ModelRegistered(modelId, verifier, vkDigest, onnxHash, msg.sender);
+    }
+
+    /// Verifies the proof with the model's verifier and records the result; reverts unless valid.
+    function attest(uint256 modelId, bytes calldata proof, uint256[] calldata instances)
+        external
+        returns (bytes32 attestationId)
+    {
+        address verifier = _models[modelId].verifier;
+        if (verifier == address(0)) revert UnknownModel(modelId);
+        bytes32 instancesHash = keccak256(abi.encodePacked(instances));
+        attestationId = attestationIdOf(modelId, instancesHash);
+        if (_attestations[attestationId].modelId != 0) revert AlreadyAttested(attestationId);
+        // staticcall: a verifier only computes; it must not be able to re-enter or change state.
+        (bool ok, bytes memory ret) =
+            verifier.staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
+        if (!ok || ret.length < 32 || !abi.decode(ret, (bool))) revert InvalidProof();
+        _attestations[attestationId] =
+            Attestation(modelId, instancesHash, keccak256(proof), msg.sender, block.number);
+        emit Attested(attestationId, modelId, instancesHash, msg.sender, block.number);
+    }
+
+    function attestationIdOf(uint256 modelId, bytes32 instancesHash) public pure returns (bytes32) {
+        return keccak256(abi.encode(modelId, instancesHash));
+    }
+
+    function isAttested(bytes32 attestationId) external view returns (bool) {
+        return _attestations[attestationId].modelId != 0;
+    }
+
+    function getAttestation(bytes32 attestationId) external view returns (Attestation memory a) {
+        a = _attestations[attestationId];
+        if (a.modelId == 0) revert UnknownAttestation(attestationId);
+    }
+
+    function getModel(uint256 modelId) external view returns (Model memory m) {
+        m = _models[modelId];
+        if (m.verifier == address(0)) revert UnknownModel(modelId);
+    }
+}
