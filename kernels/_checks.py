@@ -1,0 +1,87 @@
+"""Argument checks and bounds shared by the host wrappers (no kernels here).
+
+Every wrapper takes int64 tensors of fixed-point integers; these helpers make the checks and the
+overflow bounds read the same everywhere, and move CPU tensors to the GPU when one is in use.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.runtime import device
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+def check_int64(name: str, t: torch.Tensor, ndim: int | None = None) -> None:
+    """Raise TypeError/ValueError unless ``t`` is an int64 tensor (of ``ndim`` dims if given)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != torch.int64:
+        raise TypeError(f"{name} must be int64 fixed-point integers, got {t.dtype}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dims, got shape {tuple(t.shape)}")
+
+
+def same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """The one device all given tensors are on; ValueError naming them if they disagree."""
+    devs = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(devs.values())) > 1:
+        raise ValueError(f"tensors are on different devices: {devs}")
+    return next(iter(devs.values()))
+
+
+def to_compute(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` contiguous on the device the kernels run on (a CPU tensor goes to the GPU if used)."""
+    if t is None:
+        return None
+    dev = device()
+    if t.device.type != dev.type:
+        t = t.to(dev)
+    return t.contiguous()
+
+
+def max_abs(t: torch.Tensor | None) -> int:
+    """max |t| as a Python int (exact, also for the int64 minimum); 0 for None or empty."""
+    if t is None or t.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(t)
+    return max(-int(lo), int(hi))
+
+
+def value_range(t: torch.Tensor) -> tuple[int, int]:
+    """(min, max) of a non-empty tensor as Python ints."""
+    lo, hi = torch.aminmax(t)
+    return int(lo), int(hi)
+
+
+def check_fits_int64(what: str, bound: int) -> None:
+    """OverflowError unless the worst-case magnitude ``bound`` fits in int64 (< 2**63)."""
+    if bound > INT64_MAX:
+        raise OverflowError(
+            f"{what}: worst-case magnitude {bound} (about 2^{bound.bit_length()}) does not fit in int64 "
+            f"(limit 2^63 - 1); the result could wrap, so it is refused"
+        )
+
+
+def pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """An int or a pair of ints as a pair, ValueError otherwise."""
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {v}")
+    return v  # type: ignore[return-value]
+
+
+def padding4(p: int | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
+    """Padding as (top, left, bottom, right) from an int, a pair (h, w) or a 4-tuple."""
+    if isinstance(p, int):
+        p = (p, p)
+    p = tuple(int(x) for x in p)
+    if len(p) == 2:
+        p = (p[0], p[1], p[0], p[1])
+    if len(p) != 4 or min(p) < 0:
+        raise ValueError(f"padding must be an int, (h, w) or (top, left, bottom, right) >= 0, got {p}")
+    return p  # type: ignore[return-value]

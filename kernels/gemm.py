@@ -1,0 +1,255 @@
+"""Exact int64 matrix product on int8 tensor cores: ``int_matmul``.
+
+EZKL's fixed-point values are wider than 8 bits (scale 2^13 and up), and ``tl.dot`` has no
+int16/int32 operands, so each operand is split into signed 8-bit limbs,
+``x = sum_i l_i * 256**i`` with ``l_i`` in [-128, 127], and the product is assembled from the
+limb products: ``a @ b = sum_ij 256**(i+j) * (A_i @ B_j)``.
+
+Layout trick: the limbs of each row are stored next to each other (``A'[m, i, k] = A_i[m, k]``,
+``B'[n, j, k] = B_j[k, n]``), so ``A' @ B'^T`` is one plain int8 GEMM of size
+``(M*LA) x K x (N*LB)`` whose every tile holds all limb products of an output tile. Each program
+runs one K-loop over its tile (no split-K) with an int32 accumulator (wgmma on Hopper), then in the
+epilogue shifts each limb product by ``8*(i+j)`` bits and sums them in int64, adds the bias and
+stores int64. Integer accumulation has no rounding, so the bits do not depend on the tile config.
+
+Limb splitting runs in a small Triton kernel (``_split_limbs_kernel``: one read of the int64
+operand, ``L`` int8 writes); the limb count comes from the operand's min/max (one
+``torch.aminmax`` pass) and is rounded up to a power of two (Triton tile shapes must be powers of
+two), so an operand that needs 3 limbs gets a fourth, all-zero one.
+
+Overflow guards (``OverflowError`` before anything runs):
+  * int32 accumulator: each limb product is accumulated alone, ``K * 128 * 128 < 2**31``
+    (K <= 131071); with one limb per operand the bound uses the operands' own magnitudes.
+  * int64 result: ``K * max|a| * max|b| + max|bias| < 2**63``.
+Within those bounds every intermediate is exact (int32 and int64 arithmetic wrap modulo 2^32 and
+2^64, and the true values fit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._checks import (
+    INT64_MAX,
+    check_fits_int64,
+    check_int64,
+    max_abs,
+    same_device,
+    to_compute,
+    value_range,
+)
+
+#: most 8-bit limbs an operand may have (8 limbs cover about +-0.996 * 2^63)
+MAX_LIMBS = 8
+#: the int32 accumulator bound: K * (limb magnitude)^2 must stay below this
+INT32_LIMIT = 2**31
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile configuration of the limb GEMM (explicit, never autotuned).
+
+    ``block_m`` x ``block_n`` is the tensor-core tile of the limb matrices ``A'`` (rows
+    ``m*LA + i``) and ``B'``: a program produces ``block_m // LA`` x ``block_n // LB`` outputs.
+    All sizes are powers of two >= 16 (``block_m >= 16 * ...`` not needed: the output tile may be
+    as small as one row). The default suits Hopper (H100/H200) int8 wgmma.
+    """
+
+    block_m: int = 128
+    block_n: int = 256
+    block_k: int = 128
+    num_warps: int = 8
+    num_stages: int = 3
+    group_m: int = 8
+
+    def check(self, la: int, lb: int) -> None:
+        """ValueError unless the config is usable with ``la`` x ``lb`` limbs."""
+        for name in ("block_m", "block_n", "block_k"):
+            v = getattr(self, name)
+            if v < 16 or v & (v - 1):
+                raise ValueError(f"GemmConfig.{name} must be a power of two >= 16, got {v}")
+        if self.block_m < la or self.block_n < lb:
+            raise ValueError(f"GemmConfig block_m={self.block_m}, block_n={self.block_n} smaller than the limb counts {la}, {lb}")
+        if self.num_warps < 1 or self.num_stages < 1 or self.group_m < 1:
+            raise ValueError(f"GemmConfig num_warps, num_stages, group_m must be >= 1: {self}")
+
+
+DEFAULT_GEMM_CONFIG = GemmConfig()
+
+
+@triton.jit
+def _split_limbs_kernel(x_ptr, out_ptr, R, C, stride_r, stride_c,
+                        L: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (rows[:, None] < R) & (cols[None, :] < C)
+    r64 = rows[:, None].to(tl.int64)
+    c64 = cols[None, :].to(tl.int64)
+    x = tl.load(x_ptr + r64 * stride_r + c64 * stride_c, mask=mask, other=0)
+    base = out_ptr + r64 * (L * C) + c64
+    for i in tl.static_range(L):
+        d = ((x + 128) & 255) - 128  # balanced digit in [-128, 127]
+        tl.store(base + i * C, d.to(tl.int8), mask=mask)
+        x = (x - d) >> 8  # exact: x - d is a multiple of 256
+
+
+@triton.jit
+def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_cm, stride_cn,
+                      LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      GROUP_M: tl.constexpr):
+    """c[M, N] (int64) = sum_ij 256**(i+j) * (A_i @ B_j) + bias, from A' [M*LA, K] and B' [N*LB, K] int8."""
+    OUT_M: tl.constexpr = BLOCK_M // LA
+    OUT_N: tl.constexpr = BLOCK_N // LB
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, OUT_M)
+    num_pid_n = tl.cdiv(N, OUT_N)
+    # grouped ordering: GROUP_M row-tiles share B' tiles in L2
+    num_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_in_group
+    first_m = group_id * GROUP_M
+    group_size = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % num_in_group) % group_size
+    pid_n = (pid % num_in_group) // group_size
+
+    # rows of A' / B' for this tile; wrap out-of-range rows (their outputs are masked at the store)
+    rows_a = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % (M * LA)
+    rows_b = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % (N * LB)
+    rk = tl.arange(0, BLOCK_K)
+    a_ptrs = a_ptr + rows_a[:, None].to(tl.int64) * K + rk[None, :]
+    b_ptrs = b_ptr + rows_b[None, :].to(tl.int64) * K + rk[:, None]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            a = tl.load(a_ptrs, mask=rk[None, :] < k_left, other=0)
+            b = tl.load(b_ptrs, mask=rk[:, None] < k_left, other=0)
+        acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        a_ptrs += BLOCK_K
+        b_ptrs += BLOCK_K
+
+    # epilogue: combine limb products exactly in int64
+    res = acc.to(tl.int64)
+    if LB > 1:
+        res = tl.reshape(res, (BLOCK_M, OUT_N, LB))
+        res = tl.sum(res << (8 * tl.arange(0, LB).to(tl.int64))[None, None, :], axis=2)
+    if LA > 1:
+        res = tl.reshape(res, (OUT_M, LA, OUT_N))
+        res = tl.sum(res << (8 * tl.arange(0, LA).to(tl.int64))[None, :, None], axis=1)
+    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
+    offs_n = pid_n * OUT_N + tl.arange(0, OUT_N)
+    if HAS_BIAS:
+        res += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0)[None, :]
+    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :].to(tl.int64) * stride_cn
+    tl.store(c_ptrs, res, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+def limbs_needed(lo: int, hi: int) -> int:
+    """Fewest signed 8-bit limbs representing every integer in [lo, hi] (at least 1).
+
+    ``L`` balanced limbs cover exactly ``[-128 * R, 127 * R]`` with ``R = (256**L - 1) // 255``.
+    OverflowError past ``MAX_LIMBS``.
+    """
+    for n in range(1, MAX_LIMBS + 1):
+        r = (256**n - 1) // 255
+        if -128 * r <= lo and hi <= 127 * r:
+            return n
+    raise OverflowError(f"operand range [{lo}, {hi}] needs more than {MAX_LIMBS} 8-bit limbs")
+
+
+def padded_limbs(n: int) -> int:
+    """The limb count rounded up to a power of two (Triton tiles are powers of two)."""
+    return 1 << (n - 1).bit_length()
+
+
+def split_limbs(x: torch.Tensor, limbs: int) -> torch.Tensor:
+    """int8 [R, limbs, C] limbs of a 2-D int64 tensor (any strides) on its device."""
+    R, C = x.shape
+    out = torch.empty((R, limbs, C), dtype=torch.int8, device=x.device)
+    if R == 0 or C == 0:
+        return out
+    block_r, block_c = 32, 64
+    grid = (triton.cdiv(R, block_r), triton.cdiv(C, block_c))
+    _split_limbs_kernel[grid](x, out, R, C, x.stride(0), x.stride(1), L=limbs, BLOCK_R=block_r, BLOCK_C=block_c)
+    return out
+
+
+def check_accumulator_bound(k: int, la: int, lb: int, a_max: int, b_max: int, what: str = "int_matmul") -> None:
+    """OverflowError if a K-long int8 limb dot product could leave int32."""
+    da = a_max if la == 1 else 128
+    db = b_max if lb == 1 else 128
+    if k * da * db >= INT32_LIMIT:
+        raise OverflowError(
+            f"{what}: K={k} with limb magnitudes {da} x {db} can reach {k * da * db} >= 2^31 in the int32 "
+            f"accumulator (largest K with full 8-bit limbs is {(INT32_LIMIT - 1) // (128 * 128)}); split the reduction"
+        )
+
+
+def limb_matmul(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | None,
+                config: GemmConfig | None = None) -> torch.Tensor:
+    """int64 [M, N] from limb tensors a_limbs [M, LA, K] and b_limbs [N, LB, K] (int8, contiguous).
+
+    No bound checks: callers (``int_matmul``, the benchmark) must have checked them.
+    """
+    M, la, K = a_limbs.shape
+    N, lb, K2 = b_limbs.shape
+    assert K == K2 and a_limbs.dtype == b_limbs.dtype == torch.int8
+    cfg = config or DEFAULT_GEMM_CONFIG
+    cfg.check(la, lb)
+    c = torch.empty((M, N), dtype=torch.int64, device=a_limbs.device)
+    out_m, out_n = cfg.block_m // la, cfg.block_n // lb
+    grid = (triton.cdiv(M, out_m) * triton.cdiv(N, out_n),)
+    _limb_gemm_kernel[grid](
+        a_limbs, b_limbs, bias if bias is not None else c, c, M, N, K, c.stride(0), c.stride(1),
+        LA=la, LB=lb, HAS_BIAS=bias is not None, EVEN_K=K % cfg.block_k == 0,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return c
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
+               config: GemmConfig | None = None) -> torch.Tensor:
+    """Exact ``a @ b + bias`` of int64 fixed-point integers: [M, K] x [K, N] (+ [N]) -> int64 [M, N].
+
+    Raises OverflowError when ``K * max|a| * max|b| + max|bias|`` could reach 2^63 or a limb
+    product could leave the int32 accumulator (K > 131071 for multi-limb operands).
+    The output is on ``a``'s device; bits are the same for every ``config``.
+    """
+    check_int64("a", a, 2)
+    check_int64("b", b, 2)
+    if bias is not None:
+        check_int64("bias", bias, 1)
+    out_device = same_device(a=a, b=b, bias=bias)
+    (M, K), (K2, N) = a.shape, b.shape
+    if K != K2:
+        raise ValueError(f"int_matmul: inner dims differ: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+    if bias is not None and bias.shape[0] != N:
+        raise ValueError(f"int_matmul: bias has {bias.shape[0]} entries, expected N={N}")
+    a, b, bias = to_compute(a), to_compute(b), to_compute(bias)
+    a_max, b_max, bias_max = max_abs(a), max_abs(b), max_abs(bias)
+    check_fits_int64(f"int_matmul K={K}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
+                     K * a_max * b_max + bias_max)
+    if M == 0 or N == 0 or K == 0 or a_max == 0 or b_max == 0:
+        out = torch.zeros((M, N), dtype=torch.int64, device=a.device)
+        if bias is not None:
+            out += bias
+        return out.to(out_device)
+    la = padded_limbs(limbs_needed(*value_range(a)))
+    lb = padded_limbs(limbs_needed(*value_range(b)))
+    check_accumulator_bound(K, la, lb, a_max, b_max)
+    a_limbs = split_limbs(a, la)
+    b_limbs = split_limbs(b.t(), lb)
+    return limb_matmul(a_limbs, b_limbs, bias, config).to(out_device)
+
+
+__all__ = ["GemmConfig", "DEFAULT_GEMM_CONFIG", "int_matmul", "split_limbs", "limbs_needed",
+           "padded_limbs", "limb_matmul", "check_accumulator_bound", "INT64_MAX"]

@@ -1,0 +1,51 @@
+"""Comparison helpers for the kernel tests: exact equality with a message saying what differed."""
+
+from __future__ import annotations
+
+import torch
+
+
+def assert_same(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:
+    """AssertionError naming the first mismatching index and both values unless bit-identical."""
+    actual = actual.cpu()
+    expected = expected.cpu()
+    prefix = f"{what}: " if what else ""
+    assert actual.dtype == expected.dtype, f"{prefix}dtype {actual.dtype} != expected {expected.dtype}"
+    assert actual.shape == expected.shape, f"{prefix}shape {tuple(actual.shape)} != expected {tuple(expected.shape)}"
+    diff = actual != expected
+    if bool(diff.any()):
+        idx = tuple(int(i) for i in diff.nonzero()[0])
+        raise AssertionError(
+            f"{prefix}{int(diff.sum())} of {diff.numel()} values differ; first at index {idx}: "
+            f"got {int(actual[idx])}, expected {int(expected[idx])}"
+        )
+
+
+def ref_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain int64 reference on the CPU (exact when the result fits int64)."""
+    c = a.cpu() @ b.cpu()
+    return c + bias.cpu() if bias is not None else c
+
+
+def torch_limbs(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """Signed 8-bit limbs of an int64 tensor with plain torch ops (independent of the kernels)."""
+    out = []
+    for _ in range(n):
+        d = ((x + 128) & 255) - 128
+        out.append(d.to(torch.int8))
+        x = (x - d) >> 8
+    assert bool((x == 0).all()), "value needs more limbs"
+    return out
+
+
+def int_mm_reference(a: torch.Tensor, b: torch.Tensor, limbs: int) -> torch.Tensor:
+    """Exact a @ b on the GPU via cuBLAS int8 (``torch._int_mm``) per limb pair, combined in int64.
+
+    Needs M > 16 and K, N multiples of 8 (cuBLAS), ``K * 2**14 < 2**31`` and an int64 result.
+    """
+    al, bl = torch_limbs(a, limbs), torch_limbs(b, limbs)
+    c = torch.zeros((a.shape[0], b.shape[1]), dtype=torch.int64, device=a.device)
+    for i, ai in enumerate(al):
+        for j, bj in enumerate(bl):
+            c += torch._int_mm(ai, bj).to(torch.int64) << (8 * (i + j))
+    return c
