@@ -66,11 +66,12 @@ contract InferenceRegistry {
         if (verifier == address(0)) revert UnknownModel(modelId);
         bytes32 instancesHash = keccak256(abi.encodePacked(instances));
         attestationId = attestationIdOf(modelId, instancesHash);
-        if (_attestations[attestationId].modelId != 0) revert AlreadyAttested(attestationId);
+        // Verify first, so a bad proof is reported as InvalidProof even for a recorded result.
         // staticcall: a verifier only computes; it must not be able to re-enter or change state.
         (bool ok, bytes memory ret) =
             verifier.staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
         if (!ok || ret.length < 32 || !abi.decode(ret, (bool))) revert InvalidProof();
+        if (_attestations[attestationId].modelId != 0) revert AlreadyAttested(attestationId);
         _attestations[attestationId] =
             Attestation(modelId, instancesHash, keccak256(proof), msg.sender, block.number);
         emit Attested(attestationId, modelId, instancesHash, msg.sender, block.number);

@@ -178,3 +178,27 @@ def connect(url: str, timeout: float = 60.0) -> Web3:
     except Exception as exc:
         raise UsageError(f"cannot reach a chain at {url}: {_reason(exc, timeout)}") from None
     return w3
+
+
+def use_sender(w3: Web3, private_key: str | None = None) -> str:
+    """Make w3 send transactions from `private_key` (signed locally) or the node's first account.
+
+    Local nodes (Anvil, Hardhat) unlock funded accounts, so no key is needed there; a remote node
+    needs --private-key. Returns the sender address.
+    """
+    if private_key:
+        from eth_account import Account
+        from web3.middleware import SignAndSendRawMiddlewareBuilder
+
+        try:
+            account = Account.from_key(private_key.strip())
+        except Exception:
+            raise UsageError("--private-key is not a valid secp256k1 private key (64 hex digits)") from None
+        w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
+        w3.eth.default_account = account.address
+        return account.address
+    accounts = list(w3.eth.accounts)
+    if not accounts:
+        raise UsageError("the chain has no unlocked account to send from: pass --private-key")
+    w3.eth.default_account = accounts[0]
+    return accounts[0]

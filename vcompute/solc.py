@@ -43,8 +43,11 @@ def contracts_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Root of vcompute's caches: env VCOMPUTE_CACHE, default ~/.cache/vcompute."""
-    return Path(os.environ.get("VCOMPUTE_CACHE") or Path.home() / ".cache" / "vcompute")
+    """Root of vcompute's caches: env VCOMPUTE_CACHE, else $XDG_CACHE_HOME or ~/.cache, /vcompute."""
+    env = os.environ.get("VCOMPUTE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vcompute"
 
 
 def node_binary() -> str:

@@ -148,3 +148,21 @@ def build_verifier(out_dir: Path, vk: Path, settings: Path, srs: Path, proof: Pa
         "solc_version": key["solc_version"],
         "cache_hit": cache_hit,
     }
+
+
+def decode_calldata(calldata: bytes) -> tuple[bytes, list[int]]:
+    """Split verifyProof calldata into (proof bytes, instances), e.g. to pass them to the registry."""
+    from eth_abi import decode
+
+    if len(calldata) < 4:
+        raise ProofError("calldata is too short to be a verifyProof call")
+    proof, instances = decode(["bytes", "uint256[]"], calldata[4:])
+    return bytes(proof), list(instances)
+
+
+def encode_verify_call(proof: bytes, instances: list[int]) -> bytes:
+    """The inverse of decode_calldata: verifyProof(bytes,uint256[]) calldata."""
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    return keccak(text="verifyProof(bytes,uint256[])")[:4] + encode(["bytes", "uint256[]"], [proof, instances])

@@ -1,0 +1,186 @@
+"""Verify a proof directory's proof with its Halo2 verifier contract on an EVM chain.
+
+Why record deployments: deploying the verifier costs ~3 M gas, so one deployed for the same
+verification key on the same chain is reused. Chain ids do not identify a chain instance (every
+fresh Anvil is 31337 and forgets its state), so a recorded address is trusted only while the code
+there is still exactly the verifier's runtime bytecode.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+
+from vcompute.chain import connect, start_anvil, use_sender
+from vcompute.errors import ProofError, UsageError
+from vcompute.verifier import atomic_write_bytes, build_verifier
+
+DEPLOYMENTS_NAME = "deployments.json"
+PROOF_DIR_FILES = {"settings": "settings.json", "vk": "vk.key", "proof": "proof.json"}
+
+
+@dataclass(frozen=True)
+class ProofDir:
+    """The files of a `vcompute prove` output that on-chain verification needs."""
+
+    root: Path
+    settings: Path
+    vk: Path
+    proof: Path
+    srs: Path
+
+    @classmethod
+    def open(cls, root: Path) -> "ProofDir":
+        """Check the folder and locate the SRS (summary.json's "srs"); UsageError if incomplete."""
+        root = Path(root)
+        if not root.is_dir():
+            raise UsageError(f"proof directory not found: {root}")
+        paths = {k: root / name for k, name in PROOF_DIR_FILES.items()}
+        missing = [p.name for p in paths.values() if not p.is_file()]
+        if missing:
+            raise UsageError(f"{root} is not a complete proof directory: missing {', '.join(missing)}")
+        return cls(root=root, srs=_srs_path(root), **paths)
+
+
+def _srs_path(root: Path) -> Path:
+    summary = root / "summary.json"
+    srs: Path | None = None
+    if summary.is_file():
+        try:
+            value = json.loads(summary.read_text()).get("srs")
+        except (json.JSONDecodeError, AttributeError):
+            raise UsageError(f"{summary} is not valid JSON") from None
+        if value:
+            srs = Path(value) if Path(value).is_absolute() else root / value
+    else:
+        local = sorted(root.glob("*.srs"))
+        srs = local[0] if local else None
+    if srs is None:
+        raise UsageError(f"no SRS recorded for {root}: summary.json needs an \"srs\" path")
+    if not srs.is_file():
+        raise UsageError(f"the SRS recorded for {root} is missing: {srs}")
+    return srs
+
+
+@dataclass
+class OnchainResult:
+    """What `verify --onchain` reports."""
+
+    valid: bool
+    reason: str
+    verifier_address: str
+    chain_id: int
+    rpc_url: str
+    deploy_gas: int | None
+    reused_verifier: bool
+    verification_gas: int | None
+    deployed_size: int
+    calldata_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- deployments.json ---------------------------------------------------------------------------
+
+
+def load_deployments(root: Path) -> dict:
+    """{chain id: {"verifiers": {vk sha256: entry}, ...}}; a damaged file counts as empty."""
+    path = Path(root) / DEPLOYMENTS_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record_deployment(root: Path, chain_id: int, section: str, key: str, entry: dict) -> None:
+    """Add one entry under chain id / section / key and rewrite the file atomically."""
+    data = load_deployments(root)
+    data.setdefault(str(chain_id), {}).setdefault(section, {})[key] = entry
+    atomic_write_bytes(Path(root) / DEPLOYMENTS_NAME, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def code_matches(w3: Web3, address: str, deployed_bytecode: str) -> bool:
+    """True when `address` holds exactly this runtime code (not just any code: Anvil reuses addresses)."""
+    code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
+    return code == bytes.fromhex(deployed_bytecode.removeprefix("0x"))
+
+
+# --- deploying and calling ----------------------------------------------------------------------
+
+
+def deploy(w3: Web3, abi: list, bytecode: str, *args) -> tuple[str, int, str]:
+    """Deploy a contract from w3's default account; returns (address, gas used, tx hash)."""
+    contract = w3.eth.contract(abi=abi, bytecode=bytecode)
+    try:
+        tx_hash = contract.constructor(*args).transact()
+    except ContractLogicError as exc:
+        raise ProofError(f"deployment reverted: {exc}") from None
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    if receipt["status"] != 1 or not receipt["contractAddress"]:
+        raise ProofError(f"deployment failed in transaction {tx_hash.to_0x_hex()}")
+    return receipt["contractAddress"], int(receipt["gasUsed"]), tx_hash.to_0x_hex()
+
+
+def ensure_verifier(w3: Web3, root: Path, artifact: dict) -> tuple[str, int | None, bool]:
+    """Reuse the recorded verifier for this vk on this chain, or deploy one; (address, gas, reused)."""
+    chain_id = int(w3.eth.chain_id)
+    vk_key = artifact["vk_sha256"]
+    entry = load_deployments(root).get(str(chain_id), {}).get("verifiers", {}).get(vk_key)
+    if entry and code_matches(w3, entry["address"], artifact["deployed_bytecode"]):
+        return entry["address"], entry.get("deploy_gas"), True
+    address, gas, tx = deploy(w3, artifact["abi"], artifact["bytecode"])
+    record_deployment(root, chain_id, "verifiers", vk_key, {"address": address, "deploy_gas": gas, "tx": tx})
+    return address, gas, False
+
+
+def call_verifier(w3: Web3, address: str, calldata: bytes) -> tuple[bool, str, int | None]:
+    """eth_call verifyProof; (valid, reason, gas a transaction would use). Revert or false = rejected."""
+    tx = {"to": Web3.to_checksum_address(address), "data": calldata, "from": w3.eth.default_account}
+    try:
+        out = bytes(w3.eth.call(tx))
+    except ContractLogicError as exc:
+        detail = exc.message if getattr(exc, "message", None) else str(exc)
+        return False, f"verifyProof reverted ({detail})", None
+    if len(out) != 32 or int.from_bytes(out, "big") != 1:
+        return False, f"verifyProof returned {'false' if out == bytes(32) else '0x' + out.hex()}", None
+    return True, "verifyProof returned true", int(w3.eth.estimate_gas(tx))
+
+
+def verify_on(w3: Web3, rpc_url: str, proof_dir: ProofDir) -> OnchainResult:
+    """Build (or reuse) the verifier, deploy (or reuse) it on w3's chain and check the proof."""
+    summary = build_verifier(proof_dir.root, proof_dir.vk, proof_dir.settings, proof_dir.srs, proof_dir.proof)
+    artifact = json.loads(Path(summary["verifier_json"]).read_text())
+    address, deploy_gas, reused = ensure_verifier(w3, proof_dir.root, artifact)
+    valid, reason, gas = call_verifier(w3, address, Path(summary["calldata"]).read_bytes())
+    return OnchainResult(
+        valid=valid,
+        reason=reason,
+        verifier_address=address,
+        chain_id=int(w3.eth.chain_id),
+        rpc_url=rpc_url,
+        deploy_gas=deploy_gas,
+        reused_verifier=reused,
+        verification_gas=gas,
+        deployed_size=summary["deployed_size"],
+        calldata_size=summary["calldata_size"],
+    )
+
+
+def verify_onchain(
+    proof_dir: Path, rpc_url: str | None = None, private_key: str | None = None
+) -> OnchainResult:
+    """`vcompute verify DIR --onchain`: on rpc_url, or on a fresh Anvil started and stopped here."""
+    pd = ProofDir.open(proof_dir)
+    with ExitStack() as stack:
+        if rpc_url is None:
+            rpc_url = stack.enter_context(start_anvil()).url
+        w3 = connect(rpc_url)
+        use_sender(w3, private_key)
+        return verify_on(w3, rpc_url, pd)
