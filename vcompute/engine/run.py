@@ -1,0 +1,127 @@
+"""Public entry point: run an ONNX model in EZKL's fixed-point arithmetic.
+
+``run_fixed`` quantizes the inputs as EZKL does, lowers the model to the op list EZKL computes
+(:mod:`.graph`), assigns scales (:mod:`.quantize`) and runs every op on the Triton kernels
+(:mod:`.ops`). Its ``outputs_fixed`` are the integers EZKL's witness holds for the outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vcompute.errors import UsageError
+
+from .graph import Graph, load_graph, model_input_shapes
+from .ops import TritonBackend, run_step
+from .quantize import make_plan, quantize_input
+
+
+class ScaleMismatchError(UsageError):
+    """The engine's scale bookkeeping disagrees with EZKL's settings (a lowering gap)."""
+
+
+@dataclass
+class EngineResult:
+    outputs_fixed: list[list[int]]
+    outputs: list[list[float]]
+    output_scales: list[int]
+    device: str
+    time_ms: float
+    ops: list[str] = field(default_factory=list)
+
+
+def _pick_device(device: str | None) -> str:
+    if device:
+        return device
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def _backend(name: str, device: str):
+    if name == "triton":
+        return TritonBackend(device)
+    if name == "reference":
+        from .reference import ReferenceBackend
+
+        return ReferenceBackend(device)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def _shapes_for(model_path: Path, inputs: list[np.ndarray]) -> list[tuple[int, ...]]:
+    declared = model_input_shapes(model_path)
+    if len(declared) != len(inputs):
+        raise UsageError(f"model has {len(declared)} inputs, got {len(inputs)}")
+    shapes = []
+    for d, x in zip(declared, inputs):
+        x = np.asarray(x)
+        if x.ndim == len(d) and all(a is None or a == b for a, b in zip(d, x.shape)):
+            shapes.append(tuple(x.shape))
+            continue
+        # flat input_data: fill symbolic dims with 1 (EZKL's batch_size=1)
+        concrete = tuple(1 if a is None else a for a in d)
+        if int(np.prod(concrete)) != x.size:
+            raise UsageError(f"input of {x.size} values does not fit shape {d}")
+        shapes.append(concrete)
+    return shapes
+
+
+def run_fixed(
+    model_path: Path,
+    inputs: list[np.ndarray],
+    settings: dict,
+    device: str | None = None,
+    *,
+    backend: str = "triton",
+    check_scales: bool = True,
+) -> EngineResult:
+    """Run ``model_path`` on ``inputs`` (floats) the way EZKL computes its witness.
+
+    ``settings`` is the content of EZKL's settings.json (its ``run_args`` give the scales).
+    ``backend="reference"`` runs the torch int64 reference instead of the kernels (tests and
+    debugging only). With ``check_scales`` the output scales must equal the settings'
+    ``model_output_scales`` (a mismatch means the lowering differs from EZKL's).
+    """
+    model_path = Path(model_path)
+    run_args = settings["run_args"]
+    shapes = _shapes_for(model_path, inputs)
+    graph: Graph = load_graph(model_path, shapes)
+    plan = make_plan(graph, run_args)
+    expected = settings.get("model_output_scales")
+    if check_scales and expected is not None and list(expected) != plan.output_scales:
+        raise ScaleMismatchError(
+            f"engine output scales {plan.output_scales} != EZKL's {list(expected)}; "
+            f"ops: {[s.node.onnx_op for s in plan.steps.values()]}"
+        )
+
+    dev = _pick_device(device)
+    be = _backend(backend, dev)
+    t0 = time.perf_counter()
+    values: dict[str, torch.Tensor] = {}
+    for name in graph.inputs:
+        node = graph.nodes[name]
+        x = np.asarray(inputs[node.attrs["index"]]).reshape(node.shape)
+        q = quantize_input(x, plan.input_scales[node.attrs["index"]], node.attrs["float"])
+        values[name] = torch.from_numpy(q).to(dev)
+    for name, q in plan.consts.items():
+        values[name] = torch.from_numpy(np.ascontiguousarray(q)).to(dev)
+    ops: list[str] = []
+    for name, step in plan.steps.items():
+        args = [values[i] for i in step.node.inputs]
+        values[name] = run_step(be, step, args, values)
+        ops.append(step.node.onnx_op or step.node.op)
+    outs = [values[o].reshape(-1).cpu() for o in graph.outputs]
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = (time.perf_counter() - t0) * 1000.0
+
+    fixed = [[int(v) for v in o.tolist()] for o in outs]
+    floats = [[v / 2.0 ** s for v in o] for o, s in zip(fixed, plan.output_scales)]
+    dedup: list[str] = []
+    for o in ops:
+        if not dedup or dedup[-1] != o:
+            dedup.append(o)
+    return EngineResult(fixed, floats, plan.output_scales, be.describe(), elapsed, dedup)
