@@ -109,6 +109,16 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _one_line(error: dict, std_input: dict) -> str:
+    """`File.sol:LINE: Type: message` from a solc error (its formattedMessage spans lines)."""
+    where = ""
+    loc = error.get("sourceLocation") or {}
+    source = std_input["sources"].get(loc.get("file", ""), {}).get("content")
+    if source is not None and loc.get("start", -1) >= 0:
+        where = f"{loc['file']}:{source[: loc['start']].count(chr(10)) + 1}: "
+    return f"{where}{error.get('type', 'Error')}: {error.get('message', '').strip()}"
+
+
 def compile_standard(std_input: dict) -> tuple[dict, bool]:
     """Compile a standard-JSON input; returns (solc output, cache_hit). Errors raise ProofError."""
     module = solc_module()
@@ -124,8 +134,7 @@ def compile_standard(std_input: dict) -> tuple[dict, bool]:
     output = json.loads(_run_node([], stdin=payload))
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
-        first = errors[0].get("formattedMessage") or errors[0].get("message", "")
-        raise ProofError(f"Solidity compilation failed: {first.strip()}")
+        raise ProofError(f"Solidity compilation failed: {_one_line(errors[0], std_input)}")
     _atomic_write(cached, json.dumps(output))
     return output, False
 

@@ -1,0 +1,94 @@
+"""Shared, session-scoped fixtures for the on-chain tests (solc, chain, onchain, registry).
+
+Loaded by `pytest_plugins = ["conftest_chain"]` in those test modules, so the expensive parts
+(two real EZKL proofs, ~30 s on 2 cores, and one Anvil) are made once per session.
+
+Two models with the same shape and different weights: A and B. Their proofs have the same number
+of instances, so "A's proof sent to B's verifier" is a real mismatch test, not a shape error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from vcompute.chain import LocalChain, start_anvil
+
+PROOF_FILES = ("settings.json", "model.compiled", "vk.key", "witness.json", "proof.json", "input.json")
+
+
+def _make_proof_dir(out: Path, seed: int, srs_dir: Path) -> Path:
+    """A tiny 8->16->4 MLP proved with EZKL directly, laid out like `vcompute prove` output."""
+    import ezkl
+    import torch
+
+    out.mkdir(parents=True)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    x = torch.randn(1, 8)
+    onnx_path, inp = out / "model.onnx", out / "input.json"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but is what EZKL reads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, x, str(onnx_path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    inp.write_text(json.dumps({"input_data": [x.flatten().tolist()]}))
+    s, compiled = str(out / "settings.json"), str(out / "model.compiled")
+    assert ezkl.gen_settings(str(onnx_path), s, None)
+    ezkl.calibrate_settings(str(inp), str(onnx_path), s, "resources", 1.0, None, [1], None)
+    assert ezkl.compile_circuit(str(onnx_path), compiled, s)
+    logrows = json.loads(Path(s).read_text())["run_args"]["logrows"]
+    srs = srs_dir / f"kzg{logrows}.srs"
+    if not srs.is_file():
+        ezkl.gen_srs(str(srs), logrows)
+    pk = out / "pk.key"
+    ezkl.gen_witness(str(inp), compiled, str(out / "witness.json"), None, None)
+    assert ezkl.setup(compiled, str(out / "vk.key"), str(pk), str(srs), None, False)
+    ezkl.prove(str(out / "witness.json"), compiled, str(pk), str(out / "proof.json"), str(srs))
+    pk.unlink()  # 138 MB, not needed to verify
+    (out / "summary.json").write_text(json.dumps({"srs": str(srs), "onnx": "model.onnx", "logrows": logrows}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def chain_cache(tmp_path_factory) -> Path:
+    """A private VCOMPUTE_CACHE for the session, so tests never depend on a user's cache."""
+    path = tmp_path_factory.mktemp("vcompute-cache")
+    old = os.environ.get("VCOMPUTE_CACHE")
+    os.environ["VCOMPUTE_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("VCOMPUTE_CACHE", None)
+    else:
+        os.environ["VCOMPUTE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def proof_dirs(tmp_path_factory, chain_cache) -> dict[str, Path]:
+    """Pristine proof directories of models A and B (never written to by tests: copy them)."""
+    root = tmp_path_factory.mktemp("proofs")
+    srs_dir = root / "srs"
+    srs_dir.mkdir()
+    return {"A": _make_proof_dir(root / "A", 0, srs_dir), "B": _make_proof_dir(root / "B", 1, srs_dir)}
+
+
+@pytest.fixture()
+def fresh_proof_dir(proof_dirs, tmp_path):
+    """copy("A") -> a private copy of model A's proof dir, without any recorded deployments."""
+
+    def copy(name: str = "A") -> Path:
+        dst = tmp_path / f"proof-{name}"
+        shutil.copytree(proof_dirs[name], dst, ignore=shutil.ignore_patterns("deployments.json", "Verifier.*", "calldata.bin"))
+        return dst
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def anvil(chain_cache) -> LocalChain:
+    """One Anvil for the session, on a free loopback port."""
+    with start_anvil() as chain:
+        yield chain
