@@ -31,15 +31,25 @@ class TritonBackend:
     def __init__(self, device: str) -> None:
         try:
             from kernels import runtime  # noqa: F401  (sets TRITON_INTERPRET=1 without a GPU)
-            from kernels import activation, conv, elementwise, gemm, lookup, pool, rescale
         except ImportError as e:  # never fall back silently
-            raise RuntimeError(
-                f"Triton kernels are not available ({e}); the engine will not fall back to "
-                "another implementation (use backend='reference' explicitly for debugging)"
-            ) from e
+            raise RuntimeError(f"Triton kernels are not available ({e})") from e
         self.device = torch.device(device)
-        self._gemm, self._conv, self._rescale = gemm, conv, rescale
-        self._ew, self._act, self._lookup, self._pool = elementwise, activation, lookup, pool
+        self._mods: dict[str, object] = {}
+
+    def _k(self, module: str):
+        """The kernel module ``kernels.<module>``; a missing kernel is an error, not a fallback."""
+        if module not in self._mods:
+            import importlib
+
+            try:
+                self._mods[module] = importlib.import_module(f"kernels.{module}")
+            except ImportError as e:
+                raise RuntimeError(
+                    f"Triton kernel module kernels.{module} is not available ({e}); the engine "
+                    "does not fall back to another implementation (backend='reference' runs the "
+                    "torch int64 reference, for debugging only)"
+                ) from e
+        return self._mods[module]
 
     def describe(self) -> str:
         if self.device.type == "cuda":
@@ -47,35 +57,35 @@ class TritonBackend:
         return f"{self.device} (triton interpreter)"
 
     def int_matmul(self, a, b, bias=None):
-        return self._gemm.int_matmul(a.contiguous(), b.contiguous(), bias)
+        return self._k("gemm").int_matmul(a.contiguous(), b.contiguous(), bias)
 
     def int_conv2d(self, x, w, bias, stride, padding, dilation=(1, 1), groups=1):
-        return self._conv.int_conv2d(x.contiguous(), w.contiguous(), bias, tuple(stride),
+        return self._k("conv").int_conv2d(x.contiguous(), w.contiguous(), bias, tuple(stride),
                                      tuple(padding), tuple(dilation), groups)
 
     def div_round(self, x, divisor):
-        return self._rescale.div_round(x.contiguous(), int(divisor))
+        return self._k("rescale").div_round(x.contiguous(), int(divisor))
 
     def int_add(self, a, b, a_shift=0, b_shift=0):
-        return self._ew.int_add(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
+        return self._k("elementwise").int_add(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
 
     def int_sub(self, a, b, a_shift=0, b_shift=0):
-        return self._ew.int_sub(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
+        return self._k("elementwise").int_sub(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
 
     def int_mul(self, a, b, a_shift=0, b_shift=0):
-        return self._ew.int_mul(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
+        return self._k("elementwise").int_mul(a.contiguous(), b.contiguous(), a_shift=a_shift, b_shift=b_shift)
 
     def relu(self, x):
-        return self._act.relu(x.contiguous())
+        return self._k("activation").relu(x.contiguous())
 
     def table_lookup(self, x, table, offset):
-        return self._lookup.table_lookup(x.contiguous(), table.contiguous(), offset)
+        return self._k("lookup").table_lookup(x.contiguous(), table.contiguous(), offset)
 
     def max_pool2d(self, x, kernel, stride, padding=(0, 0)):
-        return self._pool.max_pool2d(x.contiguous(), tuple(kernel), tuple(stride), tuple(padding))
+        return self._k("pool").max_pool2d(x.contiguous(), tuple(kernel), tuple(stride), tuple(padding))
 
     def sum_pool2d(self, x, kernel, stride, padding=(0, 0)):
-        return self._pool.sum_pool2d(x.contiguous(), tuple(kernel), tuple(stride), tuple(padding))
+        return self._k("pool").sum_pool2d(x.contiguous(), tuple(kernel), tuple(stride), tuple(padding))
 
 
 # ---------------------------------------------------------------------------------------------
