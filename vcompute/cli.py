@@ -1,0 +1,196 @@
+"""The ``vcompute`` command line: parse options, call a pipeline stage, print a table or JSON.
+
+Exit codes: 0 success, 1 a proof or check that fails, 2 bad usage or input (one line, no
+traceback), 130 interrupted. ``VCOMPUTE_DEBUG=1`` shows tracebacks for internal errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from vcompute import __version__
+from vcompute.errors import UsageError, VcomputeError
+
+app = typer.Typer(
+    name="vcompute",
+    help="Verifiable GPU inference: prove an ONNX model's answer with EZKL, check it locally or on-chain,"
+    " and run the same fixed-point model on Triton kernels, bit-identical to the proof.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# EZKL's Rust code writes to fds 1 and 2 (we redirect them during its calls); our own messages
+# go to duplicates of the original descriptors so they are never captured.
+_err = Console(file=os.fdopen(os.dup(2), "w", buffering=1), stderr=True)
+_out = Console(file=os.fdopen(os.dup(1), "w", buffering=1))
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn our errors into one line and an exit code; never a traceback for a user mistake."""
+    try:
+        yield
+    except VcomputeError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # an internal bug: still one line unless debugging
+        if os.environ.get("VCOMPUTE_DEBUG"):
+            raise
+        _err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set VCOMPUTE_DEBUG=1 for a traceback)", highlight=False)
+        raise typer.Exit(1) from None
+
+
+class StageProgress:
+    """A spinner line while a stage runs, then a line with its time (and cache hit)."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.status: Any = None
+
+    def __call__(self, stage: str, event: str, record: dict[str, Any]) -> None:
+        if event == "warning":
+            self.console.print(f"[yellow]warning:[/] {record['message']}", highlight=False)
+            return
+        if not self.enabled:
+            return
+        if event == "start":
+            self.status = self.console.status(f"{stage}…")
+            self.status.start()
+        elif event == "done":
+            if self.status:
+                self.status.stop()
+            cache = " [dim](cache hit)[/]" if record.get("cached") else ""
+            self.console.print(f"[green]✓[/] {stage:<20} {record['seconds']:7.2f} s{cache}", highlight=False)
+
+    def close(self) -> None:
+        if self.status:
+            self.status.stop()
+
+
+def print_json(obj: Any) -> None:
+    _out.file.write(json.dumps(obj, indent=2) + "\n")
+    _out.file.flush()
+
+
+def _parse_scales(text: Optional[str]) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--scales takes comma-separated integers like 7,10,13, not {text!r}") from None
+
+
+Visibility = Annotated[str, typer.Option(help="public | private | fixed | hashed")]
+
+
+@app.command()
+def prove(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to prove.", show_default=False)],
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format {\"input_data\": [[...]]}. Default: a deterministic sample input, saved as input.json.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Out dir for the artifacts. Default: out/<model name>.")] = None,
+    srs: Annotated[Optional[Path], typer.Option(help="A ceremony SRS file. Default: a cached development SRS (not for production).")] = None,
+    target: Annotated[str, typer.Option(help="Calibration target: resources (smaller circuit) or accuracy.")] = "resources",
+    calibration_data: Annotated[Optional[Path], typer.Option(help="Calibration samples in EZKL's input format. Default: the input being proven (the first time).")] = None,
+    scales: Annotated[Optional[str], typer.Option(help="Fixed-point scales (log2) calibration may pick from, e.g. 7,10,13.")] = None,
+    max_logrows: Annotated[Optional[int], typer.Option(help="Cap on the circuit size calibration may choose (log2 rows).")] = None,
+    input_visibility: Visibility = "public",
+    output_visibility: Visibility = "public",
+    param_visibility: Annotated[str, typer.Option(help="fixed | private | hashed")] = "fixed",
+    engine: Annotated[bool, typer.Option(help="Run the Triton engine and require its outputs to equal the witness, bit for bit.")] = True,
+    evm: Annotated[bool, typer.Option(help="Also write the Solidity verifier (Verifier.sol/.json) and calldata.bin.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Prove MODEL on an input: settings, calibration, circuit, SRS, keys (cached), witness, proof, verification.
+
+    Writes settings.json, model.compiled, vk.key, witness.json, proof.json, input.json and
+    summary.json to the out dir; the proving key and SRS stay in the cache ($VCOMPUTE_CACHE).
+    """
+    from vcompute import circuit, pipeline
+
+    with user_errors():
+        options = circuit.CircuitOptions(
+            target=target,
+            scales=_parse_scales(scales),
+            max_logrows=max_logrows,
+            input_visibility=input_visibility,
+            output_visibility=output_visibility,
+            param_visibility=param_visibility,
+        )
+        request = pipeline.ProveRequest(
+            model=model,
+            out=out or Path("out") / model.stem,
+            input=input,
+            calibration_data=calibration_data,
+            srs=srs,
+            options=options,
+            engine=engine,
+            evm=evm,
+        )
+        progress = StageProgress(_err)
+        try:
+            summary = pipeline.prove(request, progress)
+        finally:
+            progress.close()
+        if as_json:
+            print_json(summary)
+        else:
+            from vcompute import report
+
+            report.print_prove(_out, summary)
+            _out.print(f"[green]proof verified[/] → {request.out}")
+
+
+@app.command()
+def verify(
+    proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
+    srs: Annotated[Optional[Path], typer.Option(help="The SRS to verify with (default: the one the proof was made with).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Verify the proof in PROOF_DIR against its verifying key, settings and SRS. Exit 0 valid, 1 rejected."""
+    from vcompute import pipeline
+
+    with user_errors():
+        try:
+            result = pipeline.verify(proof_dir, srs)
+        except VcomputeError as exc:
+            if as_json and exc.exit_code == 1:
+                print_json({"valid": False, "proof_dir": str(proof_dir), "reason": str(exc)})
+            raise
+        if as_json:
+            print_json(result)
+        else:
+            _out.print(f"[green]valid[/]: {proof_dir} ({result['seconds']:.2f} s)")
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of vcompute and the tools it pins."""
+    from vcompute import ezkl_call
+
+    _out.print(f"vcompute {__version__} (ezkl {ezkl_call.version()})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
