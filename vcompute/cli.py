@@ -180,6 +180,29 @@ def verify(
 
 
 @app.command()
+def infer(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to run.", show_default=False)],
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="EZKL settings.json giving the scales (e.g. a proof dir's). Default: calibrate as 'prove' would, through the cache.")] = None,
+    calibration_data: Annotated[Optional[Path], typer.Option(help="Calibration samples, as for 'prove' (used without --settings).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 or cpu. Default: the GPU if there is one, else the CPU through Triton's interpreter.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print outputs, outputs_fixed, device, time_ms and ops as JSON.")] = False,
+) -> None:
+    """Run MODEL on vcompute's Triton kernels in EZKL's fixed-point arithmetic: the integers a proof would attest."""
+    from vcompute import inference
+
+    with user_errors():
+        with _err.status("running the fixed-point engine…"):
+            result = inference.infer(model, input, settings, calibration_data=calibration_data, device=device)
+        if as_json:
+            print_json(result)
+        else:
+            from vcompute import report
+
+            report.print_infer(_out, result)
+
+
+@app.command()
 def version() -> None:
     """Print the versions of vcompute and the tools it pins."""
     from vcompute import ezkl_call
