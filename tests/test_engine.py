@@ -67,7 +67,21 @@ def _conv_bn():
     return m
 
 
-# name -> (model factory, input shapes, settings mode)
+def _conv_bn_unfused():
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                      nn.Conv2d(4, 3, 3, bias=False), nn.BatchNorm2d(3))
+    with torch.no_grad():
+        for bn in (m[1], m[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    return m
+
+
+PRESERVE = {"training": torch.onnx.TrainingMode.PRESERVE}
+
+# name -> (model factory, input shapes, settings mode[, torch.onnx.export kwargs])
 #   settings mode: "cal" = ezkl.calibrate_settings(target "resources");
 #                  (scale, rebase_multiplier) = fixed input/param scales, no calibration
 CASES = {
@@ -93,6 +107,13 @@ CASES = {
     "leaky_relu": (lambda: Fn(lambda s, x: nn.functional.leaky_relu(x, 0.1)), [(2, 8)], "cal"),
     "avgpool_pad": (lambda: nn.AvgPool2d(3, stride=2, padding=1), [(1, 2, 6, 6)], "cal"),
     "reduce_mean": (lambda: Fn(lambda s, x: x.mean(dim=-1)), [(2, 8)], "cal"),
+    "clip_relu6": (lambda: Fn(lambda s, x: torch.clamp(x, -0.5, 0.75)
+                              + nn.functional.relu6(x * 4)), [(2, 8)], "cal"),
+    "gelu_erf": (lambda: nn.GELU(), [(2, 8)], "cal"),
+    "abs_neg": (lambda: Fn(lambda s, x: torch.abs(x) - x + (-x)), [(2, 8)], "cal"),
+    # BatchNormalization kept in the ONNX file (the exporter's own Conv+BN fusion disabled):
+    # tract folds it into the conv in f32
+    "conv_bn_unfused": (_conv_bn_unfused, [(1, 2, 6, 6)], "cal", PRESERVE),
 }
 
 
@@ -106,7 +127,7 @@ def _kernels_missing() -> list[str]:
     return missing
 
 
-def _prepare(root: Path, name: str, factory, shapes, mode, seed: int = 0):
+def _prepare(root: Path, name: str, factory, shapes, mode, seed: int = 0, export_kwargs=None):
     """Export, calibrate/configure, compile and witness one model; return paths and data."""
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
@@ -117,7 +138,8 @@ def _prepare(root: Path, name: str, factory, shapes, mode, seed: int = 0):
     settings_path, compiled, wit = d / "settings.json", d / "model.compiled", d / "witness.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, tuple(xs), str(onnx_path), opset_version=17, dynamo=False)
+        torch.onnx.export(model, tuple(xs), str(onnx_path), opset_version=17, dynamo=False,
+                          **(export_kwargs or {}))
     data_path.write_text(json.dumps({"input_data": [x.flatten().tolist() for x in xs]}))
     if mode == "cal":
         assert ezkl.gen_settings(str(onnx_path), str(settings_path))
@@ -140,8 +162,9 @@ def prepared(tmp_path_factory):
 
     def get(name: str):
         if name not in cache:
-            factory, shapes, mode = CASES[name]
-            cache[name] = _prepare(root, name, factory, shapes, mode)
+            factory, shapes, mode, *kw = CASES[name]
+            cache[name] = _prepare(root, name, factory, shapes, mode,
+                                   export_kwargs=kw[0] if kw else None)
         return cache[name]
 
     return get
@@ -191,15 +214,15 @@ def test_bundled_models(tmp_path, bundled):
 
 
 def test_unsupported_op(tmp_path):
-    model = Fn(lambda s, x: torch.abs(x) + 1.0).eval()
-    path = tmp_path / "abs.onnx"
+    model = Fn(lambda s, x: torch.floor(x) + 1.0).eval()
+    path = tmp_path / "floor.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 4),), str(path), opset_version=17, dynamo=False)
     settings = {"run_args": {"input_scale": 7, "param_scale": 7, "scale_rebase_multiplier": 1}}
-    with pytest.raises(UnsupportedOpError, match="Abs") as info:
+    with pytest.raises(UnsupportedOpError, match="Floor") as info:
         run_fixed(path, [np.zeros((1, 4))], settings, backend="reference")
-    assert info.value.op_type == "Abs"
+    assert info.value.op_type == "Floor"
 
 
 def test_witness_felt_decoding():

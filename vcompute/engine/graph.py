@@ -108,6 +108,12 @@ class _Lowerer:
         self.alias: dict[str, str] = {}
         self.used_consts: dict[str, str] = {}
         self.counter = 0
+        self.onnx_uses: dict[str, int] = {}
+        for n in g.node:
+            for i in n.input:
+                self.onnx_uses[i] = self.onnx_uses.get(i, 0) + 1
+        for o in g.output:
+            self.onnx_uses[o.name] = self.onnx_uses.get(o.name, 0) + 1
         real_inputs = [i for i in g.input if i.name not in self.consts]
         if len(real_inputs) != len(input_shapes):
             raise UsageError(
@@ -237,6 +243,36 @@ class _Lowerer:
 
         if op == "Relu":
             self._new("relu", [x], self.shapes[x], op, name=out)
+        elif op in ("Abs", "Neg"):
+            self._new(op.lower(), [x], self.shapes[x], op, name=out)
+        elif op == "Clip":
+            # tract: Max(x, lo) then Min(., hi); Max with a 0 constant is EZKL's ReLU
+            lo = ins[1] if len(ins) > 1 and ins[1] else None
+            hi = ins[2] if len(ins) > 2 and ins[2] else None
+            if "min" in a or "max" in a:  # opset < 11 attributes
+                raise UnsupportedOpError("Clip", "attribute form (opset < 11)")
+            if any(v is not None and v not in self.consts for v in (lo, hi)):
+                raise UnsupportedOpError("Clip", "non-constant bounds")
+            cur = x
+            if lo is not None:
+                tmp = out if hi is None else f"__clip_lo_{self.counter}"
+                self._max_min("Max", cur, self.consts[lo], tmp)
+                cur = tmp
+            if hi is not None:
+                self._max_min("Min", cur, self.consts[hi], out)
+            if lo is None and hi is None:
+                self.alias[out] = x
+        elif op in ("Max", "Min"):
+            if len(ins) != 2:
+                raise UnsupportedOpError(op, "only two inputs")
+            c0, c1 = ins[0] in self.consts, ins[1] in self.consts
+            if c0 or c1:
+                self._max_min(op, self._ref(ins[1] if c0 else ins[0]),
+                              self.consts[ins[0] if c0 else ins[1]], out)
+            else:
+                a_, b_ = self._ref(ins[0]), self._ref(ins[1])
+                self._new(op.lower(), [a_, b_],
+                          np.broadcast_shapes(self.shapes[a_], self.shapes[b_]), op, name=out)
         elif op == "LeakyRelu":
             self._new("leaky", [x], self.shapes[x], op, name=out,
                       alpha=float(np.float32(a.get("alpha", 0.01))))
@@ -380,6 +416,17 @@ class _Lowerer:
         else:
             raise UnsupportedOpError(op)
 
+    def _max_min(self, op: str, x: str, c: np.ndarray, out: str) -> None:
+        """``Max``/``Min`` of ``x`` and a constant (utilities.rs "Max": Max with a single 0 is a
+        ReLU, i.e. ``LeakyReLU(slope=0)``)."""
+        c32 = np.asarray(c, dtype=np.float32)
+        if op == "Max" and c32.size == 1 and float(c32.reshape(-1)[0]) == 0.0:
+            self._new("relu", [x], self.shapes[x], "Clip", name=out)
+            return
+        cn = self._const(c32, op.lower())
+        self._new(op.lower(), [x, cn], np.broadcast_shapes(self.shapes[x], c32.shape), op,
+                  name=out)
+
     def _lower_conv(self, node, a, ins, x, out) -> None:
         if ins[1] not in self.consts:
             raise UnsupportedOpError("Conv", "kernel must be a constant")
@@ -404,6 +451,49 @@ class _Lowerer:
         self._new("conv", inputs, (n_, w.shape[0], oh, ow), "Conv", name=out,
                   stride=tuple(s), pads=((p[0], p[2]), (p[1], p[3])), group=g)
 
+    def _fold_into_conv(self, x: str, kind: str, operand: np.ndarray, out: str,
+                        conv_on_left: bool = True) -> bool:
+        """tract's ``Conv::declutter_channel_arithmetic_succ``: a per-channel Mul/Add/Sub by a
+        constant right after a group-1 Conv with no other consumer is folded into the conv's
+        kernel and bias, in f32. Returns True when folded (``out`` then aliases the conv)."""
+        node = self.nodes.get(x)
+        if node is None or node.op != "conv" or node.attrs["group"] != 1:
+            return False
+        if self.onnx_uses.get(x, 0) != 1 or x in self.input_names:
+            return False
+        c = node.shape[1]
+        op = np.asarray(operand, dtype=np.float32)
+        if op.ndim > 4:
+            return False
+        op4 = op.reshape((1,) * (4 - op.ndim) + op.shape)
+        if op4.shape != (1, c, 1, 1):
+            return False
+        vec = op4.reshape(c)
+        w_node = self.nodes[node.inputs[1]]
+        if len(node.inputs) < 3:
+            node.inputs.append(self._const(np.zeros(c, dtype=np.float32), "conv_b"))
+        b_node = self.nodes[node.inputs[2]]
+        w = np.asarray(w_node.attrs["value"], dtype=np.float32)
+        b = np.asarray(b_node.attrs["value"], dtype=np.float32).reshape(c)
+        if kind == "Mul":
+            w = w * vec.reshape(c, 1, 1, 1)
+            b = b * vec
+        elif kind == "Add":
+            b = b + vec
+        elif kind == "Sub":
+            if not conv_on_left:
+                # tract folds ``c - conv(x)`` into the bias without negating the kernel
+                raise UnsupportedOpError("Sub", "constant minus a Conv output (tract folds it "
+                                         "into the conv bias with the wrong sign)")
+            b = b - vec
+        else:
+            return False
+        w_node.attrs["value"] = w
+        b_node.attrs["value"] = b
+        self.alias[out] = x
+        self.onnx_uses[x] = self.onnx_uses.get(out, 0)  # the conv now feeds out's consumers
+        return True
+
     def _lower_bn(self, a, ins, x, out) -> None:
         """Standalone BatchNormalization, as tract expands it: ``x * slope + inter`` (f32)."""
         if not all(i in self.consts for i in ins[1:5]):
@@ -417,6 +507,11 @@ class _Lowerer:
         cshape = [1] * len(shp)
         cshape[1] = shp[1]
         tmp = f"__bn_mul_{self.counter}"
+        # tract wires Mul(slope) then Add(inter); a preceding Conv absorbs both.
+        if self._fold_into_conv(x, "Mul", slope.reshape(cshape), tmp):
+            self.onnx_uses[x] = 1  # the Add below
+            self._fold_into_conv(x, "Add", inter.reshape(cshape), out)
+            return
         self._new("mult", [x, self._const(slope.reshape(cshape), "bn_slope")], shp,
                   "BatchNormalization", name=tmp)
         self._new("add", [tmp, self._const(inter.reshape(cshape), "bn_inter")], shp,
@@ -432,6 +527,11 @@ class _Lowerer:
             recip = np.float32(1.0) / self.consts[ins[1]].astype(np.float32)
             self._mul_const(self._ref(ins[0]), recip, out, "Div")
             return
+        if (c0 or c1) and op in ("Add", "Sub", "Mul"):
+            xv = self._ref(ins[1] if c0 else ins[0])
+            if self._fold_into_conv(xv, op, self.consts[ins[0] if c0 else ins[1]], out,
+                                    conv_on_left=c1):
+                return
         if op == "Mul":
             if c0 or c1:
                 xv = self._ref(ins[1] if c0 else ins[0])

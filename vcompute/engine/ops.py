@@ -193,6 +193,10 @@ def _matmul_nd(be, a: torch.Tensor, b: torch.Tensor, out_shape) -> torch.Tensor:
     return torch.stack(outs).reshape(out_shape)
 
 
+def _bcast(x: torch.Tensor, shape) -> torch.Tensor:
+    return x.expand(*shape).contiguous() if tuple(x.shape) != tuple(shape) else x
+
+
 def _pad2d(x: torch.Tensor, pads) -> torch.Tensor:
     (t, b), (l, r) = pads
     if t or b or l or r:
@@ -237,6 +241,18 @@ def run_step(be, step: Step, args: list[torch.Tensor], consts_t: dict) -> torch.
         y = args[0].reshape(shape) if op == "view" else args[0]
     elif op == "relu":
         y = be.relu(args[0])
+    elif op == "abs":  # |x| = 2 relu(x) - x
+        r = be.relu(args[0])
+        y = be.int_sub(r, args[0], 1, 0)
+    elif op == "neg":
+        y = be.int_sub(torch.zeros_like(args[0]), args[0])
+    elif op in ("max", "min"):
+        # max(a, b) = b + relu(a - b); min(a, b) = a - relu(a - b) (inputs at equal scale)
+        d = be.relu(be.int_sub(args[0], args[1], sh[0], sh[1]))
+        if op == "max":
+            y = be.int_add(_bcast(args[1], shape) , d, sh[1], 0)
+        else:
+            y = be.int_sub(_bcast(args[0], shape), d, sh[0], 0)
     elif op == "leaky":
         x = args[0]
         pos = be.relu(x)

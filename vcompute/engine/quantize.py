@@ -74,8 +74,9 @@ class Plan:
     input_scales: list[int]
 
 
-_HOMOGENOUS = {"add", "sub", "concat"}
-_PASS = {"reshape", "view", "transpose", "maxpool", "sumpool", "sum", "relu", "lookup"}
+_HOMOGENOUS = {"add", "sub", "concat", "max", "min"}
+_PASS = {"reshape", "view", "transpose", "maxpool", "sumpool", "sum", "relu", "lookup", "abs",
+         "neg"}
 
 
 def make_plan(graph: Graph, run_args: dict) -> Plan:
@@ -101,7 +102,11 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
         consts[name] = quantize(graph.nodes[name].attrs["value"], scale)
         scales[name] = scale
 
-    for name, node in graph.nodes.items():
+    # constants first: a lowering may add one (a folded conv bias) after its consumer
+    order = [n for n in graph.nodes.values() if n.op == "const"]
+    order += [n for n in graph.nodes.values() if n.op != "const"]
+    for node in order:
+        name = node.name
         if node.op == "input":
             s = input_scale if node.attrs["float"] else 0
             scales[name] = s
@@ -148,7 +153,7 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
             inner = sum(eff)
         elif op == "conv":
             inner = eff[0] + eff[1]
-        elif op in ("add", "sub", "concat") or op in _PASS:
+        elif op in _HOMOGENOUS or op in _PASS:
             inner = eff[0]
         elif op == "pow":
             inner = eff[0] * node.attrs["n"]
