@@ -46,14 +46,16 @@ def max_abs(t: torch.Tensor | None) -> int:
     """max |t| as a Python int (exact, also for the int64 minimum); 0 for None or empty."""
     if t is None or t.numel() == 0:
         return 0
-    lo, hi = torch.aminmax(t)
-    return max(-int(lo), int(hi))
+    lo, hi = value_range(t)
+    return max(-lo, hi)
 
 
 def value_range(t: torch.Tensor) -> tuple[int, int]:
-    """(min, max) of a non-empty tensor as Python ints."""
-    lo, hi = torch.aminmax(t)
-    return int(lo), int(hi)
+    """(min, max) of a tensor as Python ints ((0, 0) when empty), from one pass and one sync."""
+    if t.numel() == 0:
+        return 0, 0
+    lo_hi = torch.stack(torch.aminmax(t)).tolist()
+    return int(lo_hi[0]), int(lo_hi[1])
 
 
 def check_fits_int64(what: str, bound: int) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from kernels._checks import (
     INT64_MAX,
@@ -65,6 +66,10 @@ class GemmConfig:
     num_warps: int = 8
     num_stages: int = 3
     group_m: int = 8
+    #: load tiles with the Hopper bulk tensor copy engine (TMA descriptors); else pointer loads
+    tma: bool = True
+    #: persistent grid (one program per SM looping over tiles); TMA kernel only
+    persistent: bool = False
 
     def check(self, la: int, lb: int) -> None:
         """ValueError unless the config is usable with ``la`` x ``lb`` limbs."""
@@ -82,20 +87,53 @@ DEFAULT_GEMM_CONFIG = GemmConfig()
 
 
 @triton.jit
-def _split_limbs_kernel(x_ptr, out_ptr, R, C, stride_r, stride_c,
+def _split_limbs_kernel(x_ptr, out_ptr, R, C, C_PAD, stride_r, stride_c,
                         L: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i)."""
+    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i); 0 for C <= c < C_PAD."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (rows[:, None] < R) & (cols[None, :] < C)
+    mask = (rows[:, None] < R) & (cols[None, :] < C_PAD)
     r64 = rows[:, None].to(tl.int64)
     c64 = cols[None, :].to(tl.int64)
-    x = tl.load(x_ptr + r64 * stride_r + c64 * stride_c, mask=mask, other=0)
-    base = out_ptr + r64 * (L * C) + c64
+    x = tl.load(x_ptr + r64 * stride_r + c64 * stride_c, mask=mask & (cols[None, :] < C), other=0)
+    base = out_ptr + r64 * (L * C_PAD) + c64
     for i in tl.static_range(L):
         d = ((x + 128) & 255) - 128  # balanced digit in [-128, 127]
-        tl.store(base + i * C, d.to(tl.int8), mask=mask)
+        tl.store(base + i * C_PAD, d.to(tl.int8), mask=mask)
         x = (x - d) >> 8  # exact: x - d is a multiple of 256
+
+
+@triton.jit
+def _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Grouped tile order: GROUP_M row-tiles in a row share B' tiles in L2."""
+    num_in_group = GROUP_M * num_pid_n
+    first_m = (tile_id // num_in_group) * GROUP_M
+    group_size = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (tile_id % num_in_group) % group_size
+    pid_n = (tile_id % num_in_group) // group_size
+    return pid_m, pid_n
+
+
+@triton.jit
+def _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn,
+                   LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Epilogue: c tile = sum_ij (acc block ij) << 8*(i+j) in int64, + bias; masked store."""
+    OUT_M: tl.constexpr = BLOCK_M // LA
+    OUT_N: tl.constexpr = BLOCK_N // LB
+    res = acc.to(tl.int64)
+    if LB > 1:  # columns are n*LB + j
+        res = tl.reshape(res, (BLOCK_M, OUT_N, LB))
+        res = tl.sum(res << (8 * tl.arange(0, LB).to(tl.int64))[None, None, :], axis=2)
+    if LA > 1:  # rows are m*LA + i
+        res = tl.reshape(res, (OUT_M, LA, OUT_N))
+        res = tl.sum(res << (8 * tl.arange(0, LA).to(tl.int64))[None, :, None], axis=1)
+    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
+    offs_n = pid_n * OUT_N + tl.arange(0, OUT_N)
+    if HAS_BIAS:
+        res += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0)[None, :]
+    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :].to(tl.int64) * stride_cn
+    tl.store(c_ptrs, res, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
 @triton.jit
@@ -103,20 +141,11 @@ def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_cm, stride_
                       LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       GROUP_M: tl.constexpr):
-    """c[M, N] (int64) = sum_ij 256**(i+j) * (A_i @ B_j) + bias, from A' [M*LA, K] and B' [N*LB, K] int8."""
-    OUT_M: tl.constexpr = BLOCK_M // LA
-    OUT_N: tl.constexpr = BLOCK_N // LB
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, OUT_M)
-    num_pid_n = tl.cdiv(N, OUT_N)
-    # grouped ordering: GROUP_M row-tiles share B' tiles in L2
-    num_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_in_group
-    first_m = group_id * GROUP_M
-    group_size = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % num_in_group) % group_size
-    pid_n = (pid % num_in_group) // group_size
+    """c[M, N] (int64) = sum_ij 256**(i+j) * (A_i @ B_j) + bias, from A' [M*LA, K] and B' [N*LB, K] int8.
 
+    Pointer loads (cp.async on GPU); one program per output tile.
+    """
+    pid_m, pid_n = _tile_coords(tl.program_id(0), tl.cdiv(M, BLOCK_M // LA), tl.cdiv(N, BLOCK_N // LB), GROUP_M)
     # rows of A' / B' for this tile; wrap out-of-range rows (their outputs are masked at the store)
     rows_a = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % (M * LA)
     rows_b = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % (N * LB)
@@ -135,21 +164,30 @@ def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_cm, stride_
         acc = tl.dot(a, b, acc, out_dtype=tl.int32)
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
+    _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, LA, LB, HAS_BIAS, BLOCK_M, BLOCK_N)
 
-    # epilogue: combine limb products exactly in int64
-    res = acc.to(tl.int64)
-    if LB > 1:
-        res = tl.reshape(res, (BLOCK_M, OUT_N, LB))
-        res = tl.sum(res << (8 * tl.arange(0, LB).to(tl.int64))[None, None, :], axis=2)
-    if LA > 1:
-        res = tl.reshape(res, (OUT_M, LA, OUT_N))
-        res = tl.sum(res << (8 * tl.arange(0, LA).to(tl.int64))[None, :, None], axis=1)
-    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
-    offs_n = pid_n * OUT_N + tl.arange(0, OUT_N)
-    if HAS_BIAS:
-        res += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0)[None, :]
-    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :].to(tl.int64) * stride_cn
-    tl.store(c_ptrs, res, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+@triton.jit
+def _limb_gemm_tma_kernel(a_desc, b_desc, bias_ptr, c_ptr, M, N, K, stride_cm, stride_cn, num_progs,
+                          LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                          GROUP_M: tl.constexpr, FLATTEN: tl.constexpr):
+    """Same product with TMA tile loads (out-of-bounds rows/cols read as 0).
+
+    Programs loop over output tiles ``pid, pid + num_progs, ...`` (persistent when the grid is one
+    program per SM; a plain grid runs the loop once).
+    """
+    num_pid_m = tl.cdiv(M, BLOCK_M // LA)
+    num_pid_n = tl.cdiv(N, BLOCK_N // LB)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, num_progs, flatten=FLATTEN):
+        pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        for ki in range(k_tiles):
+            a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
+            b = b_desc.load([pid_n * BLOCK_N, ki * BLOCK_K])
+            acc = tl.dot(a, b.T, acc, out_dtype=tl.int32)
+        _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn, LA, LB, HAS_BIAS, BLOCK_M, BLOCK_N)
 
 
 def limbs_needed(lo: int, hi: int) -> int:
@@ -170,15 +208,20 @@ def padded_limbs(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def split_limbs(x: torch.Tensor, limbs: int) -> torch.Tensor:
-    """int8 [R, limbs, C] limbs of a 2-D int64 tensor (any strides) on its device."""
+def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16) -> torch.Tensor:
+    """int8 [R, limbs, Cp] limbs of a 2-D int64 tensor (any strides) on its device.
+
+    ``Cp`` is C rounded up to a multiple of ``pad_to`` (zero limbs in the padding) so that rows of
+    the limb matrix are 16-byte aligned, as the TMA copy engine needs.
+    """
     R, C = x.shape
-    out = torch.empty((R, limbs, C), dtype=torch.int8, device=x.device)
-    if R == 0 or C == 0:
+    c_pad = -(-C // pad_to) * pad_to
+    out = torch.empty((R, limbs, c_pad), dtype=torch.int8, device=x.device)
+    if R == 0 or c_pad == 0:
         return out
     block_r, block_c = 32, 64
-    grid = (triton.cdiv(R, block_r), triton.cdiv(C, block_c))
-    _split_limbs_kernel[grid](x, out, R, C, x.stride(0), x.stride(1), L=limbs, BLOCK_R=block_r, BLOCK_C=block_c)
+    grid = (triton.cdiv(R, block_r), triton.cdiv(c_pad, block_c))
+    _split_limbs_kernel[grid](x, out, R, C, c_pad, x.stride(0), x.stride(1), L=limbs, BLOCK_R=block_r, BLOCK_C=block_c)
     return out
 
 
@@ -195,25 +238,45 @@ def check_accumulator_bound(k: int, la: int, lb: int, a_max: int, b_max: int, wh
 
 def limb_matmul(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | None,
                 config: GemmConfig | None = None) -> torch.Tensor:
-    """int64 [M, N] from limb tensors a_limbs [M, LA, K] and b_limbs [N, LB, K] (int8, contiguous).
+    """int64 [M, N] from limb tensors a_limbs [M, LA, K] and b_limbs [N, LB, K] (int8, contiguous,
+    K a multiple of 16 as ``split_limbs`` pads it).
 
     No bound checks: callers (``int_matmul``, the benchmark) must have checked them.
     """
     M, la, K = a_limbs.shape
     N, lb, K2 = b_limbs.shape
-    assert K == K2 and a_limbs.dtype == b_limbs.dtype == torch.int8
+    assert K == K2 and K % 16 == 0 and a_limbs.dtype == b_limbs.dtype == torch.int8
     cfg = config or DEFAULT_GEMM_CONFIG
     cfg.check(la, lb)
+    return _launch(a_limbs, b_limbs, bias, cfg)[0]
+
+
+def _launch(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | None, cfg: GemmConfig):
+    """Launch the limb GEMM; returns (c, the launched kernel's handle) (the benchmark reads its PTX)."""
+    M, la, K = a_limbs.shape
+    N, lb, _ = b_limbs.shape
     c = torch.empty((M, N), dtype=torch.int64, device=a_limbs.device)
-    out_m, out_n = cfg.block_m // la, cfg.block_n // lb
-    grid = (triton.cdiv(M, out_m) * triton.cdiv(N, out_n),)
-    _limb_gemm_kernel[grid](
-        a_limbs, b_limbs, bias if bias is not None else c, c, M, N, K, c.stride(0), c.stride(1),
-        LA=la, LB=lb, HAS_BIAS=bias is not None, EVEN_K=K % cfg.block_k == 0,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
-    return c
+    num_tiles = triton.cdiv(M, cfg.block_m // la) * triton.cdiv(N, cfg.block_n // lb)
+    bias_arg = bias if bias is not None else c
+    common = dict(LA=la, LB=lb, HAS_BIAS=bias is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                  BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if cfg.tma:
+        a_desc = TensorDescriptor.from_tensor(a_limbs.view(M * la, K), [cfg.block_m, cfg.block_k])
+        b_desc = TensorDescriptor.from_tensor(b_limbs.view(N * lb, K), [cfg.block_n, cfg.block_k])
+        progs = min(num_tiles, _num_sms(a_limbs.device)) if cfg.persistent else num_tiles
+        handle = _limb_gemm_tma_kernel[(progs,)](a_desc, b_desc, bias_arg, c, M, N, K, c.stride(0), c.stride(1), progs,
+                                        FLATTEN=cfg.persistent, **common)
+    else:
+        handle = _limb_gemm_kernel[(num_tiles,)](a_limbs, b_limbs, bias_arg, c, M, N, K, c.stride(0), c.stride(1),
+                                        EVEN_K=K % cfg.block_k == 0, **common)
+    return c, handle
+
+
+def _num_sms(dev: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (4 for the CPU interpreter)."""
+    if dev.type != "cuda":
+        return 4
+    return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
 def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
@@ -235,7 +298,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
     if bias is not None and bias.shape[0] != N:
         raise ValueError(f"int_matmul: bias has {bias.shape[0]} entries, expected N={N}")
     a, b, bias = to_compute(a), to_compute(b), to_compute(bias)
-    a_max, b_max, bias_max = max_abs(a), max_abs(b), max_abs(bias)
+    (a_lo, a_hi), (b_lo, b_hi) = value_range(a), value_range(b)  # one min/max pass each
+    a_max, b_max, bias_max = max(-a_lo, a_hi), max(-b_lo, b_hi), max_abs(bias)
     check_fits_int64(f"int_matmul K={K}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
                      K * a_max * b_max + bias_max)
     if M == 0 or N == 0 or K == 0 or a_max == 0 or b_max == 0:
@@ -243,8 +307,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
         if bias is not None:
             out += bias
         return out.to(out_device)
-    la = padded_limbs(limbs_needed(*value_range(a)))
-    lb = padded_limbs(limbs_needed(*value_range(b)))
+    la = padded_limbs(limbs_needed(a_lo, a_hi))
+    lb = padded_limbs(limbs_needed(b_lo, b_hi))
     check_accumulator_bound(K, la, lb, a_max, b_max)
     a_limbs = split_limbs(a, la)
     b_limbs = split_limbs(b.t(), lb)

@@ -11,8 +11,8 @@ from kernels.testing import assert_same, int_mm_reference, ref_matmul
 
 CONFIGS = [
     GemmConfig(16, 16, 16, 1, 1, 1),
-    GemmConfig(32, 64, 32, 4, 2, 4),
-    GemmConfig(64, 32, 64, 4, 1, 8),
+    GemmConfig(32, 64, 32, 4, 2, 4, tma=False),
+    GemmConfig(64, 32, 64, 4, 1, 8, persistent=True),
 ]
 
 
@@ -33,7 +33,7 @@ def test_matches_reference(m, k, n, mag):
     b = _rand((k, n), -mag, mag, 2)
     bias = _rand((n,), -mag * mag, mag * mag, 3)
     assert_same(int_matmul(a, b, bias, CONFIGS[1]), ref_matmul(a, b, bias), f"{m}x{k}x{n} mag {mag}")
-    assert_same(int_matmul(a, b, config=CONFIGS[0]), ref_matmul(a, b), f"{m}x{k}x{n} mag {mag} no bias")
+    assert_same(int_matmul(a, b, config=CONFIGS[(m + n) % 3]), ref_matmul(a, b), f"{m}x{k}x{n} mag {mag} no bias")
 
 
 @pytest.mark.parametrize("la,lb", [(1, 2), (2, 1), (3, 2), (1, 5), (4, 3)])
@@ -69,11 +69,13 @@ def test_split_limbs_roundtrip():
     x = torch.tensor([[-(2**40), 2**40 - 1, -128, 127, 128, -129, 0, 12345678]], dtype=torch.int64)
     limbs = split_limbs(x, 8)
     assert int(limbs.min()) >= -128 and int(limbs.max()) <= 127
-    back = sum(limbs[:, i, :].to(torch.int64) * 256**i for i in range(8))
+    assert limbs.shape == (1, 8, 16) and not bool(limbs[:, :, 8:].any()), "K padding must be zero limbs"
+    back = sum(limbs[:, i, :8].to(torch.int64) * 256**i for i in range(8))
     assert_same(back, x, "limb recombination")
 
 
-@pytest.mark.parametrize("cfg", CONFIGS + [GemmConfig()], ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}")
+@pytest.mark.parametrize("cfg", CONFIGS + [GemmConfig(), GemmConfig(tma=False), GemmConfig(16, 32, 16, 2, 2, 3, tma=False)],
+                         ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}{'-tma' if c.tma else ''}{'-persistent' if c.persistent else ''}")
 def test_identical_bits_across_configs(cfg):
     a = _rand((19, 45), -(2**14), 2**14, 4)
     b = _rand((45, 23), -(2**14), 2**14, 5)
@@ -100,6 +102,7 @@ def test_largest_k_for_int32_accumulator():
     b = torch.full((k, 1), lo, dtype=torch.int64)
     cfg = GemmConfig(16, 16, 256, 4, 1, 1)
     assert_same(int_matmul(a, b, config=cfg), torch.tensor([[k * lo * lo]]), "largest K")
+    assert_same(int_matmul(a, b, config=GemmConfig(16, 16, 256, tma=False)), torch.tensor([[k * lo * lo]]), "largest K, pointer loads")
     a1 = torch.full((1, k + 1), lo, dtype=torch.int64)
     b1 = torch.full((k + 1, 1), lo, dtype=torch.int64)
     with pytest.raises(OverflowError, match="int32"):

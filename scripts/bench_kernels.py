@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Time vcompute's exact integer GEMM (and conv) against cuBLAS int8 and fp16 on a CUDA GPU.
+
+For each cube size it reports, with ``triton.testing.do_bench`` (median of the timed runs):
+  * ``cublas_int8``: ``torch._int_mm`` on int8 operands (the yardstick), and ``fp16`` torch.matmul;
+  * ``ours_int8``: our limb GEMM kernel alone on one limb per operand (the 8-bit GEMM inside the
+    exact kernel), checked bit-exact against ``torch._int_mm``;
+  * ``ours_exact_LxL``: the whole ``int_matmul`` on int64 operands that need L limbs (scale 2^13
+    values need 2), with its parts (min/max pass, limb split, limb GEMM), checked exact against
+    cuBLAS int8 limb products combined in int64; ``ratio`` is its time over L*L x cuBLAS int8.
+TOPS count 2*M*N*K integer ops of the *output* GEMM; ``peak_frac`` is over the H100's 1979 int8
+dense TOPS. ``--json`` prints one JSON document instead of the table.
+
+Usage: python scripts/bench_kernels.py [--sizes 512 1024 ...] [--json] [--sweep] [--conv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.testing import do_bench  # noqa: E402
+
+from kernels.gemm import GemmConfig, int_matmul, limb_matmul, split_limbs  # noqa: E402
+from kernels.testing import int_mm_reference, torch_limbs  # noqa: E402
+
+PEAK_INT8_TOPS = 1979.0
+
+SWEEP_CONFIGS = [
+    GemmConfig(128, 256, 128, 8, 3, 8, tma=False),
+    GemmConfig(128, 256, 128, 8, 3, 8),
+    GemmConfig(128, 256, 128, 8, 4, 8),
+    GemmConfig(128, 256, 64, 8, 4, 8),
+    GemmConfig(256, 128, 128, 8, 3, 8),
+    GemmConfig(128, 128, 128, 4, 4, 8),
+    GemmConfig(128, 256, 128, 8, 3, 8, persistent=True),
+    GemmConfig(128, 256, 128, 8, 4, 8, persistent=True),
+    GemmConfig(128, 128, 128, 8, 4, 8, persistent=True),
+]
+
+
+def tops(m: int, n: int, k: int, ms: float) -> float:
+    return 2.0 * m * n * k / (ms * 1e-3) / 1e12
+
+
+def bench(fn) -> float:
+    return float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
+
+
+def exact(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.equal(a, b))
+
+
+def uses_wgmma(cfg: GemmConfig, a_l: torch.Tensor, b_l: torch.Tensor) -> bool | None:
+    """Whether the compiled limb GEMM uses Hopper wgmma (read from its PTX)."""
+    from kernels.gemm import _launch
+
+    _, handle = _launch(a_l, b_l, None, cfg)
+    try:
+        return "wgmma" in handle.asm["ptx"]
+    except Exception:  # noqa: BLE001 - the handle's shape differs between Triton versions
+        return None
+
+
+def col_major(t: torch.Tensor) -> torch.Tensor:
+    """The same matrix stored column-major (cuBLAS int8's fast layout for the second operand)."""
+    return t.t().contiguous().t()
+
+
+def gemm_row(s: int, cfg: GemmConfig, limb_list: list[int]) -> dict:
+    dev = "cuda"
+    g = torch.Generator(device=dev).manual_seed(s)
+    a8 = torch.randint(-128, 128, (s, s), device=dev, dtype=torch.int8, generator=g)
+    b8 = torch.randint(-128, 128, (s, s), device=dev, dtype=torch.int8, generator=g)
+    row: dict = {"M": s, "N": s, "K": s}
+    b8c = col_major(b8)
+    row["cublas_int8_rowmajor_b_ms"] = bench(lambda: torch._int_mm(a8, b8))
+    t_cublas = bench(lambda: torch._int_mm(a8, b8c))
+    row["cublas_int8_ms"] = t_cublas
+    row["cublas_int8_tops"] = tops(s, s, s, t_cublas)
+    ah, bh = a8.half(), b8.half()
+    t_fp16 = bench(lambda: torch.matmul(ah, bh))
+    row["fp16_ms"] = t_fp16
+    row["fp16_tflops"] = tops(s, s, s, t_fp16)
+    del ah, bh
+
+    a_l = a8.view(s, 1, s).contiguous()
+    b_l = b8.t().contiguous().view(s, 1, s)
+    ours = limb_matmul(a_l, b_l, None, cfg)
+    row["ours_int8_exact"] = exact(ours, torch._int_mm(a8, b8).to(torch.int64))
+    del ours
+    t_ours = bench(lambda: limb_matmul(a_l, b_l, None, cfg))
+    row["ours_int8_ms"] = t_ours
+    row["ours_int8_tops"] = tops(s, s, s, t_ours)
+    row["ours_int8_vs_cublas"] = t_ours / t_cublas
+    row["ours_int8_peak_frac"] = row["ours_int8_tops"] / PEAK_INT8_TOPS
+    if s == 4096:
+        row["wgmma"] = uses_wgmma(cfg, a_l, b_l)
+    del a_l, b_l
+
+    for limbs in limb_list:
+        mag = {1: 127, 2: 2**13, 4: 2**28}[limbs]
+        a = torch.randint(-mag, mag + 1, (s, s), device=dev, dtype=torch.int64, generator=g)
+        b = torch.randint(-mag, mag + 1, (s, s), device=dev, dtype=torch.int64, generator=g)
+        key = f"exact_{limbs}x{limbs}"
+        got = int_matmul(a, b, config=cfg)
+        row[f"{key}_exact"] = exact(got, int_mm_reference(a, b, limbs))
+        del got
+        t_full = bench(lambda: int_matmul(a, b, config=cfg))
+        t_minmax = bench(lambda: (torch.aminmax(a), torch.aminmax(b)))
+        t_split = bench(lambda: (split_limbs(a, limbs), split_limbs(b.t(), limbs)))
+        a_l, b_l = split_limbs(a, limbs), split_limbs(b.t(), limbs)
+        t_core = bench(lambda: limb_matmul(a_l, b_l, None, cfg))
+        row[f"{key}_ms"] = t_full
+        row[f"{key}_core_ms"] = t_core
+        row[f"{key}_minmax_ms"] = t_minmax
+        row[f"{key}_split_ms"] = t_split
+        row[f"{key}_tops"] = tops(s, s, s, t_full)
+        row[f"{key}_ratio"] = t_full / (limbs * limbs * t_cublas)
+        row[f"{key}_core_ratio"] = t_core / (limbs * limbs * t_cublas)
+        del a, b, a_l, b_l
+        torch.cuda.empty_cache()
+    return row
+
+
+def sweep(sizes: list[int]) -> list[dict]:
+    """The 8-bit core and the 2x2-limb core for each candidate config (tuning aid)."""
+    out = []
+    for s in sizes:
+        g = torch.Generator(device="cuda").manual_seed(s)
+        a8 = torch.randint(-128, 128, (s, s), device="cuda", dtype=torch.int8, generator=g)
+        b8 = torch.randint(-128, 128, (s, s), device="cuda", dtype=torch.int8, generator=g)
+        b8c = col_major(b8)
+        t_cublas = bench(lambda: torch._int_mm(a8, b8c))
+        a_l, b_l = a8.view(s, 1, s).contiguous(), b8.t().contiguous().view(s, 1, s)
+        a = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64, generator=g)
+        b = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64, generator=g)
+        a2, b2 = split_limbs(a, 2), split_limbs(b.t(), 2)
+        for cfg in SWEEP_CONFIGS:
+            rec = {"size": s, "config": cfg.__dict__, "cublas_ms": t_cublas}
+            try:
+                rec["int8_exact"] = exact(limb_matmul(a_l, b_l, None, cfg), torch._int_mm(a8, b8).long())
+                rec["int8_ms"] = bench(lambda: limb_matmul(a_l, b_l, None, cfg))
+                rec["int8_vs_cublas"] = rec["int8_ms"] / t_cublas
+                rec["limb2_ms"] = bench(lambda: limb_matmul(a2, b2, None, cfg))
+                rec["limb2_vs_4cublas"] = rec["limb2_ms"] / (4 * t_cublas)
+            except Exception as e:  # noqa: BLE001 - a config that does not compile is reported
+                rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            out.append(rec)
+            print(json.dumps(rec), file=sys.stderr, flush=True)
+    return out
+
+
+def conv_rows() -> list[dict]:
+    """Implicit-GEMM conv vs the same-size int8 GEMM on cuBLAS (im2col shapes), 2-limb values."""
+    from kernels.conv import int_conv2d
+
+    rows = []
+    shapes = [  # N, C, H, W, O, k, stride, pad
+        (32, 64, 56, 56, 64, 3, 1, 1),
+        (32, 128, 28, 28, 128, 3, 1, 1),
+        (32, 256, 14, 14, 256, 3, 1, 1),
+        (8, 3, 224, 224, 64, 7, 2, 3),
+    ]
+    for n, c, h, w, o, k, st, p in shapes:
+        g = torch.Generator(device="cuda").manual_seed(0)
+        x = torch.randint(-(2**13), 2**13, (n, c, h, w), device="cuda", dtype=torch.int64, generator=g)
+        wt = torch.randint(-(2**13), 2**13, (o, c, k, k), device="cuda", dtype=torch.int64, generator=g)
+        got = int_conv2d(x, wt, None, stride=(st, st), padding=(p, p))
+        ho, wo = got.shape[2], got.shape[3]
+        m, kk = n * ho * wo, c * k * k
+        # reference: float64 conv is exact while |result| < 2^53 (here < 2^13*2^13*kk)
+        ref = torch.nn.functional.conv2d(x.double(), wt.double(), stride=st, padding=p)
+        rec = {"shape": [n, c, h, w, o, k, st, p], "gemm_MNK": [m, o, kk], "exact": exact(got, ref.long())}
+        t = bench(lambda: int_conv2d(x, wt, None, stride=(st, st), padding=(p, p)))
+        kp = (kk + 7) // 8 * 8
+        a8 = torch.randint(-128, 128, (m, kp), device="cuda", dtype=torch.int8, generator=g)
+        b8 = col_major(torch.randint(-128, 128, (kp, (o + 7) // 8 * 8), device="cuda", dtype=torch.int8, generator=g))
+        t_cublas = bench(lambda: torch._int_mm(a8, b8))
+        rec.update(ms=t, tops=tops(m, o, kk, t), cublas_int8_gemm_ms=t_cublas, ratio_vs_4x_cublas=t / (4 * t_cublas))
+        rows.append(rec)
+        del x, wt, got, ref, a8, b8
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
+    ap.add_argument("--limbs", type=int, nargs="+", default=[1, 2, 4], help="limb counts for the exact GEMM")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--sweep", action="store_true", help="also time the candidate tile configs")
+    ap.add_argument("--conv", action="store_true", help="also time int_conv2d")
+    ap.add_argument("--config", type=int, nargs=6, metavar=("BM", "BN", "BK", "WARPS", "STAGES", "GROUP"))
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_kernels: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    cfg = GemmConfig(*args.config) if args.config else GemmConfig()
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
+        "cuda": torch.version.cuda, "config": cfg.__dict__, "peak_int8_tops": PEAK_INT8_TOPS,
+    }
+    result: dict = {"meta": meta}
+    if args.sweep:
+        result["sweep"] = sweep([s for s in args.sizes if s >= 4096] or args.sizes[-1:])
+    result["gemm"] = []
+    for s in args.sizes:
+        row = gemm_row(s, cfg, args.limbs)
+        result["gemm"].append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.conv:
+        result["conv"] = conv_rows()
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(" ".join(f"{k}={v}" for k, v in meta.items()))
+    print(f"{'size':>6} {'cuBLAS i8':>10} {'fp16':>8} {'ours i8':>8} {'vs cuBLAS':>9} {'peak':>6} {'exact':>5}"
+          + "".join(f" | {f'{L}x{L} ms':>9} {'core':>7} {'ratio':>6} {'exact':>5}" for L in args.limbs))
+    for r in result["gemm"]:
+        line = (f"{r['M']:>6} {r['cublas_int8_tops']:>7.0f} T {r['fp16_tflops']:>6.0f} T {r['ours_int8_tops']:>6.0f} T"
+                f" {r['ours_int8_vs_cublas']:>8.2f}x {r['ours_int8_peak_frac']:>6.1%} {str(r['ours_int8_exact']):>5}")
+        for L in args.limbs:
+            k = f"exact_{L}x{L}"
+            line += f" | {r[k + '_ms']:>9.3f} {r[k + '_core_ms']:>7.3f} {r[k + '_ratio']:>6.2f} {str(r[k + '_exact']):>5}"
+        print(line)
+    print("TOPS: 2*M*N*K/time; 'vs cuBLAS': our 8-bit kernel time / torch._int_mm time; 'ratio': whole exact"
+          " int_matmul time / (L*L x cuBLAS int8 time); 'core': the limb GEMM kernel alone (ms).")
+    for r in result.get("conv", []):
+        print("conv", json.dumps(r))
+    for r in result.get("sweep", []):
+        print("sweep", json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
