@@ -203,6 +203,47 @@ def infer(
 
 
 @app.command()
+def bench(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to benchmark.", show_default=False)],
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes for inference, comma-separated.")] = "1,8",
+    repeat: Annotated[int, typer.Option(help="Timed repetitions per measurement (after one warm-up).")] = 5,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Work dir for the proofs it makes. Default: bench-out/<model name>.")] = None,
+    onchain: Annotated[bool, typer.Option(help="Also measure deploy and verification gas on a local Anvil.")] = False,
+    rpc_url: Annotated[Optional[str], typer.Option(help="Measure gas on this chain instead of a local Anvil.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch device for the engine (default: GPU if there is one).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG chart of inference and proof times here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every measurement as JSON.")] = False,
+) -> None:
+    """Measure inference (Triton engine vs PyTorch float vs onnxruntime) and the proof pipeline (cold and warm cache), side by side."""
+    from vcompute import bench as benchmark
+
+    with user_errors():
+        batches = [int(b) for b in batch.split(",")] if batch.replace(",", "").isdigit() else None
+        if not batches:
+            raise UsageError(f"--batch takes comma-separated positive integers like 1,8,64, not {batch!r}")
+        request = benchmark.BenchRequest(
+            model=model, out=out or Path("bench-out") / model.stem, input=input, batches=batches,
+            repeat=repeat, rpc_url=rpc_url, onchain=onchain, device=device,
+        )
+        with _err.status("benchmarking…") as status:
+            result = benchmark.run(request, lambda what: status.update(f"benchmarking: {what}…"))
+        if plot:
+            from vcompute.bench_plot import write_plot
+
+            write_plot(result, plot)
+            result["plot"] = str(plot)
+        if as_json:
+            print_json(result)
+        else:
+            from vcompute import report
+
+            report.print_bench(_out, result)
+            if plot:
+                _out.print(f"plot → {plot}")
+
+
+@app.command()
 def version() -> None:
     """Print the versions of vcompute and the tools it pins."""
     from vcompute import ezkl_call

@@ -92,3 +92,39 @@ def print_infer(console: Console, result: dict[str, Any]) -> None:
             shown += 1
     console.print(table)
     console.print(f"ops: {', '.join(result['ops'])}")
+
+
+def print_bench(console: Console, result: dict[str, Any]) -> None:
+    """The bench tables: inference per batch and runner, then the proof pipeline cold and warm."""
+    from vcompute.bench_plot import RUNNERS
+
+    table = Table(title="inference (median latency, min–max, throughput)", title_justify="left")
+    for col in ("batch", "runner", "device", "median", "min–max", "samples/s", "exact"):
+        table.add_column(col, justify="right" if col in ("batch", "median", "samples/s") else "left")
+    for row in result["inference"]:
+        for key, label in RUNNERS:
+            r = row[key]
+            if "unsupported" in r:
+                table.add_row(str(row["batch"]), label, "", "", "", "", r["unsupported"])
+                continue
+            exact = {True: "= witness", False: "MISMATCH"}.get(r.get("matches_witness"), "float")
+            table.add_row(
+                str(row["batch"]), label, r["device"], f"{r['median_ms']:.3f} ms",
+                f"{r['min_ms']:.3f}–{r['max_ms']:.3f}", f"{r['throughput_per_s']:.1f}", exact,
+            )
+    console.print(table)
+
+    proof = result["proof"]
+    stages = Table(title=f"proof pipeline (logrows {proof['logrows']}, proof {_fmt_bytes(proof['proof_bytes'])}, proving key {_fmt_bytes(proof['proving_key_bytes'])})", title_justify="left")
+    stages.add_column("stage")
+    stages.add_column("cold", justify="right")
+    stages.add_column("warm", justify="right")
+    for name, cold in proof["cold"]["stages"].items():
+        warm = proof["warm"]["stages"].get(name, 0.0)
+        hit = " (hit)" if proof["warm"]["cached"].get(name) else ""
+        stages.add_row(name, f"{cold:.2f} s", f"{warm:.2f} s{hit}")
+    stages.add_row("[bold]total", f"{proof['cold']['total_s']:.2f} s", f"{proof['warm']['total_s']:.2f} s")
+    stages.add_row("peak memory", _fmt_bytes(proof["cold"]["peak_rss_bytes"]), _fmt_bytes(proof["warm"]["peak_rss_bytes"]))
+    if "gas" in proof:
+        stages.add_row("gas: deploy / verify", str(proof["gas"]["deploy"]), str(proof["gas"]["verify"]))
+    console.print(stages)
