@@ -19,23 +19,29 @@ import pytest
 
 from vcompute.chain import LocalChain, start_anvil
 
-PROOF_FILES = ("settings.json", "model.compiled", "vk.key", "witness.json", "proof.json", "input.json")
 
-
-def _make_proof_dir(out: Path, seed: int, srs_dir: Path) -> Path:
-    """A tiny 8->16->4 MLP proved with EZKL directly, laid out like `vcompute prove` output."""
-    import ezkl
+def _export_mlp(work: Path, seed: int) -> tuple[Path, Path]:
+    """A tiny 8->16->4 MLP with seeded weights as ONNX, and one input for it."""
     import torch
 
-    out.mkdir(parents=True)
+    work.mkdir(parents=True)
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
     x = torch.randn(1, 8)
-    onnx_path, inp = out / "model.onnx", out / "input.json"
+    onnx_path, inp = work / "model.onnx", work / "input.json"
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but is what EZKL reads
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, x, str(onnx_path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
     inp.write_text(json.dumps({"input_data": [x.flatten().tolist()]}))
+    return onnx_path, inp
+
+
+def _prove_with_ezkl(onnx_path: Path, inp: Path, out: Path, srs_dir: Path) -> None:
+    """The same proof dir made with EZKL directly (used while vcompute.pipeline is absent)."""
+    import ezkl
+
+    out.mkdir(parents=True)
+    shutil.copy(inp, out / "input.json")
     s, compiled = str(out / "settings.json"), str(out / "model.compiled")
     assert ezkl.gen_settings(str(onnx_path), s, None)
     ezkl.calibrate_settings(str(inp), str(onnx_path), s, "resources", 1.0, None, [1], None)
@@ -49,7 +55,20 @@ def _make_proof_dir(out: Path, seed: int, srs_dir: Path) -> Path:
     assert ezkl.setup(compiled, str(out / "vk.key"), str(pk), str(srs), None, False)
     ezkl.prove(str(out / "witness.json"), compiled, str(pk), str(out / "proof.json"), str(srs))
     pk.unlink()  # 138 MB, not needed to verify
-    (out / "summary.json").write_text(json.dumps({"srs": str(srs), "onnx": "model.onnx", "logrows": logrows}))
+    summary = {"srs": {"path": str(srs), "logrows": logrows, "development": True}, "logrows": logrows}
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
+def _make_proof_dir(root: Path, name: str, seed: int) -> Path:
+    """Model `name`'s proof dir, made by `vcompute prove` (pipeline.prove) when it is there."""
+    onnx_path, inp = _export_mlp(root / f"{name}-model", seed)
+    out = root / name
+    try:
+        from vcompute.pipeline import ProveRequest, prove
+    except ImportError:
+        _prove_with_ezkl(onnx_path, inp, out, root)
+    else:
+        prove(ProveRequest(model=onnx_path, out=out, input=inp, engine=False))
     return out
 
 
@@ -70,9 +89,7 @@ def chain_cache(tmp_path_factory) -> Path:
 def proof_dirs(tmp_path_factory, chain_cache) -> dict[str, Path]:
     """Pristine proof directories of models A and B (never written to by tests: copy them)."""
     root = tmp_path_factory.mktemp("proofs")
-    srs_dir = root / "srs"
-    srs_dir.mkdir()
-    return {"A": _make_proof_dir(root / "A", 0, srs_dir), "B": _make_proof_dir(root / "B", 1, srs_dir)}
+    return {"A": _make_proof_dir(root, "A", 0), "B": _make_proof_dir(root, "B", 1)}
 
 
 @pytest.fixture()
@@ -81,7 +98,7 @@ def fresh_proof_dir(proof_dirs, tmp_path):
 
     def copy(name: str = "A") -> Path:
         dst = tmp_path / f"proof-{name}"
-        shutil.copytree(proof_dirs[name], dst, ignore=shutil.ignore_patterns("deployments.json", "Verifier.*", "calldata.bin"))
+        shutil.copytree(proof_dirs[name], dst, ignore=shutil.ignore_patterns("deployments.json"))
         return dst
 
     return copy

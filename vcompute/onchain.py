@@ -35,8 +35,8 @@ class ProofDir:
     srs: Path
 
     @classmethod
-    def open(cls, root: Path) -> "ProofDir":
-        """Check the folder and locate the SRS (summary.json's "srs"); UsageError if incomplete."""
+    def open(cls, root: Path, srs: Path | None = None) -> "ProofDir":
+        """Check the folder and locate the SRS (`srs`, else summary.json's); UsageError if incomplete."""
         root = Path(root)
         if not root.is_dir():
             raise UsageError(f"proof directory not found: {root}")
@@ -44,27 +44,40 @@ class ProofDir:
         missing = [p.name for p in paths.values() if not p.is_file()]
         if missing:
             raise UsageError(f"{root} is not a complete proof directory: missing {', '.join(missing)}")
-        return cls(root=root, srs=_srs_path(root), **paths)
+        return cls(root=root, srs=Path(srs) if srs else _srs_from_summary(root), **paths)
 
 
-def _srs_path(root: Path) -> Path:
-    summary = root / "summary.json"
-    srs: Path | None = None
-    if summary.is_file():
-        try:
-            value = json.loads(summary.read_text()).get("srs")
-        except (json.JSONDecodeError, AttributeError):
-            raise UsageError(f"{summary} is not valid JSON") from None
-        if value:
-            srs = Path(value) if Path(value).is_absolute() else root / value
-    else:
-        local = sorted(root.glob("*.srs"))
-        srs = local[0] if local else None
-    if srs is None:
-        raise UsageError(f"no SRS recorded for {root}: summary.json needs an \"srs\" path")
-    if not srs.is_file():
-        raise UsageError(f"the SRS recorded for {root} is missing: {srs}")
-    return srs
+def read_summary(root: Path) -> dict:
+    """summary.json of a proof dir ({} when absent); invalid JSON is a UsageError."""
+    path = root / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UsageError(f"{path} is not valid JSON") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _srs_from_summary(root: Path) -> Path:
+    """The SRS the proof was made with: summary.json "srs" is a path or {"path", "development"}.
+
+    A development SRS that left the cache is made again (`vcompute prove` does the same)."""
+    summary = read_summary(root)
+    value = summary.get("srs")
+    record = value if isinstance(value, dict) else {"path": value}
+    path = Path(record["path"]) if record.get("path") else None
+    if path is not None and not path.is_absolute():
+        path = root / path
+    if (path is None or not path.is_file()) and record.get("development") and summary.get("logrows"):
+        from vcompute.srs import dev_srs
+
+        return dev_srs(int(summary["logrows"])).path
+    if path is None:
+        raise UsageError(f"no SRS recorded in {root / 'summary.json'}: pass --srs FILE")
+    if not path.is_file():
+        raise UsageError(f"the SRS recorded for {root} is missing: {path} (pass --srs FILE)")
+    return path
 
 
 @dataclass
@@ -174,10 +187,10 @@ def verify_on(w3: Web3, rpc_url: str, proof_dir: ProofDir) -> OnchainResult:
 
 
 def verify_onchain(
-    proof_dir: Path, rpc_url: str | None = None, private_key: str | None = None
+    proof_dir: Path, rpc_url: str | None = None, private_key: str | None = None, srs: Path | None = None
 ) -> OnchainResult:
     """`vcompute verify DIR --onchain`: on rpc_url, or on a fresh Anvil started and stopped here."""
-    pd = ProofDir.open(proof_dir)
+    pd = ProofDir.open(proof_dir, srs)
     with ExitStack() as stack:
         if rpc_url is None:
             rpc_url = stack.enter_context(start_anvil()).url

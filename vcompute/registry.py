@@ -20,9 +20,17 @@ from web3.exceptions import ContractLogicError
 
 from vcompute.chain import connect, start_anvil, use_sender
 from vcompute.errors import ProofError, UsageError
-from vcompute.onchain import ProofDir, code_matches, deploy, ensure_verifier, load_deployments, record_deployment
+from vcompute.onchain import (
+    ProofDir,
+    code_matches,
+    deploy,
+    ensure_verifier,
+    load_deployments,
+    read_summary,
+    record_deployment,
+)
 from vcompute.solc import compile_file, contracts_dir
-from vcompute.verifier import build_verifier, decode_calldata
+from vcompute.verifier import build_verifier, decode_calldata, sha256_file
 
 CONTRACT = "InferenceRegistry"
 
@@ -59,7 +67,8 @@ def describe_revert(abi: list, exc: ContractLogicError) -> tuple[str, list]:
     known = _error_selectors(abi)
     if len(raw) >= 4 and raw[:4] in known:
         name, types = known[raw[:4]]
-        return name, list(decode(types, raw[4:]))
+        values = decode(types, raw[4:])
+        return name, [Web3.to_checksum_address(v) if t == "address" else v for t, v in zip(types, values)]
     return (exc.message or "reverted"), []
 
 
@@ -202,19 +211,17 @@ def ensure_registry(w3: Web3, root: Path, address: str | None = None) -> Registr
 
 
 def model_digests(pd: ProofDir) -> tuple[bytes, bytes]:
-    """(keccak of vk.key, keccak of the model): the ONNX file if the proof dir names one, else the
-    compiled circuit, which EZKL derives from it."""
-    candidates = []
-    summary = pd.root / "summary.json"
-    if summary.is_file():
-        data = json.loads(summary.read_text())
-        for key in ("onnx", "model", "onnx_path", "model_path"):
-            if isinstance(data.get(key), str):
-                candidates.append(Path(data[key]) if Path(data[key]).is_absolute() else pd.root / data[key])
-    candidates += [pd.root / "model.onnx", pd.root / "model.compiled"]
-    model = next((p for p in candidates if p.is_file() and p.suffix in (".onnx", ".compiled")), None)
-    onnx_digest = keccak(model.read_bytes()) if model else bytes(32)
-    return keccak(pd.vk.read_bytes()), onnx_digest
+    """(vkDigest, onnxHash) to register: sha256 of vk.key and of the ONNX model.
+
+    The ONNX hash is summary.json's model.sha256 (what `vcompute prove` records); without one, the
+    model.onnx beside the proof, else the compiled circuit, which EZKL derives from the model."""
+    recorded = read_summary(pd.root).get("model")
+    if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str):
+        onnx_hash = bytes.fromhex(recorded["sha256"])
+    else:
+        model = next(p for p in (pd.root / "model.onnx", pd.root / "model.compiled", pd.vk) if p.is_file())
+        onnx_hash = bytes.fromhex(sha256_file(model))
+    return bytes.fromhex(sha256_file(pd.vk)), onnx_hash
 
 
 def ensure_model(registry: Registry, root: Path, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
@@ -236,9 +243,10 @@ def attest_proof_dir(
     rpc_url: str | None = None,
     private_key: str | None = None,
     registry_address: str | None = None,
+    srs: Path | None = None,
 ) -> AttestResult:
     """`vcompute attest DIR`: verifier and registry deployed or reused, model registered, proof attested."""
-    pd = ProofDir.open(proof_dir)
+    pd = ProofDir.open(proof_dir, srs)
     with ExitStack() as stack:
         if rpc_url is None:
             rpc_url = stack.enter_context(start_anvil()).url

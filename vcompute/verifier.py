@@ -147,6 +147,7 @@ def build_verifier(out_dir: Path, vk: Path, settings: Path, srs: Path, proof: Pa
         "vk_sha256": key["vk_sha256"],
         "solc_version": key["solc_version"],
         "cache_hit": cache_hit,
+        "cached": cache_hit,  # the name vcompute.pipeline's stage records use
     }
 
 
