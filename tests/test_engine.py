@@ -114,6 +114,14 @@ CASES = {
     # BatchNormalization kept in the ONNX file (the exporter's own Conv+BN fusion disabled):
     # tract folds it into the conv in f32
     "conv_bn_unfused": (_conv_bn_unfused, [(1, 2, 6, 6)], "cal", PRESERVE),
+    # EZKL divides by the full kernel size even without count_include_pad
+    "avgpool_no_count_pad": (lambda: nn.AvgPool2d(3, stride=2, padding=1,
+                                                  count_include_pad=False), [(1, 2, 6, 6)], "cal"),
+    # EZKL's max pool pads with zeros (not -inf): visible on negative inputs
+    "maxpool_pad_negative": (lambda: Fn(lambda s, x: nn.functional.max_pool2d(x - 2.0, 3, 2, 1)),
+                             [(1, 2, 6, 6)], "cal"),
+    "softmax_3d_axis1": (lambda: Fn(lambda s, x: torch.softmax(x, dim=1)), [(2, 3, 4)], "cal"),
+    "two_outputs": (lambda: Fn(lambda s, x: (torch.relu(x), torch.sigmoid(x))), [(2, 4)], "cal"),
 }
 
 
