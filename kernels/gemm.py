@@ -115,10 +115,8 @@ def _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn,
-                   LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Epilogue: c tile = sum_ij (acc block ij) << 8*(i+j) in int64, + bias; masked store."""
+def _combine_limbs(acc, LA: tl.constexpr, LB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """int64 [BLOCK_M // LA, BLOCK_N // LB] = sum_ij (acc rows m*LA+i, cols n*LB+j) << 8*(i+j)."""
     OUT_M: tl.constexpr = BLOCK_M // LA
     OUT_N: tl.constexpr = BLOCK_N // LB
     res = acc.to(tl.int64)
@@ -128,8 +126,17 @@ def _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_c
     if LA > 1:  # rows are m*LA + i
         res = tl.reshape(res, (OUT_M, LA, OUT_N))
         res = tl.sum(res << (8 * tl.arange(0, LA).to(tl.int64))[None, :, None], axis=1)
-    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
-    offs_n = pid_n * OUT_N + tl.arange(0, OUT_N)
+    return res
+
+
+@triton.jit
+def _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_cn,
+                   LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Epilogue: combine the limb products in int64, add the bias, masked store of the c tile."""
+    res = _combine_limbs(acc, LA, LB, BLOCK_M, BLOCK_N)
+    offs_m = pid_m * (BLOCK_M // LA) + tl.arange(0, BLOCK_M // LA)
+    offs_n = pid_n * (BLOCK_N // LB) + tl.arange(0, BLOCK_N // LB)
     if HAS_BIAS:
         res += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0)[None, :]
     c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :].to(tl.int64) * stride_cn

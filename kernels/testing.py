@@ -49,3 +49,26 @@ def int_mm_reference(a: torch.Tensor, b: torch.Tensor, limbs: int) -> torch.Tens
         for j, bj in enumerate(bl):
             c += torch._int_mm(ai, bj).to(torch.int64) << (8 * (i + j))
     return c
+
+
+def ref_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+               padding: tuple[int, int, int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """Plain int64 conv reference on the CPU (exact when the result fits int64); padding is (t, l, b, r)."""
+    x, w = x.cpu(), w.cpu()
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = stride, padding, dilation
+    nb, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = torch.nn.functional.pad(x, (pl, pr, pt, pb))
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    og = o // groups
+    out = torch.zeros((nb, o, ho, wo), dtype=torch.int64)
+    for r in range(kh):
+        for s in range(kw):
+            patch = xp[:, :, r * dh : r * dh + sh * (ho - 1) + 1 : sh, s * dw : s * dw + sw * (wo - 1) + 1 : sw]
+            for g in range(groups):
+                out[:, g * og : (g + 1) * og] += torch.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og, :, r, s])
+    if bias is not None:
+        out += bias.cpu()[None, :, None, None]
+    return out

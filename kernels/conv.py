@@ -1,0 +1,195 @@
+"""Exact int64 2-D (and 1-D) convolution as an implicit GEMM on int8 limbs: ``int_conv2d``.
+
+Same scheme as :mod:`kernels.gemm`: input and weights are split into signed 8-bit limbs (the
+input in NHWC order, ``[N*H*W, LA, C]``; the weights as ``[O, LB, kh*kw*C/groups]`` with the
+reduction index ``k = (r*kw + s)*C/groups + c``), and each program gathers its im2col tile on the
+fly (rows ``pixel*LA + i``; zero outside the image, which is the zero padding), runs one K-loop of
+int8 ``tl.dot`` with int32 accumulation, then combines the limb products in int64, adds the bias
+and stores NCHW int64. Groups run as the grid's second axis.
+
+Overflow guards as for the GEMM with ``K = C/groups * kh * kw``: the int32 accumulator
+(``K * 128 * 128 < 2**31`` for multi-limb operands) and the int64 result
+(``K * max|x| * max|w| + max|bias| < 2**63``), else OverflowError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._checks import check_fits_int64, check_int64, max_abs, padding4, pair, same_device, to_compute, value_range
+from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, limbs_needed, padded_limbs, split_limbs
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """Tile configuration of the implicit-GEMM conv (explicit, never autotuned).
+
+    ``block_m`` x ``block_n`` is the tensor-core tile over (pixel, limb) rows and (channel, limb)
+    columns: a program produces ``block_m // LA`` pixels x ``block_n // LB`` output channels.
+    Powers of two >= 16. The default suits Hopper.
+    """
+
+    block_m: int = 128
+    block_n: int = 128
+    block_k: int = 64
+    num_warps: int = 8
+    num_stages: int = 3
+    group_m: int = 8
+
+    def check(self, la: int, lb: int) -> None:
+        """ValueError unless the config is usable with ``la`` x ``lb`` limbs."""
+        for name in ("block_m", "block_n", "block_k"):
+            v = getattr(self, name)
+            if v < 16 or v & (v - 1):
+                raise ValueError(f"ConvConfig.{name} must be a power of two >= 16, got {v}")
+        if self.block_m < la or self.block_n < lb:
+            raise ValueError(f"ConvConfig block_m={self.block_m}, block_n={self.block_n} smaller than the limb counts {la}, {lb}")
+
+
+DEFAULT_CONV_CONFIG = ConvConfig()
+
+
+@triton.jit
+def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr,
+                      H, W, C_PAD, HO, WO, O, OG, CG, KW, K, K_PAD, M,
+                      stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
+                      LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      GROUP_M: tl.constexpr):
+    """out[n, g*OG+o, ho, wo] = sum_{r,s,c} x[n, g*CG+c, ho*sh-pt+r*dh, wo*sw-pl+s*dw] * w[g*OG+o, c, r, s] + bias."""
+    OUT_M: tl.constexpr = BLOCK_M // LA
+    OUT_N: tl.constexpr = BLOCK_N // LB
+    g = tl.program_id(1)
+    pid_m, pid_n = _tile_coords(tl.program_id(0), tl.cdiv(M, OUT_M), tl.cdiv(OG, OUT_N), GROUP_M)
+
+    # A rows: output pixel m = (n, ho, wo) and input limb i
+    ra = tl.arange(0, BLOCK_M)
+    m = pid_m * OUT_M + ra // LA
+    m_ok = m < M
+    m = tl.where(m_ok, m, 0)
+    n_img = m // (HO * WO)
+    ho = (m % (HO * WO)) // WO
+    wo = m % WO
+    h0 = ho * stride_h - pad_t
+    w0 = wo * stride_w - pad_l
+    a_row = (ra % LA).to(tl.int64) * C_PAD + g * CG  # limb plane and group's first channel
+    img = n_img.to(tl.int64) * H
+
+    # B rows: output channel o of group g and weight limb j (rows of [O*LB, K_PAD])
+    rb = tl.arange(0, BLOCK_N)
+    o = pid_n * OUT_N + rb // LB
+    o = tl.where(o < OG, o, 0)
+    b_row = ((g * OG + o) * LB + rb % LB).to(tl.int64) * K_PAD
+
+    rk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    for k0 in range(0, K_PAD, BLOCK_K):
+        k = k0 + rk
+        c = k % CG
+        rs = k // CG
+        h = h0[:, None] + ((rs // KW) * dil_h)[None, :]
+        w = w0[:, None] + ((rs % KW) * dil_w)[None, :]
+        ok = m_ok[:, None] & (k < K)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        pix = (img[:, None] + h) * W + w
+        a = tl.load(x_ptr + pix * (LA * C_PAD) + a_row[:, None] + c[None, :], mask=ok, other=0)
+        b = tl.load(w_ptr + b_row[None, :] + k[:, None], mask=(k < K_PAD)[:, None], other=0)
+        acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+
+    res = _combine_limbs(acc, LA, LB, BLOCK_M, BLOCK_N)
+    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
+    offs_o = pid_n * OUT_N + tl.arange(0, OUT_N)
+    if HAS_BIAS:
+        res += tl.load(bias_ptr + g * OG + offs_o, mask=offs_o < OG, other=0)[None, :]
+    mm = tl.where(offs_m < M, offs_m, 0)
+    out_off = ((mm // (HO * WO)).to(tl.int64) * O * HO * WO + (mm % (HO * WO)))[:, None] \
+        + (g * OG + offs_o).to(tl.int64)[None, :] * (HO * WO)
+    tl.store(out_ptr + out_off, res, mask=(offs_m[:, None] < M) & (offs_o[None, :] < OG))
+
+
+def _conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
+    return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
+
+
+def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: int | tuple[int, int] = (1, 1), padding: int | tuple[int, ...] = (0, 0, 0, 0),
+               dilation: int | tuple[int, int] = (1, 1), groups: int = 1,
+               config: ConvConfig | None = None) -> torch.Tensor:
+    """Exact conv of int64 fixed-point integers: x [N, C, H, W], w [O, C/groups, kh, kw] -> int64 [N, O, Ho, Wo].
+
+    ``padding`` is (top, left, bottom, right), a pair (h, w) or an int; padded cells are 0.
+    Raises OverflowError when ``K * max|x| * max|w| + max|bias|`` (K = C/groups*kh*kw) could reach
+    2^63 or a limb product could leave int32 (K > 131071 for multi-limb operands).
+    """
+    check_int64("x", x, 4)
+    check_int64("w", w, 4)
+    if bias is not None:
+        check_int64("bias", bias, 1)
+    out_device = same_device(x=x, w=w, bias=bias)
+    (nb, c, h, wd), (o, cg, kh, kw) = x.shape, w.shape
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pl, pb, pr = padding4(padding)
+    if groups < 1 or c % groups or o % groups or cg != c // groups:
+        raise ValueError(f"int_conv2d: x has {c} channels, w is {tuple(w.shape)}, groups={groups}: "
+                         f"need C and O divisible by groups and w.shape[1] == C/groups")
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"int_conv2d: stride {stride} and dilation {dilation} must be >= 1")
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"int_conv2d: bias has {bias.shape[0]} entries, expected O={o}")
+    ho, wo = _conv_out_size(h, kh, sh, pt, pb, dh), _conv_out_size(wd, kw, sw, pl, pr, dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
+    x, w, bias = to_compute(x), to_compute(w), to_compute(bias)
+    k = cg * kh * kw
+    (x_lo, x_hi), (w_lo, w_hi) = value_range(x), value_range(w)
+    x_max, w_max, bias_max = max(-x_lo, x_hi), max(-w_lo, w_hi), max_abs(bias)
+    check_fits_int64(f"int_conv2d K={k}, max|x|={x_max}, max|w|={w_max}, max|bias|={bias_max}",
+                     k * x_max * w_max + bias_max)
+    if nb == 0 or x_max == 0 or w_max == 0:
+        out = torch.zeros((nb, o, ho, wo), dtype=torch.int64, device=x.device)
+        if bias is not None:
+            out += bias[None, :, None, None]
+        return out.to(out_device)
+    la = padded_limbs(limbs_needed(x_lo, x_hi))
+    lb = padded_limbs(limbs_needed(w_lo, w_hi))
+    check_accumulator_bound(k, la, lb, x_max, w_max, "int_conv2d")
+    cfg = config or DEFAULT_CONV_CONFIG
+    cfg.check(la, lb)
+    x_l = split_limbs(x.permute(0, 2, 3, 1).reshape(nb * h * wd, c), la)  # [N*H*W, LA, Cp]
+    w_l = split_limbs(w.permute(0, 2, 3, 1).reshape(o, k), lb)  # [O, LB, Kp]
+    out = torch.empty((nb, o, ho, wo), dtype=torch.int64, device=x.device)
+    m = nb * ho * wo
+    og = o // groups
+    grid = (triton.cdiv(m, cfg.block_m // la) * triton.cdiv(og, cfg.block_n // lb), groups)
+    _conv_limb_kernel[grid](
+        x_l, w_l, bias if bias is not None else out, out,
+        h, wd, x_l.shape[2], ho, wo, o, og, cg, kw, k, w_l.shape[2], m,
+        sh, sw, pt, pl, dh, dw,
+        LA=la, LB=lb, HAS_BIAS=bias is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out.to(out_device)
+
+
+def int_conv1d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: int = 1, padding: int | tuple[int, int] = 0, dilation: int = 1, groups: int = 1,
+               config: ConvConfig | None = None) -> torch.Tensor:
+    """Exact 1-D conv: x [N, C, L], w [O, C/groups, k] -> int64 [N, O, Lo]; padding is (left, right) or an int.
+
+    Runs :func:`int_conv2d` with a height of 1.
+    """
+    check_int64("x", x, 3)
+    check_int64("w", w, 3)
+    p_lo, p_hi = pair(padding, "padding")
+    if isinstance(stride, (tuple, list)) or isinstance(dilation, (tuple, list)):
+        raise ValueError("int_conv1d: stride and dilation are single ints")
+    out = int_conv2d(x.unsqueeze(2), w.unsqueeze(2), bias, stride=(1, stride), padding=(0, p_lo, 0, p_hi),
+                     dilation=(1, dilation), groups=groups, config=config)
+    return out.squeeze(2)
+
+
+__all__ = ["ConvConfig", "DEFAULT_CONV_CONFIG", "int_conv2d", "int_conv1d"]
