@@ -221,9 +221,9 @@ def run_step(be, step: Step, args: list[torch.Tensor], consts_t: dict) -> torch.
     if op == "einsum":
         y = _matmul_nd(be, args[0], args[1], shape)
     elif op == "conv":
-        x = _pad2d(args[0], node.attrs["pads"])
+        (t, b), (l, r) = node.attrs["pads"]
         bias = args[2] if len(args) > 2 else None
-        y = be.int_conv2d(x, args[1], bias, node.attrs["stride"], (0, 0), (1, 1),
+        y = be.int_conv2d(args[0], args[1], bias, node.attrs["stride"], (t, l, b, r), (1, 1),
                           node.attrs["group"])
     elif op == "add":
         y = be.int_add(args[0], args[1], sh[0], sh[1])

@@ -33,12 +33,14 @@ class ReferenceBackend:
             out = out + _i64(bias)
         return out
 
-    # 2-D convolution, NCHW / OIHW, symmetric zero padding (ph, pw), exact int64.
+    # 2-D convolution, NCHW / OIHW, zero padding (top, left, bottom, right) or (h, w), exact.
     def int_conv2d(self, x, w, bias, stride, padding, dilation=(1, 1), groups=1):
         if tuple(dilation) != (1, 1):
             raise NotImplementedError("dilation")
-        ph, pw = padding
-        x = torch.nn.functional.pad(_i64(x), (pw, pw, ph, ph))
+        if len(padding) == 2:
+            padding = (padding[0], padding[1], padding[0], padding[1])
+        t, l, b, r = padding
+        x = torch.nn.functional.pad(_i64(x), (l, r, t, b))
         kh, kw = w.shape[2], w.shape[3]
         patches = x.unfold(2, kh, stride[0]).unfold(3, kw, stride[1])  # N,C,OH,OW,kh,kw
         n, c, oh, ow = patches.shape[:4]
@@ -58,10 +60,7 @@ class ReferenceBackend:
     def div_round(self, x, divisor):
         d = int(divisor)
         x = _i64(x)
-        q = torch.div(x.abs() + d // 2, d, rounding_mode="floor") if d % 2 == 0 else None
-        if q is None:
-            # odd divisor: no exact halves; round to nearest
-            q = torch.div(2 * x.abs() + d, 2 * d, rounding_mode="floor")
+        q = torch.div(2 * x.abs() + d, 2 * d, rounding_mode="floor")  # floor(|x|/d + 1/2)
         return torch.where(x < 0, -q, q)
 
     def int_add(self, a, b, a_shift=0, b_shift=0):
