@@ -79,6 +79,14 @@ def _conv_bn_unfused():
     return m
 
 
+def _layernorm():
+    m = nn.LayerNorm(8)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.2, 0.2)
+    return m
+
+
 PRESERVE = {"training": torch.onnx.TrainingMode.PRESERVE}
 
 # name -> (model factory, input shapes, settings mode[, torch.onnx.export kwargs])
@@ -122,6 +130,13 @@ CASES = {
                              [(1, 2, 6, 6)], "cal"),
     "softmax_3d_axis1": (lambda: Fn(lambda s, x: torch.softmax(x, dim=1)), [(2, 3, 4)], "cal"),
     "two_outputs": (lambda: Fn(lambda s, x: (torch.relu(x), torch.sigmoid(x))), [(2, 4)], "cal"),
+    "layernorm": (_layernorm, [(2, 3, 8)], "cal"),
+    # x / y -> x * RECIP(y); 1 / sqrt(.) -> RSQRT; sqrt; mean of a square -> MEANOFSQUARES
+    "div_sqrt_recip": (lambda: Fn(lambda s, x, y: x / (y * y + 1.0) + torch.sqrt(y * y)
+                                  + 1 / torch.sqrt(x * x + 1) + (x * x).mean(-1, keepdim=True)),
+                       [(2, 8), (2, 8)], "cal"),
+    "reducemax_slice": (lambda: Fn(lambda s, x: x.amax(dim=1) + x[:, 1:5].sum(dim=1)), [(2, 8)],
+                        "cal"),
 }
 
 

@@ -204,6 +204,8 @@ class _Lowerer:
         for o in outputs:
             if o not in self.nodes:
                 raise UnsupportedOpError("Constant output", "a model output is a constant")
+        for name in [k for k, v in self.nodes.items() if v.op == "dead"]:
+            del self.nodes[name]
         graph = Graph(self.nodes, self.input_names, outputs)
         _absorb_unit_reshapes(graph)
         return graph
@@ -314,11 +316,36 @@ class _Lowerer:
             self._lower_conv(node, a, ins, x, out)
         elif op in ("Add", "Sub", "Mul", "Div"):
             self._lower_arith(op, ins, out)
+        elif op == "Sqrt":
+            self._new("sqrt", [x], self.shapes[x], op, name=out)
+        elif op == "Reciprocal":
+            self._recip(x, out)
+        elif op == "ReduceMax":
+            shp = self.shapes[x]
+            axes = a.get("axes")
+            if axes is None and len(ins) > 1 and ins[1]:
+                axes = [int(v) for v in self.consts[ins[1]].reshape(-1)]
+            if axes is None:
+                axes = list(range(len(shp)))
+            axes = sorted(int(ax) % len(shp) for ax in axes)
+            kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
+            if a.get("keepdims", 1):
+                self._new("reducemax", [x], kshape, op, name=out, axes=tuple(axes))
+            else:
+                cur = self._new("reducemax", [x], kshape, op, axes=tuple(axes))
+                self._new("reshape", [cur], tuple(d for i, d in enumerate(shp) if i not in axes),
+                          op, name=out)
+        elif op == "Slice":
+            self._lower_slice(ins, x, out)
+        elif op == "LayerNormalization":
+            self._lower_layernorm(a, ins, x, out)
         elif op == "Pow":
             if ins[1] not in self.consts or self.consts[ins[1]].size != 1:
                 raise UnsupportedOpError("Pow", "exponent must be a constant scalar")
             e = float(np.float32(self.consts[ins[1]].reshape(-1)[0]))
-            if e == math.floor(e) and e >= 0:
+            if e == 0.5:  # tract: declutter_pow
+                self._new("sqrt", [x], self.shapes[x], op, name=out)
+            elif e == math.floor(e) and e >= 0:
                 self._new("pow", [x], self.shapes[x], op, name=out, n=int(e))
             else:
                 self._new("lookup", [x], self.shapes[x], op, name=out, fn="pow", a=e)
@@ -352,8 +379,15 @@ class _Lowerer:
                 axes = sorted(int(ax) % len(shp) for ax in axes)
                 keep = a.get("keepdims", 1)
             kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
-            cur = self._new("sum", [x], kshape, op, axes=tuple(axes))
-            if op != "ReduceSum":
+            src = self.nodes.get(x)
+            if (op == "ReduceMean" and src is not None and src.op == "pow"
+                    and src.attrs["n"] == 2 and self.onnx_uses.get(x, 0) == 1):
+                # tract: Square -> Sum -> Mul(1/n) is Reduce<MeanOfSquares>
+                cur = self._new("meanofsquares", [src.inputs[0]], kshape, op, axes=tuple(axes))
+                src.op = "dead"
+            else:
+                cur = self._new("sum", [x], kshape, op, axes=tuple(axes))
+            if op != "ReduceSum" and self.nodes[cur].op == "sum":
                 n = int(np.prod([shp[i] for i in axes]))
                 tmp = f"__mean_{self.counter}"
                 recip = np.float32(1.0) / np.float32(n)
@@ -415,6 +449,72 @@ class _Lowerer:
             self._lower_bn(a, ins, x, out)
         else:
             raise UnsupportedOpError(op)
+
+    def _recip(self, x: str, out: str) -> None:
+        """``1/x``: EZKL's ``RECIP``, or ``RSQRT`` when ``x`` is a single-use ``Sqrt``
+        (tract's ``declutter_recip``)."""
+        src = self.nodes.get(x)
+        if src is not None and src.op == "sqrt" and self.onnx_uses.get(x, 0) == 1:
+            src.op = "dead"
+            self._new("rsqrt", [src.inputs[0]], self.shapes[x], "Reciprocal", name=out)
+        else:
+            self._new("recip", [x], self.shapes[x], "Reciprocal", name=out)
+
+    def _lower_slice(self, ins, x, out) -> None:
+        if not all(i in self.consts for i in ins[1:] if i):
+            raise UnsupportedOpError("Slice", "non-constant starts/ends")
+        shp = list(self.shapes[x])
+        starts = [int(v) for v in self.consts[ins[1]].reshape(-1)]
+        ends = [int(v) for v in self.consts[ins[2]].reshape(-1)]
+        axes = ([int(v) for v in self.consts[ins[3]].reshape(-1)]
+                if len(ins) > 3 and ins[3] else list(range(len(starts))))
+        steps = ([int(v) for v in self.consts[ins[4]].reshape(-1)]
+                 if len(ins) > 4 and ins[4] else [1] * len(starts))
+        if any(st != 1 for st in steps):
+            raise UnsupportedOpError("Slice", "steps != 1")
+        cur = x
+        for k, (st, en, ax) in enumerate(zip(starts, ends, axes)):
+            ax %= len(shp)
+            d = shp[ax]
+            st = max(0, min(d, st + d if st < 0 else st))
+            en = max(0, min(d, en + d if en < 0 else en))
+            if st == 0 and en == d:
+                continue
+            shp[ax] = en - st
+            cur = self._new("slice", [cur], tuple(shp), "Slice", axis=ax, start=st, end=en)
+        self.alias[out] = cur
+
+    def _lower_layernorm(self, a, ins, x, out) -> None:
+        """LayerNormalization as tract expands it (onnx/src/ops/nn/layer_norm.rs), after
+        decluttering: mean, d = x - mean, MeanOfSquares(d), + eps, Rsqrt, d * rsqrt,
+        * scale (dropped if all ones), + bias (dropped if all zeros)."""
+        if not all(i in self.consts for i in ins[1:] if i):
+            raise UnsupportedOpError("LayerNormalization", "non-constant scale/bias")
+        shp = self.shapes[x]
+        axis = a.get("axis", -1) % len(shp)
+        axes = tuple(range(axis, len(shp)))
+        kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
+        n = int(np.prod([shp[i] for i in axes]))
+        ssum = self._new("sum", [x], kshape, "LayerNormalization", axes=axes)
+        mean = f"__ln_mean_{self.counter}"
+        self._mul_const(ssum, np.float32(1.0) / np.float32(n), mean, "LayerNormalization")
+        d = self._new("sub", [x, mean], shp, "LayerNormalization")
+        var = self._new("meanofsquares", [d], kshape, "LayerNormalization", axes=axes)
+        eps = self._const(np.array(np.float32(a.get("epsilon", 1e-5))), "ln_eps")
+        ve = self._new("add", [var, eps], kshape, "LayerNormalization")
+        inv = self._new("rsqrt", [ve], kshape, "LayerNormalization")
+        cur = self._new("mult", [d, inv], shp, "LayerNormalization")
+        gamma = self.consts[ins[1]].astype(np.float32)
+        if not np.all(gamma == 1.0):
+            tmp = f"__ln_scaled_{self.counter}"
+            self._mul_const(cur, gamma, tmp, "LayerNormalization")
+            cur = tmp
+        if len(ins) > 2 and ins[2]:
+            beta = self.consts[ins[2]].astype(np.float32)
+            if not np.all(beta == 0.0):
+                cur = self._new("add", [cur, self._const(beta, "ln_beta")], shp,
+                                "LayerNormalization")
+        self.alias[out] = cur
 
     def _max_min(self, op: str, x: str, c: np.ndarray, out: str) -> None:
         """``Max``/``Min`` of ``x`` and a constant (utilities.rs "Max": Max with a single 0 is a
@@ -522,8 +622,16 @@ class _Lowerer:
         if c0 and c1:
             raise UnsupportedOpError(op, "both inputs constant")
         if op == "Div":
+            if c0:
+                raise UnsupportedOpError("Div", "constant divided by a tensor")
             if not c1:
-                raise UnsupportedOpError("Div", "division by a non-constant")
+                # tract: x / y -> x * recip(y); recip(sqrt(z)) -> rsqrt(z)
+                r = f"__recip_{self.counter}"
+                self._recip(self._ref(ins[1]), r)
+                a_ = self._ref(ins[0])
+                self._new("mult", [a_, r], np.broadcast_shapes(self.shapes[a_], self.shapes[r]),
+                          "Div", name=out)
+                return
             recip = np.float32(1.0) / self.consts[ins[1]].astype(np.float32)
             self._mul_const(self._ref(ins[0]), recip, out, "Div")
             return

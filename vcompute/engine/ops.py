@@ -20,7 +20,7 @@ import torch
 from .graph import UnsupportedOpError
 from .quantize import Step, round_half_away
 
-MAX_TABLE = 1 << 24  # entries; a larger input range means the scales are far too large
+MAX_TABLE = 1 << 20  # dense-table entries; wider inputs use a table of their distinct values
 
 
 class TritonBackend:
@@ -154,6 +154,8 @@ def lookup_values(fn: str, xs: np.ndarray, mult: float, a: float | None = None) 
                 v = mult * math.pow(float(np.float32(math.e)), k)
             except OverflowError:
                 v = math.inf
+        elif fn == "sqrt":  # NaN for negatives -> 0 (then EZKL's abs keeps it 0)
+            v = mult * math.sqrt(k) if k >= 0 else math.nan
         elif fn == "pow":
             try:
                 v = mult * math.pow(k, a)
@@ -169,12 +171,42 @@ def lookup_values(fn: str, xs: np.ndarray, mult: float, a: float | None = None) 
     return r.astype(np.int64)
 
 
-def _lookup(be, x: torch.Tensor, fn: str, mult: float, a: float | None = None):
+def _recip_values(xs: np.ndarray, in_mult: float, out_mult: float, eps: float) -> np.ndarray:
+    """``nonlinearities::recip``: ``round(out * 1/(x/in))``, ``1/(0+eps)`` at zero."""
+    out = []
+    for xi in xs.tolist():
+        r = float(xi) / in_mult
+        v = out_mult * ((1.0 / (r + eps)) if r == 0.0 else (1.0 / r))
+        out.append(v)
+    r = round_half_away(np.array(out, dtype=np.float64))
+    if np.any(np.abs(r) >= 2.0 ** 62):
+        raise OverflowError("reciprocal of 0 (or a tiny value) does not fit in int64")
+    return r.astype(np.int64)
+
+
+def _table_values(fn: str, xs: np.ndarray, extra: dict, a: float | None) -> np.ndarray:
+    if fn == "recip":
+        return _recip_values(xs, extra["in_mult"], extra["out_mult"], extra["eps"])
+    if fn == "rsqrt":  # layouts.rs::rsqrt: sqrt at the input scale, then recip
+        s = lookup_values("sqrt", xs, extra["in_mult"])
+        return _recip_values(s, extra["in_mult"], extra["out_mult"], extra["eps"])
+    return lookup_values(fn, xs, extra["mult"], a)
+
+
+def _lookup(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = None):
+    """Apply EZKL's integer function ``fn`` through a host-built table and the lookup kernel.
+
+    Dense table over [min, max] when that range is small; otherwise a table over the distinct
+    input values, indexed by each element's rank among them.
+    """
     lo, hi = int(x.min().item()), int(x.max().item())
-    if hi - lo + 1 > MAX_TABLE:
-        raise UnsupportedOpError(fn, f"lookup input range {hi - lo + 1} too large")
-    table = torch.from_numpy(lookup_values(fn, np.arange(lo, hi + 1), mult, a)).to(x.device)
-    return be.table_lookup(x, table, lo)
+    if hi - lo + 1 <= MAX_TABLE:
+        vals = _table_values(fn, np.arange(lo, hi + 1), extra, a)
+        return be.table_lookup(x, torch.from_numpy(vals).to(x.device), lo)
+    uniq, inv = torch.unique(x, return_inverse=True)
+    vals = _table_values(fn, uniq.cpu().numpy(), extra, a)
+    return be.table_lookup(inv.reshape(x.shape).contiguous(),
+                           torch.from_numpy(vals).to(x.device), 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +234,14 @@ def _pad2d(x: torch.Tensor, pads) -> torch.Tensor:
     if t or b or l or r:
         x = torch.nn.functional.pad(x, (l, r, t, b))  # zeros, as EZKL pads
     return x
+
+
+def _reduce_max(be, x: torch.Tensor, axes, out_shape) -> torch.Tensor:
+    keep = [i for i in range(x.dim()) if i not in axes]
+    xt = x.permute(*keep, *axes).contiguous()
+    k = int(np.prod([x.shape[i] for i in axes])) if axes else 1
+    m = xt.numel() // k
+    return be.max_pool2d(xt.reshape(1, 1, m, k), (1, k), (1, k), (0, 0)).reshape(out_shape)
 
 
 def _reduce_sum(be, x: torch.Tensor, axes, out_shape) -> torch.Tensor:
@@ -260,7 +300,19 @@ def run_step(be, step: Step, args: list[torch.Tensor], consts_t: dict) -> torch.
         alpha = torch.tensor([step.extra["alpha_q"]], dtype=torch.int64, device=x.device)
         y = be.int_add(pos, be.int_mul(neg, alpha), step.extra["shift"], 0)
     elif op == "lookup":
-        y = _lookup(be, args[0], node.attrs["fn"], step.extra["mult"], node.attrs.get("a"))
+        y = _lookup(be, args[0], node.attrs["fn"], step.extra, node.attrs.get("a"))
+    elif op in ("sqrt", "recip", "rsqrt"):
+        y = _lookup(be, args[0], op, step.extra)
+    elif op == "meanofsquares":  # layouts.rs::mean_of_squares_axes: sum(x^2) / n, rounded
+        sq = be.int_mul(args[0], args[0])
+        axes = list(node.attrs["axes"])
+        y = _reduce_sum(be, sq, axes, shape)
+        y = be.div_round(y, int(np.prod([args[0].shape[i] for i in axes])))
+    elif op == "reducemax":
+        y = _reduce_max(be, args[0], list(node.attrs["axes"]), shape)
+    elif op == "slice":
+        y = args[0].narrow(node.attrs["axis"], node.attrs["start"],
+                           node.attrs["end"] - node.attrs["start"]).contiguous()
     elif op == "maxpool":
         y = be.max_pool2d(_pad2d(args[0], node.attrs["pads"]), node.attrs["kernel"],
                           node.attrs["stride"], (0, 0))
@@ -298,7 +350,7 @@ def _softmax(be, x: torch.Tensor, axis: int, extra: dict) -> torch.Tensor:
     x2 = xt.reshape(-1, k)
     m = x2.shape[0]
     mx = be.max_pool2d(x2.reshape(1, 1, m, k), (1, k), (1, k), (0, 0)).reshape(m, 1)
-    ex = _lookup(be, be.int_sub(x2, mx), "exp", extra["in_mult"])
+    ex = _lookup(be, be.int_sub(x2, mx), "exp", {"mult": extra["in_mult"]})
     denom = _reduce_sum(be, ex, [1], (m, 1))
     d = denom.cpu().numpy().astype(np.float64) / extra["in_mult"]
     with np.errstate(divide="ignore"):

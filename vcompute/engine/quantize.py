@@ -76,7 +76,7 @@ class Plan:
 
 _HOMOGENOUS = {"add", "sub", "concat", "max", "min"}
 _PASS = {"reshape", "view", "transpose", "maxpool", "sumpool", "sum", "relu", "lookup", "abs",
-         "neg"}
+         "neg", "sqrt", "reducemax", "slice"}
 
 
 def make_plan(graph: Graph, run_args: dict) -> Plan:
@@ -155,6 +155,14 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
             inner = eff[0] + eff[1]
         elif op in _HOMOGENOUS or op in _PASS:
             inner = eff[0]
+        elif op in ("recip", "rsqrt"):
+            out_s = max(max(input_scale, param_scale), eff[0])
+            extra["in_mult"] = float(np.float32(2.0 ** eff[0]))
+            extra["out_mult"] = float(np.float32(2.0 ** out_s))
+            extra["eps"] = float(run_args.get("epsilon") or 2.220446049250313e-16)
+            inner = out_s
+        elif op == "meanofsquares":
+            inner = 2 * eff[0]
         elif op == "pow":
             inner = eff[0] * node.attrs["n"]
         elif op == "identity":
@@ -171,7 +179,7 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
             inner = eff[0] + out_s
         else:
             raise UnsupportedOpError(node.onnx_op or op)
-        if op == "lookup":
+        if op in ("lookup", "sqrt"):
             extra["mult"] = 2.0 ** eff[0]
 
         rebase_div = None
