@@ -6,6 +6,8 @@ overflow bounds read the same everywhere, and move CPU tensors to the GPU when o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kernels.runtime import device
@@ -87,3 +89,22 @@ def padding4(p: int | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
     if len(p) != 4 or min(p) < 0:
         raise ValueError(f"padding must be an int, (h, w) or (top, left, bottom, right) >= 0, got {p}")
     return p  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Launch configuration of the one-dimensional (elementwise, gather, pooling) kernels.
+
+    ``block`` elements per program (a power of two), ``num_warps`` warps. Results are the same
+    bits for every config; the default suits large tensors on Hopper.
+    """
+
+    block: int = 1024
+    num_warps: int = 4
+
+    def check(self) -> None:
+        if self.block < 16 or self.block & (self.block - 1) or self.num_warps < 1:
+            raise ValueError(f"BlockConfig.block must be a power of two >= 16 and num_warps >= 1: {self}")
+
+
+DEFAULT_BLOCK_CONFIG = BlockConfig()

@@ -1,0 +1,64 @@
+"""Division by a positive integer rounding to nearest, ties away from zero: ``div_round``.
+
+This is EZKL's rescale/division rule: it computes ``((x as f64) / d).round()`` in Rust, and
+Rust's ``round`` sends halves away from zero. For ``|x| < 2**52`` and ``1 <= d < 2**53`` that
+equals the exact integer rule used here (``q = |x| // d``, ``q += 1`` if ``2 * (|x| % d) >= d``,
+sign of x), because the f64 quotient can then neither create nor miss a tie; larger ``|x|`` is
+refused (OverflowError) since f64 rounding would differ. Triton's ``//`` truncates toward zero,
+so the kernel works on ``|x|`` and restores the sign; a power-of-two divisor uses shifts.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, max_abs, to_compute
+
+#: inputs must satisfy |x| < 2**52 for the f64 computation EZKL does to be exact
+DIV_ROUND_LIMIT = 2**52
+
+
+@triton.jit
+def _div_round_kernel(x_ptr, out_ptr, n, d, SHIFT: tl.constexpr, BLOCK: tl.constexpr):
+    """out = sign(x) * floor(|x| / d + 1/2) (ties away from zero); SHIFT >= 0 when d == 2**SHIFT."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0)
+    ax = tl.where(x < 0, -x, x)
+    if SHIFT >= 0:
+        q = ax >> SHIFT
+        r = ax & ((1 << SHIFT) - 1)
+    else:
+        q = ax // d
+        r = ax - q * d
+    q += (2 * r >= d).to(tl.int64)
+    tl.store(out_ptr + offs, tl.where(x < 0, -q, q), mask=mask)
+
+
+def div_round(x: torch.Tensor, divisor: int, config: BlockConfig | None = None) -> torch.Tensor:
+    """``round(x / divisor)`` with ties away from zero, exactly as EZKL's f64 ``round`` (int64 in, int64 out).
+
+    ``divisor`` is an int in [1, 2**53); OverflowError if any ``|x| >= 2**52``.
+    """
+    check_int64("x", x)
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or not 1 <= divisor < 2**53:
+        raise ValueError(f"div_round: divisor must be an int in [1, 2^53), got {divisor!r}")
+    out_device = x.device
+    x = to_compute(x)
+    biggest = max_abs(x)
+    if biggest >= DIV_ROUND_LIMIT:
+        raise OverflowError(f"div_round: |x| reaches {biggest} >= 2^52, where EZKL's f64 division is no longer exact")
+    if divisor == 1 or x.numel() == 0:
+        return x.clone().to(out_device)
+    cfg = config or DEFAULT_BLOCK_CONFIG
+    cfg.check()
+    out = torch.empty_like(x)
+    shift = divisor.bit_length() - 1 if divisor & (divisor - 1) == 0 else -1
+    _div_round_kernel[(triton.cdiv(x.numel(), cfg.block),)](x, out, x.numel(), divisor, SHIFT=shift,
+                                                            BLOCK=cfg.block, num_warps=cfg.num_warps)
+    return out.to(out_device)
+
+
+__all__ = ["div_round", "DIV_ROUND_LIMIT"]
