@@ -109,3 +109,20 @@ def anvil(chain_cache) -> LocalChain:
     """One Anvil for the session, on a free loopback port."""
     with start_anvil() as chain:
         yield chain
+
+
+def run_cli(*args: str, timeout: float = 180) -> "subprocess.CompletedProcess[str]":
+    """Run `vcompute ARGS` in a subprocess (the CLI writes to duplicated fds, which only a real
+    process captures), with this session's VCOMPUTE_CACHE."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "vcompute.cli", *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
+
+
+def swap_proof(proof_dir: Path, other: Path) -> Path:
+    """Put another model's proof (and calldata inputs) into proof_dir: a proof its verifier must reject."""
+    shutil.copy(other / "proof.json", proof_dir / "proof.json")
+    return proof_dir

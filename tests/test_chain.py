@@ -96,3 +96,32 @@ def test_hardhat_node_starts_and_stops():
         assert len(chain.accounts) >= 1
         assert connect(chain.url).eth.block_number == 0
     assert not _alive(pid), "hardhat node still running after the with-block"
+
+
+def test_cli_chain_serves_until_ctrl_c():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcompute.cli", "chain", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first, first + proc.stderr.read() if proc.poll() is not None else first
+        assert rpc_chain_id(f"http://127.0.0.1:{port}") == 31337
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "chain stopped" in err, f"exit {proc.returncode}: {err}"
+    assert rpc_chain_id(f"http://127.0.0.1:{port}") is None, "anvil still answers after Ctrl-C"
+
+
+def test_cli_chain_port_in_use_is_exit_2(anvil):
+    port = int(anvil.url.rsplit(":", 1)[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcompute.cli", "chain", "--port", str(port)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "already in use" in proc.stderr, f"exit {proc.returncode}: {proc.stderr}"

@@ -120,3 +120,41 @@ def test_unreachable_rpc_is_exit_2(fresh_proof_dir):
     with pytest.raises(UsageError) as info:
         verify_onchain(fresh_proof_dir("A"), f"http://127.0.0.1:{free_port()}")
     assert info.value.exit_code == 2 and "cannot reach a chain" in str(info.value)
+
+
+# --- the CLI: `vcompute verify DIR --onchain` -----------------------------------------------------
+
+
+def test_cli_verify_onchain_json_valid(fresh_proof_dir, anvil):
+    from conftest_chain import run_cli
+
+    proc = run_cli("verify", str(fresh_proof_dir("A")), "--onchain", "--rpc-url", anvil.url, "--json")
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-800:]}"
+    result = json.loads(proc.stdout)
+    assert result["valid"] is True and result["verification_gas"] > 0 and result["deploy_gas"] > 0, result
+
+
+def test_cli_verify_onchain_table_and_rejected_exit_1(fresh_proof_dir, proof_dirs, anvil):
+    from conftest_chain import run_cli, swap_proof
+
+    pd = fresh_proof_dir("A")
+    ok = run_cli("verify", str(pd), "--rpc-url", anvil.url)
+    assert ok.returncode == 0, ok.stderr[-800:]
+    for label in ("valid", "verifier address", "deploy gas", "verification gas"):
+        assert label in ok.stdout, f"{label!r} missing from the table:\n{ok.stdout}"
+    bad = run_cli("verify", str(swap_proof(pd, proof_dirs["B"])), "--onchain", "--rpc-url", anvil.url, "--json")
+    assert bad.returncode == 1, f"model B's proof with model A's verifier: exit {bad.returncode}, {bad.stdout}{bad.stderr[-500:]}"
+    assert json.loads(bad.stdout)["valid"] is False
+
+
+def test_cli_verify_onchain_unreachable_chain_exit_2(fresh_proof_dir):
+    from conftest_chain import run_cli
+
+    from vcompute.chain import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = run_cli("verify", str(fresh_proof_dir("A")), "--onchain", "--rpc-url", url)
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr}"
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "cannot reach a chain" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) <= 2, f"expected one (wrapped) error line, got:\n{proc.stderr}"

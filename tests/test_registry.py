@@ -120,3 +120,17 @@ def test_attest_proof_dir_end_to_end_reuses_registry_and_model(fresh_proof_dir, 
     vk_sha256 = json.loads((pd / "Verifier.json").read_text())["vk_sha256"]
     assert model["vk_digest"].hex() == vk_sha256, "registered vkDigest is not sha256(vk.key)"
     assert model["verifier"] == first.verifier_address
+
+
+def test_cli_attest_records_then_reports_duplicate_and_rejects_a_foreign_proof(fresh_proof_dir, proof_dirs, anvil):
+    from conftest_chain import run_cli, swap_proof
+
+    pd = fresh_proof_dir("A")
+    first = run_cli("attest", str(pd), "--rpc-url", anvil.url, "--json")
+    assert first.returncode == 0, first.stderr[-800:]
+    assert json.loads(first.stdout)["status"] == "attested"
+    again = run_cli("attest", str(pd), "--rpc-url", anvil.url)
+    assert again.returncode == 0 and "already-attested" in again.stdout, again.stdout + again.stderr[-500:]
+    bad = run_cli("attest", str(swap_proof(pd, proof_dirs["B"])), "--rpc-url", anvil.url, "--json")
+    assert bad.returncode == 1, f"exit {bad.returncode}: {bad.stdout}{bad.stderr[-500:]}"
+    assert json.loads(bad.stdout)["status"] == "rejected"

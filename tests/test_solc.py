@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 
 from vcompute.errors import ProofError, UsageError
+from vcompute.onchain import ProofDir
 from vcompute.solc import EIP170_LIMIT, compile_contract, compile_file, contracts_dir, solc_version
 from vcompute.verifier import build_verifier, check_code_size, decode_calldata, encode_verify_call
 
@@ -56,10 +55,9 @@ def test_eip170_limit_is_checked_at_the_boundary():
 
 
 def test_build_verifier_writes_artifacts_atomically_and_reuses_them(fresh_proof_dir, tmp_path):
-    pd = fresh_proof_dir("A")
-    summary = json.loads((pd / "summary.json").read_text())
+    pd = ProofDir.open(fresh_proof_dir("A"))
     out = tmp_path / "verifier-out"
-    args = (out, pd / "vk.key", pd / "settings.json", Path(summary["srs"]), pd / "proof.json")
+    args = (out, pd.vk, pd.settings, pd.srs, pd.proof)
     first = build_verifier(*args)
     again = build_verifier(*args)
     files = sorted(p.name for p in out.iterdir())

@@ -62,6 +62,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on loopback:port (so a node we start there is the one answering)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def _pick_port(port: int | None) -> int:
+    if port is None:
+        return free_port()
+    if not port_is_free(port):
+        raise UsageError(f"port {port} on {LOOPBACK} is already in use: pick another with --port")
+    return port
+
+
 def rpc_chain_id(url: str, timeout: float = 2.0) -> int | None:
     """eth_chainId of the node at url, or None when nothing answers JSON-RPC there."""
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
@@ -102,6 +120,18 @@ def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
         process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, even by SIGKILL (Linux prctl).
+
+    Without it a `kill` of vcompute (SIGTERM runs no finally-blocks) would orphan the node."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn(args: list[str], cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         args,
@@ -111,6 +141,7 @@ def _spawn(args: list[str], cwd: Path | None = None, env: dict | None = None) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # own process group: we stop it, and all its children, ourselves
+        preexec_fn=_die_with_parent,
     )
 
 
@@ -118,7 +149,7 @@ def _spawn(args: list[str], cwd: Path | None = None, env: dict | None = None) ->
 def start_anvil(port: int | None = None, timeout: float = 30.0) -> Iterator[LocalChain]:
     """Run Anvil on loopback until the block exits; yields its URL, accounts and private keys."""
     binary = anvil_binary()
-    port = port or free_port()
+    port = _pick_port(port)
     url = f"http://{LOOPBACK}:{port}"
     with tempfile.TemporaryDirectory(prefix="vcompute-anvil-") as tmp:
         config = Path(tmp) / "anvil.json"
@@ -143,7 +174,7 @@ def start_anvil(port: int | None = None, timeout: float = 30.0) -> Iterator[Loca
 def start_hardhat(port: int | None = None, timeout: float = 90.0) -> Iterator[LocalChain]:
     """Run `npx hardhat node` (the same CLI, without npm's wrapper) on loopback in contracts/."""
     cli = hardhat_cli()
-    port = port or free_port()
+    port = _pick_port(port)
     url = f"http://{LOOPBACK}:{port}"
     env = {**os.environ, "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true", "DO_NOT_TRACK": "1"}
     args = [node_binary(), str(cli), "node", "--hostname", LOOPBACK, "--port", str(port)]
@@ -166,6 +197,11 @@ def _reason(exc: Exception, timeout: float) -> str:
         return "connection failed (is the node running? start one with `vcompute chain`)"
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def wait_until_stopped(chain: LocalChain) -> int:
+    """Block until the node exits (Ctrl-C raises KeyboardInterrupt here); returns its exit code."""
+    return chain.process.wait()
 
 
 def connect(url: str, timeout: float = 60.0) -> Web3:

@@ -161,11 +161,20 @@ def prove(
 def verify(
     proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
     srs: Annotated[Optional[Path], typer.Option(help="The SRS to verify with (default: the one the proof was made with).")] = None,
+    onchain: Annotated[bool, typer.Option("--onchain", help="Verify with the Solidity verifier on an EVM chain (a temporary local Anvil unless --rpc-url).")] = False,
+    rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain to verify on (implies --onchain).")] = None,
+    private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Verify the proof in PROOF_DIR against its verifying key, settings and SRS. Exit 0 valid, 1 rejected."""
+    """Verify the proof in PROOF_DIR against its verifying key, settings and SRS. Exit 0 valid, 1 rejected.
+
+    With --onchain: deploy (or reuse) the EVM verifier and call verifyProof; exit 2 if the chain is unreachable.
+    """
     from vcompute import pipeline
 
+    if onchain or rpc_url:
+        _verify_onchain(proof_dir, rpc_url, private_key, srs, as_json)
+        return
     with user_errors():
         try:
             result = pipeline.verify(proof_dir, srs)
@@ -177,6 +186,77 @@ def verify(
             print_json(result)
         else:
             _out.print(f"[green]valid[/]: {proof_dir} ({result['seconds']:.2f} s)")
+
+
+def _print_rows(title: str, rows: list[tuple[str, str]], ok: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_style="bold green" if ok else "bold red")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    _out.print(table)
+
+
+def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool) -> None:
+    """verify --onchain: a table (or JSON) of result, verifier address and gas; exit 0 valid, 1 rejected."""
+    from vcompute.onchain import verify_onchain
+
+    with user_errors():
+        with _err.status("verifying on-chain…"):
+            result = verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs)
+        if as_json:
+            print_json({"proof_dir": str(proof_dir), **result.to_dict()})
+        else:
+            _print_rows("on-chain verification", result.rows(), result.valid)
+        if not result.valid:
+            raise typer.Exit(1)
+
+
+@app.command()
+def chain(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 8545,
+) -> None:
+    """Run a local Anvil chain until Ctrl-C, printing its URL and funded accounts (test keys, public)."""
+    from vcompute.chain import start_anvil, wait_until_stopped
+
+    with user_errors():
+        try:
+            with start_anvil(port) as node:
+                _out.print(f"[bold green]Anvil[/] listening at [bold]{node.url}[/] (chain id {node.chain_id}); Ctrl-C stops it")
+                _out.print("funded test accounts (keys are public: never use them on a real network):")
+                for i, (address, key) in enumerate(zip(node.accounts, node.private_keys)):
+                    _out.print(f"  ({i}) {address}  {key}", highlight=False, soft_wrap=True)
+                _out.print(f"try: vcompute verify DIR --onchain --rpc-url {node.url}", highlight=False, soft_wrap=True)
+                code = wait_until_stopped(node)
+        except KeyboardInterrupt:
+            _err.print("chain stopped")
+            return
+        raise UsageError(f"anvil exited on its own (code {code})")
+
+
+@app.command()
+def attest(
+    proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
+    rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain (default: a temporary local Anvil).")] = None,
+    private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
+    registry: Annotated[Optional[str], typer.Option(help="Address of a deployed InferenceRegistry (default: the one recorded for this chain, else a new one).")] = None,
+    srs: Annotated[Optional[Path], typer.Option(help="The SRS the proof was made with (default: from summary.json).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Record PROOF_DIR's verified result in the InferenceRegistry contract. Exit 0 recorded (or already), 1 rejected, 2 chain unreachable."""
+    from vcompute.registry import attest_proof_dir
+
+    with user_errors():
+        with _err.status("attesting on-chain…"):
+            result = attest_proof_dir(proof_dir, rpc_url=rpc_url, private_key=private_key, registry_address=registry, srs=srs)
+        if as_json:
+            print_json({"proof_dir": str(proof_dir), **result.to_dict()})
+        else:
+            _print_rows("inference attestation", result.rows(), result.status != "rejected")
+        if result.status == "rejected":
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -95,8 +95,26 @@ class OnchainResult:
     deployed_size: int
     calldata_size: int
 
+    @property
+    def verify_gas(self) -> int | None:
+        """Short alias of verification_gas (vcompute bench reads this name)."""
+        return self.verification_gas
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for the CLI's table."""
+        deploy = "n/a" if self.deploy_gas is None else f"{self.deploy_gas:,}"
+        return [
+            ("result", "valid" if self.valid else "rejected"),
+            ("reason", self.reason),
+            ("verifier address", self.verifier_address),
+            ("deploy gas", deploy + (" (reused deployment)" if self.reused_verifier else "")),
+            ("verification gas", "n/a" if self.verification_gas is None else f"{self.verification_gas:,}"),
+            ("verifier size", f"{self.deployed_size:,} bytes deployed (EIP-170 limit 24,576)"),
+            ("chain", f"id {self.chain_id} at {self.rpc_url}"),
+        ]
 
 
 # --- deployments.json ---------------------------------------------------------------------------

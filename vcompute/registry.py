@@ -92,6 +92,24 @@ class AttestResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for the CLI's table."""
+        rows = [
+            ("status", self.status),
+            ("reason", self.reason),
+            ("attestation id", self.attestation_id),
+            ("model id", str(self.model_id)),
+            ("registry", self.registry_address),
+            ("verifier", self.verifier_address),
+            ("instances hash", self.instances_hash),
+            ("chain id", str(self.chain_id)),
+        ]
+        optional = [("submitter", self.submitter), ("block", self.block_number), ("transaction", self.tx_hash)]
+        rows += [(k, str(v)) for k, v in optional if v is not None]
+        if self.gas_used is not None:
+            rows.append(("gas used", f"{self.gas_used:,}"))
+        return rows
+
 
 class Registry:
     """A deployed InferenceRegistry, called from w3's default account."""
