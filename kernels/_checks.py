@@ -60,6 +60,16 @@ def value_range(t: torch.Tensor) -> tuple[int, int]:
     return int(lo_hi[0]), int(lo_hi[1])
 
 
+def value_ranges(*ts: torch.Tensor | None) -> list[tuple[int, int]]:
+    """(min, max) of each tensor ((0, 0) for None or empty) with a single device-to-host sync."""
+    parts = [torch.stack(torch.aminmax(t)) for t in ts if t is not None and t.numel() > 0]
+    vals = torch.stack(parts).tolist() if parts else []
+    out, it = [], iter(vals)
+    for t in ts:
+        out.append((0, 0) if t is None or t.numel() == 0 else tuple(int(v) for v in next(it)))
+    return out
+
+
 def check_fits_int64(what: str, bound: int) -> None:
     """OverflowError unless the worst-case magnitude ``bound`` fits in int64 (< 2**63)."""
     if bound > INT64_MAX:

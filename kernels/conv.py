@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import check_fits_int64, check_int64, max_abs, padding4, pair, same_device, to_compute, value_range
+from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, value_ranges
 from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, limbs_needed, padded_limbs, split_limbs
 
 
@@ -145,8 +145,8 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
     x, w, bias = to_compute(x), to_compute(w), to_compute(bias)
     k = cg * kh * kw
-    (x_lo, x_hi), (w_lo, w_hi) = value_range(x), value_range(w)
-    x_max, w_max, bias_max = max(-x_lo, x_hi), max(-w_lo, w_hi), max_abs(bias)
+    (x_lo, x_hi), (w_lo, w_hi), (c_lo, c_hi) = value_ranges(x, w, bias)  # one pass each, one sync
+    x_max, w_max, bias_max = max(-x_lo, x_hi), max(-w_lo, w_hi), max(-c_lo, c_hi)
     check_fits_int64(f"int_conv2d K={k}, max|x|={x_max}, max|w|={w_max}, max|bias|={bias_max}",
                      k * x_max * w_max + bias_max)
     if nb == 0 or x_max == 0 or w_max == 0:

@@ -38,10 +38,9 @@ from kernels._checks import (
     INT64_MAX,
     check_fits_int64,
     check_int64,
-    max_abs,
     same_device,
     to_compute,
-    value_range,
+    value_ranges,
 )
 
 #: most 8-bit limbs an operand may have (8 limbs cover about +-0.996 * 2^63)
@@ -305,8 +304,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
     if bias is not None and bias.shape[0] != N:
         raise ValueError(f"int_matmul: bias has {bias.shape[0]} entries, expected N={N}")
     a, b, bias = to_compute(a), to_compute(b), to_compute(bias)
-    (a_lo, a_hi), (b_lo, b_hi) = value_range(a), value_range(b)  # one min/max pass each
-    a_max, b_max, bias_max = max(-a_lo, a_hi), max(-b_lo, b_hi), max_abs(bias)
+    (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = value_ranges(a, b, bias)  # one pass each, one sync
+    a_max, b_max, bias_max = max(-a_lo, a_hi), max(-b_lo, b_hi), max(-c_lo, c_hi)
     check_fits_int64(f"int_matmul K={K}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
                      K * a_max * b_max + bias_max)
     if M == 0 or N == 0 or K == 0 or a_max == 0 or b_max == 0:

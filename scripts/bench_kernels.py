@@ -161,7 +161,10 @@ def sweep(sizes: list[int]) -> list[dict]:
 
 def conv_rows() -> list[dict]:
     """Implicit-GEMM conv vs the same-size int8 GEMM on cuBLAS (im2col shapes), 2-limb values."""
-    from kernels.conv import int_conv2d
+    from kernels.conv import ConvConfig, int_conv2d
+
+    CONV_CONFIGS = [ConvConfig(128, 128, 64, 8, 4, 8), ConvConfig(128, 256, 64, 8, 3, 8), ConvConfig(128, 128, 128, 8, 3, 8),
+                    ConvConfig(64, 128, 64, 4, 3, 8)]
 
     rows = []
     shapes = [  # N, C, H, W, O, k, stride, pad
@@ -181,6 +184,9 @@ def conv_rows() -> list[dict]:
         ref = torch.nn.functional.conv2d(x.double(), wt.double(), stride=st, padding=p)
         rec = {"shape": [n, c, h, w, o, k, st, p], "gemm_MNK": [m, o, kk], "exact": exact(got, ref.long())}
         t = bench(lambda: int_conv2d(x, wt, None, stride=(st, st), padding=(p, p)))
+        for cc in CONV_CONFIGS:
+            rec[f"ms_{cc.block_m}x{cc.block_n}x{cc.block_k}w{cc.num_warps}s{cc.num_stages}"] = bench(
+                lambda: int_conv2d(x, wt, None, stride=(st, st), padding=(p, p), config=cc))
         kp = (kk + 7) // 8 * 8
         a8 = torch.randint(-128, 128, (m, kp), device="cuda", dtype=torch.int8, generator=g)
         b8 = col_major(torch.randint(-128, 128, (kp, (o + 7) // 8 * 8), device="cuda", dtype=torch.int8, generator=g))
