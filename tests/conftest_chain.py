@@ -73,8 +73,13 @@ def _make_proof_dir(root: Path, name: str, seed: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def chain_cache(tmp_path_factory) -> Path:
-    """A private VCOMPUTE_CACHE for the session, so tests never depend on a user's cache."""
+def chain_cache(request, tmp_path_factory) -> Path:
+    """The suite's private VCOMPUTE_CACHE (tests/conftest.py's), else one made here."""
+    try:
+        yield request.getfixturevalue("vcompute_cache")
+        return
+    except pytest.FixtureLookupError:
+        pass
     path = tmp_path_factory.mktemp("vcompute-cache")
     old = os.environ.get("VCOMPUTE_CACHE")
     os.environ["VCOMPUTE_CACHE"] = str(path)
@@ -86,10 +91,17 @@ def chain_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def proof_dirs(tmp_path_factory, chain_cache) -> dict[str, Path]:
-    """Pristine proof directories of models A and B (never written to by tests: copy them)."""
+def proof_dirs(request, tmp_path_factory, chain_cache) -> dict[str, Path]:
+    """Proof dirs of models A and B, private to these tests (tests that write use copies).
+
+    A is the bundled circuits/mlp, proved once for the whole suite by tests/conftest.py's `proved`
+    (copied here, so what we record in it never leaks into other tests); B has other weights."""
     root = tmp_path_factory.mktemp("proofs")
-    return {"A": _make_proof_dir(root, "A", 0), "B": _make_proof_dir(root, "B", 1)}
+    try:
+        shutil.copytree(request.getfixturevalue("proved")("mlp"), root / "A")
+    except pytest.FixtureLookupError:
+        _make_proof_dir(root, "A", 0)
+    return {"A": root / "A", "B": _make_proof_dir(root, "B", 1)}
 
 
 @pytest.fixture()
@@ -118,7 +130,11 @@ def run_cli(*args: str, timeout: float = 180) -> "subprocess.CompletedProcess[st
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "vcompute.cli", *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+        [sys.executable, "-m", "vcompute.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 
