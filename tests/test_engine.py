@@ -294,3 +294,34 @@ def test_witness_felt_decoding():
     assert felt_to_int(minus_one) == -1
     assert felt_to_int((5).to_bytes(32, "little").hex()) == 5
     assert ezkl.felt_to_int(minus_one) == -1
+
+
+def test_lookup_tables_grow_consistently():
+    from vcompute.engine import ops
+
+    ops._TABLES.clear()
+    extra = {"mult": 128.0}
+    direct = ops.lookup_values("sigmoid", np.arange(-900, 701), 128.0)
+    a = ops._dense_table("sigmoid", -50, 40, extra, None)
+    b = ops._dense_table("sigmoid", -900, 10, extra, None)  # extends down
+    c = ops._dense_table("sigmoid", -3, 700, extra, None)  # extends up
+    assert list(a) == list(direct[850:941])
+    assert list(b) == list(direct[0:911])
+    assert list(c) == list(direct[897:])
+    # EZKL's sigmoid: round(S / (1 + exp(-x/S))), halves away from zero
+    assert ops.lookup_values("sigmoid", np.array([0, 128, -128]), 128.0).tolist() == [64, 94, 34]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["mlp", "cnn", "softmax", "layernorm"])
+def test_kernels_on_gpu(prepared, name):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    settings_onnx = prepared(name)
+    onnx_path, data_path, settings_path, wit = settings_onnx
+    settings = json.loads(Path(settings_path).read_text())
+    data = json.loads(Path(data_path).read_text())["input_data"]
+    res = run_fixed(onnx_path, [np.array(x) for x in data], settings, device="cuda:0")
+    assert res.device.startswith("cuda")
+    exact, where = compare(res.outputs_fixed, witness_outputs(wit))
+    assert exact, f"{where}; ops {res.ops}"

@@ -193,6 +193,35 @@ def _table_values(fn: str, xs: np.ndarray, extra: dict, a: float | None) -> np.n
     return lookup_values(fn, xs, extra["mult"], a)
 
 
+# (fn, params) -> (first input value, table values): tables grow to cover every range seen
+_TABLES: dict[tuple, tuple[int, np.ndarray]] = {}
+
+
+def _dense_table(fn: str, lo: int, hi: int, extra: dict, a: float | None) -> np.ndarray:
+    """Table of ``fn`` over [lo, hi], built once per (fn, scales) and extended as needed."""
+    key = (fn, a, tuple(sorted(extra.items())))
+    hit = _TABLES.get(key)
+    if hit is None:
+        vals = _table_values(fn, np.arange(lo, hi + 1), extra, a)
+        _TABLES[key] = (lo, vals)
+        return vals
+    clo, vals = hit
+    chi = clo + len(vals) - 1
+    if lo < clo or hi > chi:
+        nlo, nhi = min(lo, clo), max(hi, chi)
+        if nhi - nlo + 1 > MAX_TABLE:
+            return _table_values(fn, np.arange(lo, hi + 1), extra, a)
+        parts = []
+        if nlo < clo:
+            parts.append(_table_values(fn, np.arange(nlo, clo), extra, a))
+        parts.append(vals)
+        if nhi > chi:
+            parts.append(_table_values(fn, np.arange(chi + 1, nhi + 1), extra, a))
+        vals, clo = np.concatenate(parts), nlo
+        _TABLES[key] = (clo, vals)
+    return vals[lo - clo: hi - clo + 1]
+
+
 def _lookup(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = None):
     """Apply EZKL's integer function ``fn`` through a host-built table and the lookup kernel.
 
@@ -201,7 +230,7 @@ def _lookup(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = None):
     """
     lo, hi = int(x.min().item()), int(x.max().item())
     if hi - lo + 1 <= MAX_TABLE:
-        vals = _table_values(fn, np.arange(lo, hi + 1), extra, a)
+        vals = _dense_table(fn, lo, hi, extra, a)
         return be.table_lookup(x, torch.from_numpy(vals).to(x.device), lo)
     uniq, inv = torch.unique(x, return_inverse=True)
     vals = _table_values(fn, uniq.cpu().numpy(), extra, a)
