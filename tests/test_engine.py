@@ -87,6 +87,39 @@ def _layernorm():
     return m
 
 
+class _ViewNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.c(x))
+        return self.fc(y.view(y.size(0), -1))
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(x + self.c2(torch.relu(self.c1(x))))
+
+
+class _Attention(nn.Module):
+    """Linear (3-D MatMul + Add), LayerNorm, Q @ K^T, scaling by 1/4 (a scale bump), softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.ln = nn.LayerNorm(8)
+
+    def forward(self, x):
+        h = self.ln(x)
+        att = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) * 0.25, dim=-1)
+        return att @ self.v(h)
+
+
 PRESERVE = {"training": torch.onnx.TrainingMode.PRESERVE}
 
 # name -> (model factory, input shapes, settings mode[, torch.onnx.export kwargs])
@@ -137,6 +170,10 @@ CASES = {
                        [(2, 8), (2, 8)], "cal"),
     "reducemax_slice": (lambda: Fn(lambda s, x: x.amax(dim=1) + x[:, 1:5].sum(dim=1)), [(2, 8)],
                         "cal"),
+    # x.view(x.size(0), -1): Shape/Gather/Concat folded to a constant shape
+    "view_flatten": (_ViewNet, [(2, 1, 6, 6)], "cal"),
+    "residual_block": (_Residual, [(1, 2, 5, 5)], (7, 1)),
+    "attention_block": (_Attention, [(2, 3, 8)], "cal"),
 }
 
 
