@@ -107,7 +107,7 @@ def gemm_row(s: int, cfg: GemmConfig, limb_list: list[int]) -> dict:
     del a_l, b_l
 
     for limbs in limb_list:
-        mag = {1: 127, 2: 2**13, 4: 2**28}[limbs]
+        mag = {1: 127, 2: 2**13, 4: 2**24}[limbs]
         a = torch.randint(-mag, mag + 1, (s, s), device=dev, dtype=torch.int64, generator=g)
         b = torch.randint(-mag, mag + 1, (s, s), device=dev, dtype=torch.int64, generator=g)
         key = f"exact_{limbs}x{limbs}"
