@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,32 @@ class EngineResult:
     device: str
     time_ms: float
     ops: list[str] = field(default_factory=list)
+
+
+_PREPARED: dict[tuple, tuple[Graph, object]] = {}
+_CONSTS: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _prepared(model_path: Path, shapes, run_args: dict):
+    """Lowered graph and plan, cached per (model file, mtime, input shapes, run_args)."""
+    st = model_path.stat()
+    key = (str(model_path.resolve()), st.st_mtime_ns, st.st_size, tuple(shapes),
+           json.dumps(run_args, sort_keys=True, default=str))
+    if key not in _PREPARED:
+        if len(_PREPARED) > 32:
+            _PREPARED.clear()
+            _CONSTS.clear()
+        graph = load_graph(model_path, shapes)
+        _PREPARED[key] = (graph, make_plan(graph, run_args))
+    return _PREPARED[key]
+
+
+def _device_consts(plan, dev: str) -> dict[str, torch.Tensor]:
+    key = (id(plan), dev)
+    if key not in _CONSTS:
+        _CONSTS[key] = {name: torch.from_numpy(np.ascontiguousarray(q)).to(dev)
+                        for name, q in plan.consts.items()}
+    return _CONSTS[key]
 
 
 def _pick_device(device: str | None) -> str:
@@ -90,8 +117,7 @@ def run_fixed(
     model_path = Path(model_path)
     run_args = settings["run_args"]
     shapes = _shapes_for(model_path, inputs)
-    graph: Graph = load_graph(model_path, shapes)
-    plan = make_plan(graph, run_args)
+    graph, plan = _prepared(model_path, shapes, run_args)
     expected = settings.get("model_output_scales")
     if check_scales and expected is not None and list(expected) != plan.output_scales:
         raise ScaleMismatchError(
@@ -108,8 +134,7 @@ def run_fixed(
         x = np.asarray(inputs[node.attrs["index"]]).reshape(node.shape)
         q = quantize_input(x, plan.input_scales[node.attrs["index"]], node.attrs["float"])
         values[name] = torch.from_numpy(q).to(dev)
-    for name, q in plan.consts.items():
-        values[name] = torch.from_numpy(np.ascontiguousarray(q)).to(dev)
+    values.update(_device_consts(plan, dev))
     ops: list[str] = []
     for name, step in plan.steps.items():
         args = [values[i] for i in step.node.inputs]
