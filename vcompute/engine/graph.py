@@ -157,7 +157,7 @@ class _Lowerer:
         return name in self.consts
 
     def _in(self, name: str, hint: str = "c") -> str:
-        """Reference to a value: a runtime node, or a (fresh, single-use) const node."""
+        """Reference to a value: a runtime node, or the const node of an ONNX initializer."""
         if name in self.consts:
             if name not in self.used_consts:  # one EZKL const node per ONNX initializer
                 self.used_consts[name] = self._const(self.consts[name], hint)
