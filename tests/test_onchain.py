@@ -158,3 +158,8 @@ def test_cli_verify_onchain_unreachable_chain_exit_2(fresh_proof_dir):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert "cannot reach a chain" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) <= 2, f"expected one (wrapped) error line, got:\n{proc.stderr}"
+
+
+def test_unfunded_private_key_is_one_clear_usage_error(fresh_proof_dir, anvil):
+    with pytest.raises(UsageError, match="refused the request: Insufficient funds"):
+        verify_onchain(fresh_proof_dir("A"), anvil.url, private_key="0x" + "11" * 32)

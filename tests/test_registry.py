@@ -134,3 +134,13 @@ def test_cli_attest_records_then_reports_duplicate_and_rejects_a_foreign_proof(f
     bad = run_cli("attest", str(swap_proof(pd, proof_dirs["B"])), "--rpc-url", anvil.url, "--json")
     assert bad.returncode == 1, f"exit {bad.returncode}: {bad.stdout}{bad.stderr[-500:]}"
     assert json.loads(bad.stdout)["status"] == "rejected"
+
+
+def test_registry_address_is_checked(fresh_proof_dir, anvil):
+    from vcompute.errors import UsageError
+
+    pd = fresh_proof_dir("A")
+    with pytest.raises(UsageError, match="20-byte hex address"):
+        attest_proof_dir(pd, anvil.url, registry_address="0x5F")
+    with pytest.raises(UsageError, match="no InferenceRegistry"):
+        attest_proof_dir(pd, anvil.url, registry_address=anvil.accounts[4])

@@ -238,3 +238,18 @@ def use_sender(w3: Web3, private_key: str | None = None) -> str:
         raise UsageError("the chain has no unlocked account to send from: pass --private-key")
     w3.eth.default_account = accounts[0]
     return accounts[0]
+
+
+@contextmanager
+def rpc_errors(url: str) -> Iterator[None]:
+    """Turn a node's refusal (e.g. insufficient funds) or a lost connection into one-line UsageErrors."""
+    import requests
+    from web3.exceptions import Web3RPCError
+
+    try:
+        yield
+    except Web3RPCError as exc:
+        message = exc.rpc_response.get("error", {}).get("message") if isinstance(exc.rpc_response, dict) else None
+        raise UsageError(f"the chain at {url} refused the request: {message or exc}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise UsageError(f"lost the connection to the chain at {url}: {_reason(exc, 60)}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from vcompute.chain import connect, start_anvil, use_sender
+from vcompute.chain import connect, rpc_errors, start_anvil, use_sender
 from vcompute.errors import ProofError, UsageError
 from vcompute.verifier import atomic_write_bytes, build_verifier
 
@@ -213,5 +213,6 @@ def verify_onchain(
         if rpc_url is None:
             rpc_url = stack.enter_context(start_anvil()).url
         w3 = connect(rpc_url)
-        use_sender(w3, private_key)
-        return verify_on(w3, rpc_url, pd)
+        with rpc_errors(rpc_url):
+            use_sender(w3, private_key)
+            return verify_on(w3, rpc_url, pd)

@@ -18,7 +18,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from vcompute.chain import connect, start_anvil, use_sender
+from vcompute.chain import connect, rpc_errors, start_anvil, use_sender
 from vcompute.errors import ProofError, UsageError
 from vcompute.onchain import (
     ProofDir,
@@ -217,6 +217,8 @@ def ensure_registry(w3: Web3, root: Path, address: str | None = None) -> Registr
     art = registry_artifact()
     chain_id = int(w3.eth.chain_id)
     if address:
+        if not Web3.is_address(address):
+            raise UsageError(f"--registry must be a 20-byte hex address, got {address!r}")
         if not code_matches(w3, address, art["deployed_bytecode"]):
             raise UsageError(f"no InferenceRegistry (this version) is deployed at {address}")
         return Registry(w3, address, art["abi"])
@@ -269,11 +271,12 @@ def attest_proof_dir(
         if rpc_url is None:
             rpc_url = stack.enter_context(start_anvil()).url
         w3 = connect(rpc_url)
-        use_sender(w3, private_key)
-        summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
-        artifact = json.loads(Path(summary["verifier_json"]).read_text())
-        verifier, _, _ = ensure_verifier(w3, pd.root, artifact)
-        registry = ensure_registry(w3, pd.root, registry_address)
-        model_id = ensure_model(registry, pd.root, verifier, *model_digests(pd))
-        proof, instances = decode_calldata(Path(summary["calldata"]).read_bytes())
-        return registry.attest(model_id, proof, instances)
+        with rpc_errors(rpc_url):
+            use_sender(w3, private_key)
+            summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
+            artifact = json.loads(Path(summary["verifier_json"]).read_text())
+            verifier, _, _ = ensure_verifier(w3, pd.root, artifact)
+            registry = ensure_registry(w3, pd.root, registry_address)
+            model_id = ensure_model(registry, pd.root, verifier, *model_digests(pd))
+            proof, instances = decode_calldata(Path(summary["calldata"]).read_bytes())
+            return registry.attest(model_id, proof, instances)
