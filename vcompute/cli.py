@@ -224,7 +224,7 @@ def chain(
     with user_errors():
         try:
             with start_anvil(port) as node:
-                _out.print(f"[bold green]Anvil[/] listening at [bold]{node.url}[/] (chain id {node.chain_id}); Ctrl-C stops it")
+                _out.print(f"[bold green]Anvil[/] listening at [bold]{node.url}[/] (chain id {node.chain_id}); Ctrl-C stops it", soft_wrap=True)
                 _out.print("funded test accounts (keys are public: never use them on a real network):")
                 for i, (address, key) in enumerate(zip(node.accounts, node.private_keys)):
                     _out.print(f"  ({i}) {address}  {key}", highlight=False, soft_wrap=True)
