@@ -68,10 +68,8 @@ def verify(proof_path: Path, settings: Path, vk: Path, srs: Path, log: Path | No
     try:
         ok = ezkl_call.call(ezkl.verify, str(proof_path), str(settings), str(vk), str(srs), log=log)
     except ezkl_call.EzklError as exc:
-        message = str(exc).strip().splitlines()[0]
-        if "failed to load" in message:
-            raise UsageError(f"cannot load verification inputs: {message}") from None
-        raise ProofError(f"proof rejected: {message}") from None
+        # Every file exists (checked above), so one EZKL cannot load is corrupt: a rejection.
+        raise ProofError(f"proof rejected: {str(exc).strip().splitlines()[0]}") from None
     if not ok:
         raise ProofError("proof rejected by the verifier")
 
