@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, value_ranges
-from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, limbs_needed, padded_limbs, split_limbs
+from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute
+from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, fit_limbs, split_speculative
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ DEFAULT_CONV_CONFIG = ConvConfig()
 
 @triton.jit
 def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr,
-                      H, W, C_PAD, HO, WO, O, OG, CG, KW, K, K_PAD, M,
+                      H, W, stride_xp, stride_xl, HO, WO, O, OG, CG, KW, K, K_PAD, stride_wo, stride_wl, M,
                       stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
                       LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -76,14 +76,14 @@ def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr,
     wo = m % WO
     h0 = ho * stride_h - pad_t
     w0 = wo * stride_w - pad_l
-    a_row = (ra % LA).to(tl.int64) * C_PAD + g * CG  # limb plane and group's first channel
+    a_row = (ra % LA).to(tl.int64) * stride_xl + g * CG  # limb plane and group's first channel
     img = n_img.to(tl.int64) * H
 
-    # B rows: output channel o of group g and weight limb j (rows of [O*LB, K_PAD])
+    # B rows: output channel o of group g and weight limb j
     rb = tl.arange(0, BLOCK_N)
     o = pid_n * OUT_N + rb // LB
     o = tl.where(o < OG, o, 0)
-    b_row = ((g * OG + o) * LB + rb % LB).to(tl.int64) * K_PAD
+    b_row = (g * OG + o).to(tl.int64) * stride_wo + (rb % LB).to(tl.int64) * stride_wl
 
     rk = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
@@ -95,7 +95,7 @@ def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr,
         w = w0[:, None] + ((rs % KW) * dil_w)[None, :]
         ok = m_ok[:, None] & (k < K)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
         pix = (img[:, None] + h) * W + w
-        a = tl.load(x_ptr + pix * (LA * C_PAD) + a_row[:, None] + c[None, :], mask=ok, other=0)
+        a = tl.load(x_ptr + pix * stride_xp + a_row[:, None] + c[None, :], mask=ok, other=0)
         b = tl.load(w_ptr + b_row[None, :] + k[:, None], mask=(k < K_PAD)[:, None], other=0)
         acc = tl.dot(a, b, acc, out_dtype=tl.int32)
 
@@ -145,29 +145,32 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
         raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
     x, w, bias = to_compute(x), to_compute(w), to_compute(bias)
     k = cg * kh * kw
-    (x_lo, x_hi), (w_lo, w_hi), (c_lo, c_hi) = value_ranges(x, w, bias)  # one pass each, one sync
-    x_max, w_max, bias_max = max(-x_lo, x_hi), max(-w_lo, w_hi), max(-c_lo, c_hi)
+    if nb == 0:
+        return torch.zeros((0, o, ho, wo), dtype=torch.int64, device=x.device).to(out_device)
+    x2 = x.permute(0, 2, 3, 1).reshape(nb * h * wd, c)  # NHWC pixels x channels
+    w2 = w.permute(0, 2, 3, 1).reshape(o, k)  # k = (r*kw + s)*C/groups + c
+    (x_spec, w_spec), ((x_lo, x_hi), (w_lo, w_hi)), bias_max = split_speculative([x2, w2], bias)
+    x_max, w_max = max(-x_lo, x_hi), max(-w_lo, w_hi)
     check_fits_int64(f"int_conv2d K={k}, max|x|={x_max}, max|w|={w_max}, max|bias|={bias_max}",
                      k * x_max * w_max + bias_max)
-    if nb == 0 or x_max == 0 or w_max == 0:
+    if x_max == 0 or w_max == 0:
         out = torch.zeros((nb, o, ho, wo), dtype=torch.int64, device=x.device)
         if bias is not None:
             out += bias[None, :, None, None]
         return out.to(out_device)
-    la = padded_limbs(limbs_needed(x_lo, x_hi))
-    lb = padded_limbs(limbs_needed(w_lo, w_hi))
+    x_l = fit_limbs(x2, x_spec, x_lo, x_hi)  # [N*H*W, LA, Cp]
+    w_l = fit_limbs(w2, w_spec, w_lo, w_hi)  # [O, LB, Kp]
+    la, lb = x_l.shape[1], w_l.shape[1]
     check_accumulator_bound(k, la, lb, x_max, w_max, "int_conv2d")
     cfg = config or DEFAULT_CONV_CONFIG
     cfg.check(la, lb)
-    x_l = split_limbs(x.permute(0, 2, 3, 1).reshape(nb * h * wd, c), la)  # [N*H*W, LA, Cp]
-    w_l = split_limbs(w.permute(0, 2, 3, 1).reshape(o, k), lb)  # [O, LB, Kp]
     out = torch.empty((nb, o, ho, wo), dtype=torch.int64, device=x.device)
     m = nb * ho * wo
     og = o // groups
     grid = (triton.cdiv(m, cfg.block_m // la) * triton.cdiv(og, cfg.block_n // lb), groups)
     _conv_limb_kernel[grid](
         x_l, w_l, bias if bias is not None else out, out,
-        h, wd, x_l.shape[2], ho, wo, o, og, cg, kw, k, w_l.shape[2], m,
+        h, wd, x_l.stride(0), x_l.stride(1), ho, wo, o, og, cg, kw, k, w_l.shape[2], w_l.stride(0), w_l.stride(1), m,
         sh, sw, pt, pl, dh, dw,
         LA=la, LB=lb, HAS_BIAS=bias is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages,

@@ -13,9 +13,10 @@ epilogue shifts each limb product by ``8*(i+j)`` bits and sums them in int64, ad
 stores int64. Integer accumulation has no rounding, so the bits do not depend on the tile config.
 
 Limb splitting runs in a small Triton kernel (``_split_limbs_kernel``: one read of the int64
-operand, ``L`` int8 writes); the limb count comes from the operand's min/max (one
-``torch.aminmax`` pass) and is rounded up to a power of two (Triton tile shapes must be powers of
-two), so an operand that needs 3 limbs gets a fourth, all-zero one.
+operand, ``L`` int8 writes) that also measures the operand's min/max with atomics. It first splits
+into ``SPECULATIVE_LIMBS`` (2) limbs; after one host sync the limb count actually needed is known
+(rounded up to a power of two, as Triton tile shapes must be: 3 limbs get a fourth, all-zero
+one): one limb uses a strided view of the first, more than two re-split the operand.
 
 Overflow guards (``OverflowError`` before anything runs):
   * int32 accumulator: each limb product is accumulated alone, ``K * 128 * 128 < 2**31``
@@ -36,15 +37,17 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from kernels._checks import (
     INT64_MAX,
+    INT64_MIN,
     check_fits_int64,
     check_int64,
     same_device,
     to_compute,
-    value_ranges,
 )
 
 #: most 8-bit limbs an operand may have (8 limbs cover about +-0.996 * 2^63)
 MAX_LIMBS = 8
+#: limbs of the first, range-measuring split (EZKL scale-2^13 values within +-4.0 need 2)
+SPECULATIVE_LIMBS = 2
 #: the int32 accumulator bound: K * (limb magnitude)^2 must stay below this
 INT32_LIMIT = 2**31
 
@@ -86,15 +89,23 @@ DEFAULT_GEMM_CONFIG = GemmConfig()
 
 
 @triton.jit
-def _split_limbs_kernel(x_ptr, out_ptr, R, C, C_PAD, stride_r, stride_c,
-                        L: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i); 0 for C <= c < C_PAD."""
+def _split_limbs_kernel(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride_c,
+                        L: tl.constexpr, WITH_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i); 0 for C <= c < C_PAD.
+
+    With WITH_RANGE, also folds min(x) / max(x) into range_ptr[0] / range_ptr[1] (atomics), so the
+    host learns the limb count actually needed from the same pass.
+    """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows[:, None] < R) & (cols[None, :] < C_PAD)
     r64 = rows[:, None].to(tl.int64)
     c64 = cols[None, :].to(tl.int64)
-    x = tl.load(x_ptr + r64 * stride_r + c64 * stride_c, mask=mask & (cols[None, :] < C), other=0)
+    valid = mask & (cols[None, :] < C)
+    x = tl.load(x_ptr + r64 * stride_r + c64 * stride_c, mask=valid, other=0)
+    if WITH_RANGE:
+        tl.atomic_min(range_ptr, tl.min(tl.min(tl.where(valid, x, 9223372036854775807), axis=1), axis=0))
+        tl.atomic_max(range_ptr + 1, tl.max(tl.max(tl.where(valid, x, -9223372036854775808), axis=1), axis=0))
     base = out_ptr + r64 * (L * C_PAD) + c64
     for i in tl.static_range(L):
         d = ((x + 128) & 255) - 128  # balanced digit in [-128, 127]
@@ -143,11 +154,12 @@ def _combine_store(acc, bias_ptr, c_ptr, pid_m, pid_n, M, N, stride_cm, stride_c
 
 
 @triton.jit
-def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_cm, stride_cn,
+def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_ar, stride_br, stride_cm, stride_cn,
                       LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       GROUP_M: tl.constexpr):
-    """c[M, N] (int64) = sum_ij 256**(i+j) * (A_i @ B_j) + bias, from A' [M*LA, K] and B' [N*LB, K] int8.
+    """c[M, N] (int64) = sum_ij 256**(i+j) * (A_i @ B_j) + bias, from A' [M*LA, K] and B' [N*LB, K] int8
+    (rows stride_ar / stride_br elements apart).
 
     Pointer loads (cp.async on GPU); one program per output tile.
     """
@@ -156,8 +168,8 @@ def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, stride_cm, stride_
     rows_a = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % (M * LA)
     rows_b = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % (N * LB)
     rk = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + rows_a[:, None].to(tl.int64) * K + rk[None, :]
-    b_ptrs = b_ptr + rows_b[None, :].to(tl.int64) * K + rk[:, None]
+    a_ptrs = a_ptr + rows_a[:, None].to(tl.int64) * stride_ar + rk[None, :]
+    b_ptrs = b_ptr + rows_b[None, :].to(tl.int64) * stride_br + rk[:, None]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
     for k in range(0, tl.cdiv(K, BLOCK_K)):
         if EVEN_K:
@@ -214,20 +226,24 @@ def padded_limbs(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16) -> torch.Tensor:
+def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16, range_out: torch.Tensor | None = None) -> torch.Tensor:
     """int8 [R, limbs, Cp] limbs of a 2-D int64 tensor (any strides) on its device.
 
     ``Cp`` is C rounded up to a multiple of ``pad_to`` (zero limbs in the padding) so that rows of
-    the limb matrix are 16-byte aligned, as the TMA copy engine needs.
+    the limb matrix are 16-byte aligned, as the TMA copy engine needs. Limbs past ``limbs`` are
+    dropped: the caller must know the values fit, or pass ``range_out`` (int64 [2], holding
+    (int64 max, int64 min) or an earlier range) to receive min(x), max(x) and check afterwards.
     """
     R, C = x.shape
     c_pad = -(-C // pad_to) * pad_to
     out = torch.empty((R, limbs, c_pad), dtype=torch.int8, device=x.device)
     if R == 0 or c_pad == 0:
         return out
-    block_r, block_c = 32, 64
+    block_r = min(32, triton.next_power_of_2(R))  # ~4K elements per program, wide when R is small
+    block_c = min(max(128, 4096 // block_r), triton.next_power_of_2(c_pad))
     grid = (triton.cdiv(R, block_r), triton.cdiv(c_pad, block_c))
-    _split_limbs_kernel[grid](x, out, R, C, c_pad, x.stride(0), x.stride(1), L=limbs, BLOCK_R=block_r, BLOCK_C=block_c)
+    _split_limbs_kernel[grid](x, out, range_out if range_out is not None else out, R, C, c_pad, x.stride(0), x.stride(1),
+                              L=limbs, WITH_RANGE=range_out is not None, BLOCK_R=block_r, BLOCK_C=block_c)
     return out
 
 
@@ -244,8 +260,8 @@ def check_accumulator_bound(k: int, la: int, lb: int, a_max: int, b_max: int, wh
 
 def limb_matmul(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | None,
                 config: GemmConfig | None = None) -> torch.Tensor:
-    """int64 [M, N] from limb tensors a_limbs [M, LA, K] and b_limbs [N, LB, K] (int8, contiguous,
-    K a multiple of 16 as ``split_limbs`` pads it).
+    """int64 [M, N] from limb tensors a_limbs [M, LA, K] and b_limbs [N, LB, K] (int8, K a multiple
+    of 16 as ``split_limbs`` pads it; contiguous, or a one-limb slice ``t[:, :1]`` of a wider split).
 
     No bound checks: callers (``int_matmul``, the benchmark) must have checked them.
     """
@@ -257,6 +273,16 @@ def limb_matmul(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor
     return _launch(a_limbs, b_limbs, bias, cfg)[0]
 
 
+def _limb_rows(limbs: torch.Tensor) -> torch.Tensor:
+    """The [R, L, K] limb tensor as the 2-D matrix of rows r*L + i: a view (a one-limb slice of a
+    wider split keeps its row stride)."""
+    r, n, k = limbs.shape
+    if n == 1:
+        return limbs[:, 0, :]
+    assert limbs.is_contiguous(), "multi-limb operands must be contiguous [R, L, K]"
+    return limbs.view(r * n, k)
+
+
 def _launch(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | None, cfg: GemmConfig):
     """Launch the limb GEMM; returns (c, the launched kernel's handle) (the benchmark reads its PTX)."""
     M, la, K = a_limbs.shape
@@ -266,14 +292,16 @@ def _launch(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | N
     bias_arg = bias if bias is not None else c
     common = dict(LA=la, LB=lb, HAS_BIAS=bias is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                   BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    a2, b2 = _limb_rows(a_limbs), _limb_rows(b_limbs)
     if cfg.tma:
-        a_desc = TensorDescriptor.from_tensor(a_limbs.view(M * la, K), [cfg.block_m, cfg.block_k])
-        b_desc = TensorDescriptor.from_tensor(b_limbs.view(N * lb, K), [cfg.block_n, cfg.block_k])
+        a_desc = TensorDescriptor.from_tensor(a2, [cfg.block_m, cfg.block_k])
+        b_desc = TensorDescriptor.from_tensor(b2, [cfg.block_n, cfg.block_k])
         progs = min(num_tiles, _num_sms(a_limbs.device)) if cfg.persistent else num_tiles
         handle = _limb_gemm_tma_kernel[(progs,)](a_desc, b_desc, bias_arg, c, M, N, K, c.stride(0), c.stride(1), progs,
                                         FLATTEN=cfg.persistent, **common)
     else:
-        handle = _limb_gemm_kernel[(num_tiles,)](a_limbs, b_limbs, bias_arg, c, M, N, K, c.stride(0), c.stride(1),
+        handle = _limb_gemm_kernel[(num_tiles,)](a2, b2, bias_arg, c, M, N, K, a2.stride(0), b2.stride(0),
+                                                 c.stride(0), c.stride(1),
                                         EVEN_K=K % cfg.block_k == 0, **common)
     return c, handle
 
@@ -304,22 +332,57 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
     if bias is not None and bias.shape[0] != N:
         raise ValueError(f"int_matmul: bias has {bias.shape[0]} entries, expected N={N}")
     a, b, bias = to_compute(a), to_compute(b), to_compute(bias)
-    (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = value_ranges(a, b, bias)  # one pass each, one sync
-    a_max, b_max, bias_max = max(-a_lo, a_hi), max(-b_lo, b_hi), max(-c_lo, c_hi)
+    if M == 0 or N == 0 or K == 0:
+        return _bias_only(M, N, bias, a.device).to(out_device)
+    (a_spec, b_spec), ((a_lo, a_hi), (b_lo, b_hi)), bias_max = split_speculative([a, b.t()], bias)
+    a_max, b_max = max(-a_lo, a_hi), max(-b_lo, b_hi)
     check_fits_int64(f"int_matmul K={K}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
                      K * a_max * b_max + bias_max)
-    if M == 0 or N == 0 or K == 0 or a_max == 0 or b_max == 0:
-        out = torch.zeros((M, N), dtype=torch.int64, device=a.device)
-        if bias is not None:
-            out += bias
-        return out.to(out_device)
-    la = padded_limbs(limbs_needed(a_lo, a_hi))
-    lb = padded_limbs(limbs_needed(b_lo, b_hi))
-    check_accumulator_bound(K, la, lb, a_max, b_max)
-    a_limbs = split_limbs(a, la)
-    b_limbs = split_limbs(b.t(), lb)
+    if a_max == 0 or b_max == 0:
+        return _bias_only(M, N, bias, a.device).to(out_device)
+    a_limbs = fit_limbs(a, a_spec, a_lo, a_hi)
+    b_limbs = fit_limbs(b.t(), b_spec, b_lo, b_hi)
+    check_accumulator_bound(K, a_limbs.shape[1], b_limbs.shape[1], a_max, b_max)
     return limb_matmul(a_limbs, b_limbs, bias, config).to(out_device)
 
 
+def _bias_only(m: int, n: int, bias: torch.Tensor | None, dev: torch.device) -> torch.Tensor:
+    """The product with an empty or all-zero operand: the bias broadcast over the rows, or zeros."""
+    out = torch.zeros((m, n), dtype=torch.int64, device=dev)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def split_speculative(xs: list[torch.Tensor], bias: torch.Tensor | None = None
+                      ) -> tuple[list[torch.Tensor], list[tuple[int, int]], int]:
+    """Split each 2-D operand into ``SPECULATIVE_LIMBS`` limbs while measuring its range, in one pass.
+
+    Returns the limb tensors, each operand's (min, max) and max|bias|, read back with a single
+    device-to-host sync. A limb tensor is only valid if its range fits: see :func:`fit_limbs`.
+    """
+    dev = xs[0].device
+    rng = torch.tensor([INT64_MAX, INT64_MIN] * len(xs), dtype=torch.int64, device=dev)
+    limbs = [split_limbs(x, SPECULATIVE_LIMBS, range_out=rng[2 * i : 2 * i + 2]) for i, x in enumerate(xs)]
+    parts = [rng]
+    if bias is not None and bias.numel() > 0:
+        parts.append(torch.stack(torch.aminmax(bias)))
+    vals = torch.cat(parts).tolist()
+    ranges = [(0, 0) if x.numel() == 0 else (int(vals[2 * i]), int(vals[2 * i + 1])) for i, x in enumerate(xs)]
+    bias_max = max(-int(vals[-2]), int(vals[-1])) if len(parts) > 1 else 0
+    return limbs, ranges, bias_max
+
+
+def fit_limbs(x: torch.Tensor, spec: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """The limbs of ``x`` with the padded limb count its range [lo, hi] needs: the speculative split
+    itself, its first limb (a strided view) when one suffices, or a fresh split when it needs more."""
+    n = padded_limbs(limbs_needed(lo, hi))
+    if n == spec.shape[1]:
+        return spec
+    if n < spec.shape[1]:
+        return spec[:, :n, :] if n == 1 else spec[:, :n, :].contiguous()
+    return split_limbs(x, n)
+
+
 __all__ = ["GemmConfig", "DEFAULT_GEMM_CONFIG", "int_matmul", "split_limbs", "limbs_needed",
-           "padded_limbs", "limb_matmul", "check_accumulator_bound", "INT64_MAX"]
+           "padded_limbs", "limb_matmul", "check_accumulator_bound", "split_speculative", "fit_limbs"]
