@@ -6,7 +6,7 @@ For each cube size it reports, with ``triton.testing.do_bench`` (median of the t
   * ``ours_int8``: our limb GEMM kernel alone on one limb per operand (the 8-bit GEMM inside the
     exact kernel), checked bit-exact against ``torch._int_mm``;
   * ``ours_exact_LxL``: the whole ``int_matmul`` on int64 operands that need L limbs (scale 2^13
-    values need 2), with its parts (min/max pass, limb split, limb GEMM), checked exact against
+    values need 2), with its parts (range-measuring split + host sync, limb GEMM), checked exact against
     cuBLAS int8 limb products combined in int64; ``ratio`` is its time over L*L x cuBLAS int8.
 TOPS count 2*M*N*K integer ops of the *output* GEMM; ``peak_frac`` is over the H100's 1979 int8
 dense TOPS. ``--json`` prints one JSON document instead of the table.
@@ -29,7 +29,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
-from kernels.gemm import GemmConfig, int_matmul, limb_matmul, split_limbs  # noqa: E402
+from kernels.gemm import GemmConfig, int_matmul, limb_matmul, split_limbs, split_speculative  # noqa: E402
 from kernels.testing import int_mm_reference, torch_limbs  # noqa: E402
 
 PEAK_INT8_TOPS = 1979.0
@@ -115,20 +115,47 @@ def gemm_row(s: int, cfg: GemmConfig, limb_list: list[int]) -> dict:
         row[f"{key}_exact"] = exact(got, int_mm_reference(a, b, limbs))
         del got
         t_full = bench(lambda: int_matmul(a, b, config=cfg))
-        t_minmax = bench(lambda: (torch.aminmax(a), torch.aminmax(b)))
-        t_split = bench(lambda: (split_limbs(a, limbs), split_limbs(b.t(), limbs)))
+        t_split = bench(lambda: split_speculative([a, b.t()]))
         a_l, b_l = split_limbs(a, limbs), split_limbs(b.t(), limbs)
         t_core = bench(lambda: limb_matmul(a_l, b_l, None, cfg))
         row[f"{key}_ms"] = t_full
         row[f"{key}_core_ms"] = t_core
-        row[f"{key}_minmax_ms"] = t_minmax
-        row[f"{key}_split_ms"] = t_split
+        row[f"{key}_split_ms"] = t_split  # both operands, with the host sync
         row[f"{key}_tops"] = tops(s, s, s, t_full)
         row[f"{key}_ratio"] = t_full / (limbs * limbs * t_cublas)
         row[f"{key}_core_ratio"] = t_core / (limbs * limbs * t_cublas)
         del a, b, a_l, b_l
         torch.cuda.empty_cache()
     return row
+
+
+def overhead(s: int, reps: int = 50) -> dict:
+    """Host-side (wall-clock) cost of int_matmul's steps at a small size, GPU synchronized."""
+    import time
+
+    from kernels.gemm import fit_limbs
+
+    a = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
+    b = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
+    acc = {"split_sync": 0.0, "fit": 0.0, "gemm_launch": 0.0, "gemm_wait": 0.0, "whole": 0.0}
+    for i in range(reps + 5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        (sa, sb), ((alo, ahi), (blo, bhi)), _ = split_speculative([a, b.t()])
+        t1 = time.perf_counter()
+        al, bl = fit_limbs(a, sa, alo, ahi), fit_limbs(b.t(), sb, blo, bhi)
+        t2 = time.perf_counter()
+        limb_matmul(al, bl, None)
+        t3 = time.perf_counter()
+        torch.cuda.synchronize()
+        t4 = time.perf_counter()
+        int_matmul(a, b)
+        torch.cuda.synchronize()
+        t5 = time.perf_counter()
+        if i >= 5:
+            for k, v in zip(acc, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                acc[k] += v * 1e3 / reps
+    return {"size": s, **{k + "_ms": round(v, 4) for k, v in acc.items()}}
 
 
 def sweep(sizes: list[int]) -> list[dict]:
@@ -198,6 +225,30 @@ def conv_rows() -> list[dict]:
     return rows
 
 
+def print_table(result: dict) -> None:
+    """The human-readable report of a result (also from a saved --json file)."""
+    meta = result["meta"]
+    limbs = [int(k.split("_")[1].split("x")[0]) for k in result["gemm"][0] if k.startswith("exact_") and k.endswith("_ms") and "core" not in k and "minmax" not in k and "split" not in k]
+    print(" ".join(f"{k}={v}" for k, v in meta.items()))
+    print(f"{'size':>6} {'cuBLAS i8':>10} {'fp16':>8} {'ours i8':>8} {'vs cuBLAS':>9} {'peak':>6} {'exact':>5}"
+          + "".join(f" | {f'{L}x{L} ms':>9} {'core':>7} {'ratio':>6} {'exact':>5}" for L in limbs))
+    for r in result["gemm"]:
+        line = (f"{r['M']:>6} {r['cublas_int8_tops']:>7.0f} T {r['fp16_tflops']:>6.0f} T {r['ours_int8_tops']:>6.0f} T"
+                f" {r['ours_int8_vs_cublas']:>8.2f}x {r['ours_int8_peak_frac']:>6.1%} {str(r['ours_int8_exact']):>5}")
+        for L in limbs:
+            k = f"exact_{L}x{L}"
+            line += f" | {r[k + '_ms']:>9.3f} {r[k + '_core_ms']:>7.3f} {r[k + '_ratio']:>6.2f} {str(r[k + '_exact']):>5}"
+        print(line)
+    print("TOPS: 2*M*N*K/time; 'vs cuBLAS': our 8-bit kernel time / torch._int_mm time; 'ratio': whole exact"
+          " int_matmul time / (L*L x cuBLAS int8 time); 'core': the limb GEMM kernel alone (ms).")
+    for r in result.get("conv", []):
+        print("conv", json.dumps(r))
+    for r in result.get("sweep", []):
+        print("sweep", json.dumps(r))
+    for r in result.get("overhead", []):
+        print("host overhead", json.dumps(r))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
@@ -206,7 +257,12 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="also time the candidate tile configs")
     ap.add_argument("--conv", action="store_true", help="also time int_conv2d")
     ap.add_argument("--config", type=int, nargs=6, metavar=("BM", "BN", "BK", "WARPS", "STAGES", "GROUP"))
+    ap.add_argument("--from-json", metavar="FILE", help="print the table of a saved --json result and exit")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            print_table(json.load(f))
+        return 0
     if not torch.cuda.is_available():
         print("bench_kernels: needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -227,25 +283,11 @@ def main() -> int:
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.conv:
         result["conv"] = conv_rows()
+    result["overhead"] = [overhead(512), overhead(2048)]
     if args.json:
         print(json.dumps(result, indent=1))
-        return 0
-    print(" ".join(f"{k}={v}" for k, v in meta.items()))
-    print(f"{'size':>6} {'cuBLAS i8':>10} {'fp16':>8} {'ours i8':>8} {'vs cuBLAS':>9} {'peak':>6} {'exact':>5}"
-          + "".join(f" | {f'{L}x{L} ms':>9} {'core':>7} {'ratio':>6} {'exact':>5}" for L in args.limbs))
-    for r in result["gemm"]:
-        line = (f"{r['M']:>6} {r['cublas_int8_tops']:>7.0f} T {r['fp16_tflops']:>6.0f} T {r['ours_int8_tops']:>6.0f} T"
-                f" {r['ours_int8_vs_cublas']:>8.2f}x {r['ours_int8_peak_frac']:>6.1%} {str(r['ours_int8_exact']):>5}")
-        for L in args.limbs:
-            k = f"exact_{L}x{L}"
-            line += f" | {r[k + '_ms']:>9.3f} {r[k + '_core_ms']:>7.3f} {r[k + '_ratio']:>6.2f} {str(r[k + '_exact']):>5}"
-        print(line)
-    print("TOPS: 2*M*N*K/time; 'vs cuBLAS': our 8-bit kernel time / torch._int_mm time; 'ratio': whole exact"
-          " int_matmul time / (L*L x cuBLAS int8 time); 'core': the limb GEMM kernel alone (ms).")
-    for r in result.get("conv", []):
-        print("conv", json.dumps(r))
-    for r in result.get("sweep", []):
-        print("sweep", json.dumps(r))
+    else:
+        print_table(result)
     return 0
 
 
