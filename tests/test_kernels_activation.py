@@ -53,3 +53,14 @@ def test_rejects_bad_arguments():
     with pytest.raises(TypeError, match="int64"):
         relu(x.float())
     assert relu(torch.zeros((0, 3), dtype=torch.int64)).shape == (0, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_torch():
+    x = _x((1000, 33), 3)
+    xc = x.cuda()
+    assert_same(relu(xc), x.clamp(min=0), "GPU relu")
+    assert_same(clip(xc, -(2**13), 2**13), x.clamp(-(2**13), 2**13), "GPU clip")
+    assert_same(clip(xc, I64_MIN, I64_MAX), x, "GPU clip full range")
+    assert_same(min_scalar(xc, -5), x.clamp(max=-5), "GPU min_scalar")

@@ -104,12 +104,15 @@ def test_rejects_bad_arguments():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_matches_reference():
+@pytest.mark.parametrize("mag", [100, 2**13, 2**20])
+def test_gpu_matches_reference(mag):
     g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.randint(-(2**13), 2**13, (4, 32, 17, 19), device="cuda", dtype=torch.int64, generator=g)
-    wt = torch.randint(-(2**13), 2**13, (48, 16, 3, 3), device="cuda", dtype=torch.int64, generator=g)
+    x = torch.randint(-mag, mag, (4, 32, 17, 19), device="cuda", dtype=torch.int64, generator=g)
+    wt = torch.randint(-mag, mag, (48, 16, 3, 3), device="cuda", dtype=torch.int64, generator=g)
     bias = torch.randint(-(2**26), 2**26, (48,), device="cuda", dtype=torch.int64, generator=g)
     args = ((2, 1), (1, 1, 0, 2), (1, 1), 2)
-    got = int_conv2d(x, wt, bias, *args)
-    assert got.device.type == "cuda"
-    assert_same(got, ref_conv2d(x, wt, bias, *args), "conv on GPU")
+    ref = ref_conv2d(x, wt, bias, *args)
+    for cfg in [None] + CONFIGS:
+        got = int_conv2d(x, wt, bias, *args, config=cfg)
+        assert got.device.type == "cuda"
+        assert_same(got, ref, f"conv on GPU, config {cfg}")

@@ -75,3 +75,13 @@ def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="b_shift"):
         int_mul(a, a, b_shift=-1)
     assert int_add(torch.zeros((0, 3), dtype=torch.int64), a[:1]).shape == (0, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_torch():
+    a, b = _rand((257, 129), 2**20, 11), _rand((129,), 2**20, 12)
+    for op, (fn, ref) in OPS.items():
+        got = fn(a.cuda(), b.cuda(), a_shift=3)
+        assert got.device.type == "cuda"
+        assert_same(got, ref(a * 8, b), f"GPU {op}")

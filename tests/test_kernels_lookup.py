@@ -51,3 +51,16 @@ def test_rejects_bad_arguments():
     with pytest.raises(TypeError, match="offset"):
         table_lookup(torch.tensor([0]), table, 0.0)
     assert table_lookup(torch.zeros((0,), dtype=torch.int64), table, 0).shape == (0,)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_indexing():
+    table = _table(2**17, 7)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(-(2**16), 2**16, (333, 77), generator=g, dtype=torch.int64)
+    got = table_lookup(x.cuda(), table.cuda(), -(2**16))
+    assert got.device.type == "cuda"
+    assert_same(got, table[x + 2**16], "GPU lookup")
+    with pytest.raises(ValueError, match="table covers"):
+        table_lookup(x.cuda() + 2**16, table.cuda(), -(2**16))

@@ -73,3 +73,13 @@ def test_rejects_bad_arguments():
         sum_pool2d(x, 5)
     with pytest.raises(ValueError, match="4 dims"):
         max_pool2d(x[0], 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_reference():
+    x = _rand((4, 16, 33, 31), 2**40, 13)
+    for is_max, fn in ((True, max_pool2d), (False, sum_pool2d)):
+        got = fn(x.cuda(), 3, 2, (1, 1, 0, 1))
+        assert got.device.type == "cuda"
+        assert_same(got, ref_pool(x, (3, 3), (2, 2), (1, 1, 0, 1), is_max), f"GPU {'max' if is_max else 'sum'} pool")

@@ -83,3 +83,18 @@ def test_limits():
             div_round(x, bad)
     with pytest.raises(TypeError, match="int64"):
         div_round(x.to(torch.int32), 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_exact_rule():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(-(2**51), 2**51, (100_003,), generator=g, dtype=torch.int64)
+    x[:4] = torch.tensor([3, -3, 2**51 - 1, -(2**51) + 1])  # ties for d = 2 ... and the extremes
+    for d in (2, 3, 2**13, 10**9 + 7):
+        got = div_round(x.cuda(), d)
+        assert got.device.type == "cuda"
+        q = x.abs() // d
+        q += (2 * (x.abs() - q * d) >= d).long()
+        assert_same(got, torch.where(x < 0, -q, q), f"GPU div_round by {d}")
+    assert div_round(x[:5], 3).device.type == "cpu", "a CPU input comes back on the CPU"
