@@ -99,3 +99,48 @@ def test_summary_claiming_other_outputs_is_rejected(proof_copy) -> None:
     (out / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(ProofError, match="does not attest"):
         pipeline.verify(out)
+
+
+def test_model_engine_cannot_run_still_proves_with_exact_null(tmp_path: Path) -> None:
+    """Floor: EZKL proves it, the engine does not run it; summary says so and claims nothing."""
+    import onnx
+    import onnx.helper as oh
+
+    graph = oh.make_graph(
+        [oh.make_node("Mul", ["x", "k"], ["m"]), oh.make_node("Floor", ["m"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor("k", onnx.TensorProto.FLOAT, [1], [3.0])],
+    )
+    model = tmp_path / "floor.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), str(model))
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps({"input_data": [[0.3, -0.7, 1.2, 0.05]]}))
+    summary = pipeline.prove(pipeline.ProveRequest(model=model, input=data, out=tmp_path / "out", evm=False))
+    assert summary["engine_exact"] is None
+    assert "Floor" in summary["engine_reason"], summary["engine_reason"]
+    assert summary["verified"] is True
+    assert summary["float_outputs"] is not None and summary["max_abs_error"] < 0.01
+
+
+def test_model_onnxruntime_refuses_still_proves(tmp_path: Path) -> None:
+    """The float reference is informative: an IR version onnxruntime cannot load leaves it null, with why."""
+    import onnx
+    import onnx.helper as oh
+
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    model = tmp_path / "relu.onnx"
+    proto = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    proto.ir_version = 14  # valid ONNX, newer than onnxruntime 1.31 loads (13)
+    onnx.save(proto, str(model))
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps({"input_data": [[0.3, -0.7, 1.2, 0.05]]}))
+    summary = pipeline.prove(pipeline.ProveRequest(model=model, input=data, out=tmp_path / "out", evm=False))
+    assert summary["float_outputs"] is None and "onnxruntime" in summary["float_error"]
+    assert summary["engine_exact"] is True and summary["verified"] is True
