@@ -354,6 +354,9 @@ def _bias_only(m: int, n: int, bias: torch.Tensor | None, dev: torch.device) -> 
     return out
 
 
+_RANGE_INIT: dict[tuple[str, int], torch.Tensor] = {}
+
+
 def split_speculative(xs: list[torch.Tensor], bias: torch.Tensor | None = None
                       ) -> tuple[list[torch.Tensor], list[tuple[int, int]], int]:
     """Split each 2-D operand into ``SPECULATIVE_LIMBS`` limbs while measuring its range, in one pass.
@@ -362,7 +365,10 @@ def split_speculative(xs: list[torch.Tensor], bias: torch.Tensor | None = None
     device-to-host sync. A limb tensor is only valid if its range fits: see :func:`fit_limbs`.
     """
     dev = xs[0].device
-    rng = torch.tensor([INT64_MAX, INT64_MIN] * len(xs), dtype=torch.int64, device=dev)
+    key = (str(dev), len(xs))
+    if key not in _RANGE_INIT:  # (max, min) pairs, kept on the device: a clone is one small copy
+        _RANGE_INIT[key] = torch.tensor([INT64_MAX, INT64_MIN] * len(xs), dtype=torch.int64, device=dev)
+    rng = _RANGE_INIT[key].clone()
     limbs = [split_limbs(x, SPECULATIVE_LIMBS, range_out=rng[2 * i : 2 * i + 2]) for i, x in enumerate(xs)]
     parts = [rng]
     if bias is not None and bias.numel() > 0:
