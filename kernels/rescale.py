@@ -4,10 +4,10 @@ This is EZKL's rescale/division rule: it computes ``((x as f64) / d).round()`` i
 Rust's ``round`` sends halves away from zero. For ``|x| < 2**52`` and ``1 <= d < 2**53`` that
 equals the exact integer rule used here (``q = |x| // d``, ``q += 1`` if ``2 * (|x| % d) >= d``,
 sign of x), because the f64 quotient can then neither create nor miss a tie; larger ``|x|`` is
-refused (OverflowError) since f64 rounding would differ. (EZKL 23's ``layouts::div`` calls
-``nonlinearities::const_div``, which is exactly that f64 expression; for even divisors above
-2^24 it first halves the divisor and divides in two rounded steps: the caller reproduces that by
-calling ``div_round`` twice.) Triton's ``//`` truncates toward zero,
+refused (OverflowError) since f64 rounding would differ. (EZKL's ``layouts::div`` computes its
+witness with ``nonlinearities::const_div``, exactly that f64 expression. A version of its
+``loop_div`` seen in the source splits an even divisor above 2^(S-4) = 2^24 as d' * 2^j and
+divides in two rounded steps; where EZKL does that, call ``div_round`` twice.) Triton's ``//`` truncates toward zero,
 so the kernel works on ``|x|`` and restores the sign; a power-of-two divisor uses shifts.
 """
 
