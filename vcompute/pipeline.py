@@ -221,10 +221,14 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
 
 def _build_evm(stages: Stages, staging: Path, srs_path: Path) -> dict[str, Any] | None:
     """Write the Solidity verifier, its compiled artifact and the calldata (when the EVM tools are installed)."""
-    try:
-        from vcompute import verifier
-    except ImportError:
-        return None
+    from vcompute import solc, verifier
+
+    try:  # a proof needs no Node.js: without the npm toolchain the Solidity step is skipped, loudly
+        solc.node_binary()
+        solc.solc_module()
+    except UsageError as exc:
+        stages.progress("evm verifier", "warning", {"message": f"Solidity verifier not built: {exc} (or pass --no-evm)"})
+        return {"skipped": str(exc)}
     with stages.run("evm verifier") as rec:
         result = verifier.build_verifier(
             staging, staging / "vk.key", staging / "settings.json", srs_path, staging / "proof.json"

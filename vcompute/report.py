@@ -72,7 +72,9 @@ def facts_table(summary: dict[str, Any]) -> Table:
     if summary.get("engine_device"):
         rows.append(("engine device", f"{summary['engine_device']}, {summary['engine_time_ms']:.1f} ms"))
     evm = summary.get("evm")
-    if evm:
+    if evm and "skipped" in evm:
+        rows.append(("Solidity verifier", f"not built ({evm['skipped']})"))
+    elif evm:
         rows.append(("Solidity verifier", f"{_fmt_bytes(evm.get('deployed_size', 0))} deployed (limit 24 KB)"))
     for what, value in rows:
         table.add_row(what, value)

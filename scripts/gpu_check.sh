@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# On a CUDA machine: the kernel and engine tests on the GPU, then bundled-model exactness
+# (prove with the engine on the GPU vs EZKL's witness). Writes logs under $OUT.
+#   OUT=gpu-out bash scripts/gpu_check.sh
+# Needs torch>=2.11, triton>=3.6, ezkl==23.0.5, onnx, onnxruntime, typer, rich, pytest importable.
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export VCOMPUTE_CACHE=${VCOMPUTE_CACHE:-/tmp/vcompute-cache} PYTHONUNBUFFERED=1
+status=0
+
+nvidia-smi -L | tee "$OUT/device.txt"
+python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'ezkl', ezkl.__version__)" | tee -a "$OUT/device.txt"
+
+echo "== kernels and engine on the GPU (pytest -m 'not slow': gpu-marked tests included)"
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_kernels_*.py tests/test_engine.py 2>&1 \
+  | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
+
+echo "== bundled models: prove with the engine on the GPU, bit-exact against the witness"
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_pipeline.py tests/test_inference.py 2>&1 \
+  | tee "$OUT/pytest-pipeline.log" | tail -n 5 || status=1
+for m in mlp cnn; do
+  python3 -m vcompute.cli prove "circuits/$m/model.onnx" --input "circuits/$m/input.json" --out "$OUT/prove-$m" --no-evm --json \
+    > "$OUT/prove-$m.json" 2> "$OUT/prove-$m.err" || status=1
+  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'engine_exact', s['engine_exact'], s.get('engine_device'), round(s.get('engine_time_ms') or 0, 2), 'ms')" \
+    "$OUT/prove-$m.json" "$m" || status=1
+done
+exit $status
