@@ -30,7 +30,8 @@ class ConvConfig:
 
     ``block_m`` x ``block_n`` is the tensor-core tile over (pixel, limb) rows and (channel, limb)
     columns: a program produces ``block_m // LA`` pixels x ``block_n // LB`` output channels.
-    Powers of two >= 16. The default suits Hopper.
+    Powers of two, ``block_m``, ``block_n`` >= 16, ``block_k`` >= 32 (the int8 MMA's K step).
+    The default suits Hopper.
     """
 
     block_m: int = 128
@@ -42,10 +43,10 @@ class ConvConfig:
 
     def check(self, la: int, lb: int) -> None:
         """ValueError unless the config is usable with ``la`` x ``lb`` limbs."""
-        for name in ("block_m", "block_n", "block_k"):
+        for name, least in (("block_m", 16), ("block_n", 16), ("block_k", 32)):
             v = getattr(self, name)
-            if v < 16 or v & (v - 1):
-                raise ValueError(f"ConvConfig.{name} must be a power of two >= 16, got {v}")
+            if v < least or v & (v - 1):
+                raise ValueError(f"ConvConfig.{name} must be a power of two >= {least}, got {v}")
         if self.block_m < la or self.block_n < lb:
             raise ValueError(f"ConvConfig block_m={self.block_m}, block_n={self.block_n} smaller than the limb counts {la}, {lb}")
 

@@ -58,8 +58,8 @@ class GemmConfig:
 
     ``block_m`` x ``block_n`` is the tensor-core tile of the limb matrices ``A'`` (rows
     ``m*LA + i``) and ``B'``: a program produces ``block_m // LA`` x ``block_n // LB`` outputs.
-    All sizes are powers of two >= 16 (``block_m >= 16 * ...`` not needed: the output tile may be
-    as small as one row). The default suits Hopper (H100/H200) int8 wgmma.
+    Sizes are powers of two, ``block_m``, ``block_n`` >= 16 and ``block_k`` >= 32 (the int8 MMA's
+    K step on NVIDIA GPUs); the output tile may be as small as one row. The default suits Hopper (H100/H200) int8 wgmma.
     """
 
     block_m: int = 128
@@ -75,10 +75,10 @@ class GemmConfig:
 
     def check(self, la: int, lb: int) -> None:
         """ValueError unless the config is usable with ``la`` x ``lb`` limbs."""
-        for name in ("block_m", "block_n", "block_k"):
+        for name, least in (("block_m", 16), ("block_n", 16), ("block_k", 32)):
             v = getattr(self, name)
-            if v < 16 or v & (v - 1):
-                raise ValueError(f"GemmConfig.{name} must be a power of two >= 16, got {v}")
+            if v < least or v & (v - 1):
+                raise ValueError(f"GemmConfig.{name} must be a power of two >= {least}, got {v}")
         if self.block_m < la or self.block_n < lb:
             raise ValueError(f"GemmConfig block_m={self.block_m}, block_n={self.block_n} smaller than the limb counts {la}, {lb}")
         if self.num_warps < 1 or self.num_stages < 1 or self.group_m < 1:

@@ -10,7 +10,7 @@ from kernels.gemm import GemmConfig, int_matmul, limbs_needed, padded_limbs, spl
 from kernels.testing import assert_same, int_mm_reference, ref_matmul
 
 CONFIGS = [
-    GemmConfig(16, 16, 16, 1, 1, 1),
+    GemmConfig(16, 16, 32, 1, 1, 1),
     GemmConfig(32, 64, 32, 4, 2, 4, tma=False),
     GemmConfig(64, 32, 64, 4, 1, 8, persistent=True),
 ]
@@ -74,7 +74,7 @@ def test_split_limbs_roundtrip():
     assert_same(back, x, "limb recombination")
 
 
-@pytest.mark.parametrize("cfg", CONFIGS + [GemmConfig(), GemmConfig(tma=False), GemmConfig(16, 32, 16, 2, 2, 3, tma=False)],
+@pytest.mark.parametrize("cfg", CONFIGS + [GemmConfig(), GemmConfig(tma=False), GemmConfig(16, 32, 32, 2, 2, 3, tma=False)],
                          ids=lambda c: f"{c.block_m}x{c.block_n}x{c.block_k}{'-tma' if c.tma else ''}{'-persistent' if c.persistent else ''}")
 def test_identical_bits_across_configs(cfg):
     a = _rand((19, 45), -(2**14), 2**14, 4)
@@ -148,7 +148,7 @@ def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="bias"):
         int_matmul(a, torch.ones((3, 2), dtype=torch.int64), torch.ones(3, dtype=torch.int64))
     with pytest.raises(ValueError, match="power of two"):
-        int_matmul(a, torch.ones((3, 2), dtype=torch.int64), config=GemmConfig(24, 16, 16))
+        int_matmul(a, torch.ones((3, 2), dtype=torch.int64), config=GemmConfig(24, 16, 32))
 
 
 @pytest.mark.gpu
