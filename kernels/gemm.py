@@ -12,13 +12,13 @@ runs one K-loop over its tile (no split-K) with an int32 accumulator (wgmma on H
 epilogue shifts each limb product by ``8*(i+j)`` bits and sums them in int64, adds the bias and
 stores int64. Integer accumulation has no rounding, so the bits do not depend on the tile config.
 
-Limb splitting runs in a small Triton kernel (``_split_limbs_kernel``: one read of the int64
-operand, ``L`` int8 writes) that also measures the operand's min/max with atomics. It first splits
+Limb splitting runs in a small Triton kernel (one read of each int64 operand, ``L`` int8 writes,
+both operands in one launch) that also measures each operand's min/max with atomics. It first splits
 into ``SPECULATIVE_LIMBS`` (2) limbs; after one host sync the limb count actually needed is known
 (rounded up to a power of two, as Triton tile shapes must be: 3 limbs get a fourth, all-zero
 one): one limb uses a strided view of the first, more than two re-split the operand.
 
-Overflow guards (``OverflowError`` before anything runs):
+Overflow guards (``OverflowError`` before the GEMM runs; only the range-measuring split has run):
   * int32 accumulator: each limb product is accumulated alone, ``K * 128 * 128 < 2**31``
     (K <= 131071); with one limb per operand the bound uses the operands' own magnitudes.
   * int64 result: ``K * max|a| * max|b| + max|bias| < 2**63``.
@@ -59,7 +59,9 @@ class GemmConfig:
     ``block_m`` x ``block_n`` is the tensor-core tile of the limb matrices ``A'`` (rows
     ``m*LA + i``) and ``B'``: a program produces ``block_m // LA`` x ``block_n // LB`` outputs.
     Sizes are powers of two, ``block_m``, ``block_n`` >= 16 and ``block_k`` >= 32 (the int8 MMA's
-    K step on NVIDIA GPUs); the output tile may be as small as one row. The default suits Hopper (H100/H200) int8 wgmma.
+    K step on NVIDIA GPUs); the output tile may be as small as one row. ``tma`` picks TMA tile
+    loads (else pointer loads), ``persistent`` one program per SM. The default was the fastest of
+    the candidates timed on H100/H200 (docs/kernel-bench-h100.txt).
     """
 
     block_m: int = 128
@@ -89,15 +91,15 @@ DEFAULT_GEMM_CONFIG = GemmConfig()
 
 
 @triton.jit
-def _split_limbs_kernel(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride_c,
-                        L: tl.constexpr, WITH_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """out[r, i, c] = i-th signed 8-bit limb of x[r, c] (x = sum_i out[r, i, c] * 256**i); 0 for C <= c < C_PAD.
+def _split_tile(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride_c, pid_r, pid_c,
+                L: tl.constexpr, WITH_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One [BLOCK_R, BLOCK_C] tile: out[r, i, c] = i-th signed 8-bit limb of x[r, c]; 0 for C <= c < C_PAD.
 
     With WITH_RANGE, also folds min(x) / max(x) into range_ptr[0] / range_ptr[1] (atomics), so the
     host learns the limb count actually needed from the same pass.
     """
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows[:, None] < R) & (cols[None, :] < C_PAD)
     r64 = rows[:, None].to(tl.int64)
     c64 = cols[None, :].to(tl.int64)
@@ -111,6 +113,30 @@ def _split_limbs_kernel(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride
         d = ((x + 128) & 255) - 128  # balanced digit in [-128, 127]
         tl.store(base + i * C_PAD, d.to(tl.int8), mask=mask)
         x = (x - d) >> 8  # exact: x - d is a multiple of 256
+
+
+@triton.jit
+def _split_limbs_kernel(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride_c,
+                        L: tl.constexpr, WITH_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Limbs of one 2-D operand (grid: row tiles x column tiles)."""
+    _split_tile(x_ptr, out_ptr, range_ptr, R, C, C_PAD, stride_r, stride_c, tl.program_id(0), tl.program_id(1),
+                L, WITH_RANGE, BLOCK_R, BLOCK_C)
+
+
+@triton.jit
+def _split_pair_kernel(x_ptr, out_x_ptr, R_X, C_X, CP_X, sr_x, sc_x, tiles_c_x, tiles_x,
+                       y_ptr, out_y_ptr, R_Y, C_Y, CP_Y, sr_y, sc_y, tiles_c_y, range_ptr,
+                       L: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Limbs and ranges of two operands in one launch (saves a launch per GEMM): programs below
+    ``tiles_x`` split x (range into range_ptr[0:2]), the rest split y (range_ptr[2:4])."""
+    pid = tl.program_id(0)
+    if pid < tiles_x:
+        _split_tile(x_ptr, out_x_ptr, range_ptr, R_X, C_X, CP_X, sr_x, sc_x, pid // tiles_c_x, pid % tiles_c_x,
+                    L, True, BLOCK_R, BLOCK_C)
+    else:
+        q = pid - tiles_x
+        _split_tile(y_ptr, out_y_ptr, range_ptr + 2, R_Y, C_Y, CP_Y, sr_y, sc_y, q // tiles_c_y, q % tiles_c_y,
+                    L, True, BLOCK_R, BLOCK_C)
 
 
 @triton.jit
@@ -226,6 +252,16 @@ def padded_limbs(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def _padded(c: int, pad_to: int = 16) -> int:
+    return -(-c // pad_to) * pad_to
+
+
+def _split_blocks(r: int, c_pad: int) -> tuple[int, int]:
+    """Split tile: ~4K elements per program, wide when there are few rows."""
+    block_r = min(32, triton.next_power_of_2(max(r, 1)))
+    return block_r, min(max(128, 4096 // block_r), triton.next_power_of_2(max(c_pad, 1)))
+
+
 def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16, range_out: torch.Tensor | None = None) -> torch.Tensor:
     """int8 [R, limbs, Cp] limbs of a 2-D int64 tensor (any strides) on its device.
 
@@ -235,16 +271,31 @@ def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16, range_out: torch.
     (int64 max, int64 min) or an earlier range) to receive min(x), max(x) and check afterwards.
     """
     R, C = x.shape
-    c_pad = -(-C // pad_to) * pad_to
+    c_pad = _padded(C, pad_to)
     out = torch.empty((R, limbs, c_pad), dtype=torch.int8, device=x.device)
     if R == 0 or c_pad == 0:
         return out
-    block_r = min(32, triton.next_power_of_2(R))  # ~4K elements per program, wide when R is small
-    block_c = min(max(128, 4096 // block_r), triton.next_power_of_2(c_pad))
+    block_r, block_c = _split_blocks(R, c_pad)
     grid = (triton.cdiv(R, block_r), triton.cdiv(c_pad, block_c))
     _split_limbs_kernel[grid](x, out, range_out if range_out is not None else out, R, C, c_pad, x.stride(0), x.stride(1),
                               L=limbs, WITH_RANGE=range_out is not None, BLOCK_R=block_r, BLOCK_C=block_c)
     return out
+
+
+def _split_pair(x: torch.Tensor, y: torch.Tensor, limbs: int, range_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split_limbs`` of two non-empty 2-D operands in one launch; ranges into range_out[0:2], [2:4]."""
+    (rx, cx), (ry, cy) = x.shape, y.shape
+    cpx, cpy = _padded(cx), _padded(cy)
+    out_x = torch.empty((rx, limbs, cpx), dtype=torch.int8, device=x.device)
+    out_y = torch.empty((ry, limbs, cpy), dtype=torch.int8, device=x.device)
+    block_r, block_c = _split_blocks(max(rx, ry), max(cpx, cpy))
+    tcx, tcy = triton.cdiv(cpx, block_c), triton.cdiv(cpy, block_c)
+    tiles_x = triton.cdiv(rx, block_r) * tcx
+    grid = (tiles_x + triton.cdiv(ry, block_r) * tcy,)
+    _split_pair_kernel[grid](x, out_x, rx, cx, cpx, x.stride(0), x.stride(1), tcx, tiles_x,
+                             y, out_y, ry, cy, cpy, y.stride(0), y.stride(1), tcy, range_out,
+                             L=limbs, BLOCK_R=block_r, BLOCK_C=block_c)
+    return out_x, out_y
 
 
 def check_accumulator_bound(k: int, la: int, lb: int, a_max: int, b_max: int, what: str = "int_matmul") -> None:
@@ -369,7 +420,10 @@ def split_speculative(xs: list[torch.Tensor], bias: torch.Tensor | None = None
     if key not in _RANGE_INIT:  # (max, min) pairs, kept on the device: a clone is one small copy
         _RANGE_INIT[key] = torch.tensor([INT64_MAX, INT64_MIN] * len(xs), dtype=torch.int64, device=dev)
     rng = _RANGE_INIT[key].clone()
-    limbs = [split_limbs(x, SPECULATIVE_LIMBS, range_out=rng[2 * i : 2 * i + 2]) for i, x in enumerate(xs)]
+    if len(xs) == 2 and xs[0].numel() > 0 and xs[1].numel() > 0:
+        limbs = list(_split_pair(xs[0], xs[1], SPECULATIVE_LIMBS, rng))
+    else:
+        limbs = [split_limbs(x, SPECULATIVE_LIMBS, range_out=rng[2 * i : 2 * i + 2]) for i, x in enumerate(xs)]
     parts = [rng]
     if bias is not None and bias.numel() > 0:
         parts.append(torch.stack(torch.aminmax(bias)))

@@ -137,7 +137,9 @@ def overhead(s: int, reps: int = 50) -> dict:
 
     a = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
     b = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
-    acc = {"split_sync": 0.0, "fit": 0.0, "gemm_launch": 0.0, "gemm_wait": 0.0, "whole": 0.0}
+    acc = {"split_sync": 0.0, "fit": 0.0, "gemm_launch": 0.0, "gemm_wait": 0.0, "whole": 0.0,
+           "gemm_launch_pointer": 0.0}
+    ptr = GemmConfig(tma=False)
     for i in range(reps + 5):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -152,8 +154,11 @@ def overhead(s: int, reps: int = 50) -> dict:
         int_matmul(a, b)
         torch.cuda.synchronize()
         t5 = time.perf_counter()
+        limb_matmul(al, bl, None, ptr)
+        t6 = time.perf_counter()
+        torch.cuda.synchronize()
         if i >= 5:
-            for k, v in zip(acc, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            for k, v in zip(acc, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
                 acc[k] += v * 1e3 / reps
     return {"size": s, **{k + "_ms": round(v, 4) for k, v in acc.items()}}
 
