@@ -6,14 +6,33 @@ overflow bounds read the same everywhere, and move CPU tensors to the GPU when o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 
 from kernels.runtime import device
 
+F = TypeVar("F", bound=Callable)
+
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+
+
+def on_input_device(fn: F) -> F:
+    """Run a wrapper with the first tensor argument's CUDA device current (Triton launches on the
+    current device, so inputs on cuda:1 must not be launched from cuda:0)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        t = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        if t is not None and t.device.type == "cuda":
+            with torch.cuda.device(t.device):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_int64(name: str, t: torch.Tensor, ndim: int | None = None) -> None:

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, INT64_MAX, INT64_MIN, BlockConfig, check_int64, to_compute
+from kernels._checks import DEFAULT_BLOCK_CONFIG, INT64_MAX, INT64_MIN, BlockConfig, check_int64, to_compute, on_input_device
 
 
 @triton.jit
@@ -33,6 +33,7 @@ def _check_bound(name: str, v: int | None) -> None:
         raise ValueError(f"{name} must be an int64 value or None, got {v!r}")
 
 
+@on_input_device
 def clip(x: torch.Tensor, lo: int | None = None, hi: int | None = None, config: BlockConfig | None = None) -> torch.Tensor:
     """``min(max(x, lo), hi)`` elementwise (int64, exact); a None bound is not applied.
 

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute
+from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, on_input_device
 from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, fit_limbs, split_speculative
 
 
@@ -115,6 +115,7 @@ def _conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil
     return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
 
 
+@on_input_device
 def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
                stride: int | tuple[int, int] = (1, 1), padding: int | tuple[int, ...] = (0, 0, 0, 0),
                dilation: int | tuple[int, int] = (1, 1), groups: int = 1,

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, max_abs, same_device, to_compute
+from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, max_abs, same_device, to_compute, on_input_device
 
 _ADD, _SUB, _MUL = 0, 1, 2
 _NAMES = {_ADD: "int_add", _SUB: "int_sub", _MUL: "int_mul"}
@@ -50,6 +50,7 @@ def _as_tensor(name: str, v: torch.Tensor | int, like: torch.Tensor | int) -> to
     return torch.tensor(v, dtype=torch.int64, device=dev)
 
 
+@on_input_device
 def _binary(op: int, a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int, b_shift: int,
             config: BlockConfig | None) -> torch.Tensor:
     name = _NAMES[op]

@@ -36,6 +36,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from kernels._checks import (
+    on_input_device,
     INT64_MAX,
     INT64_MIN,
     check_fits_int64,
@@ -364,6 +365,7 @@ def _num_sms(dev: torch.device) -> int:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
+@on_input_device
 def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
                config: GemmConfig | None = None) -> torch.Tensor:
     """Exact ``a @ b + bias`` of int64 fixed-point integers: [M, K] x [K, N] (+ [N]) -> int64 [M, N].

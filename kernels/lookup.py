@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, same_device, to_compute, value_range
+from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, same_device, to_compute, value_range, on_input_device
 
 
 @triton.jit
@@ -24,6 +24,7 @@ def _lookup_kernel(x_ptr, table_ptr, out_ptr, n, offset, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, tl.load(table_ptr + (x - offset), mask=mask, other=0), mask=mask)
 
 
+@on_input_device
 def table_lookup(x: torch.Tensor, table: torch.Tensor, offset: int, config: BlockConfig | None = None) -> torch.Tensor:
     """``table[x - offset]`` elementwise: int64 x of any shape, 1-D int64 table -> int64 like x.
 

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from kernels._checks import (
+    on_input_device,
     DEFAULT_BLOCK_CONFIG,
     BlockConfig,
     check_fits_int64,
@@ -53,6 +54,7 @@ def _pool2d_kernel(x_ptr, out_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_
     tl.store(out_ptr + offs, acc, mask=mask)
 
 
+@on_input_device
 def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool, config: BlockConfig | None) -> torch.Tensor:
     name = "max_pool2d" if is_max else "sum_pool2d"
     check_int64("x", x, 4)

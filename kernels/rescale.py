@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, max_abs, to_compute
+from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, max_abs, to_compute, on_input_device
 
 #: inputs must satisfy |x| < 2**52 for the f64 computation EZKL does to be exact
 DIV_ROUND_LIMIT = 2**52
@@ -40,6 +40,7 @@ def _div_round_kernel(x_ptr, out_ptr, n, d, SHIFT: tl.constexpr, BLOCK: tl.const
     tl.store(out_ptr + offs, tl.where(x < 0, -q, q), mask=mask)
 
 
+@on_input_device
 def div_round(x: torch.Tensor, divisor: int, config: BlockConfig | None = None) -> torch.Tensor:
     """``round(x / divisor)`` with ties away from zero, exactly as EZKL's f64 ``round`` (int64 in, int64 out).
 
