@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import kernels
 from kernels.gemm import GemmConfig, int_matmul, limbs_needed, padded_limbs, split_limbs
 from kernels.testing import assert_same, int_mm_reference, ref_matmul
 
@@ -66,7 +67,8 @@ def test_limbs_needed_boundaries():
 
 
 def test_split_limbs_roundtrip():
-    x = torch.tensor([[-(2**40), 2**40 - 1, -128, 127, 128, -129, 0, 12345678]], dtype=torch.int64)
+    # split_limbs is the raw launcher: its tensor must already be on the kernels' device.
+    x = torch.tensor([[-(2**40), 2**40 - 1, -128, 127, 128, -129, 0, 12345678]], dtype=torch.int64, device=kernels.device())
     limbs = split_limbs(x, 8)
     assert int(limbs.min()) >= -128 and int(limbs.max()) <= 127
     assert limbs.shape == (1, 8, 16) and not bool(limbs[:, :, 8:].any()), "K padding must be zero limbs"

@@ -125,7 +125,8 @@ def run_fixed(
             f"ops: {[s.node.onnx_op for s in plan.steps.values()]}"
         )
 
-    dev = _pick_device(device)
+    # The reference is plain torch int64, whose matmul CUDA does not implement: always the CPU.
+    dev = "cpu" if backend == "reference" else _pick_device(device)
     be = _backend(backend, dev)
     t0 = time.perf_counter()
     values: dict[str, torch.Tensor] = {}
