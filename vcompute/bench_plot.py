@@ -34,7 +34,8 @@ def write_plot(result: dict[str, Any], dest: Path) -> None:
     right.set_xticks(list(xs), stages, rotation=30, ha="right")
     right.set(ylabel="seconds", title=f"proof pipeline (logrows {result['proof']['logrows']})")
     right.legend()
-    fig.suptitle(f"{Path(result['model']).name}: vcompute bench ({result['date']})")
+    model = Path(result["model"])
+    fig.suptitle(f"{model.parent.name}/{model.name}: vcompute bench ({result['date']})")
     fig.tight_layout()
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
