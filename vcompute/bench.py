@@ -142,10 +142,10 @@ def _witness_outputs(sample: list[np.ndarray], proof_dir: Path) -> list[list[int
 def bench_engine(model: ModelInfo, settings: dict[str, Any], samples: list[list[np.ndarray]], repeat: int, proof_dir: Path, device: str | None) -> dict[str, Any]:
     """The Triton engine, one sample at a time (the circuit is batch 1); exactness checked per sample."""
     from vcompute.engine.run import run_fixed
-    from vcompute.engine_check import first_mismatch
+    from vcompute.engine.witness import compare
 
     results = [run_fixed(model.path, s, settings, device=device) for s in samples]
-    mismatches = [m for r, s in zip(results, samples) if (m := first_mismatch(r.outputs_fixed, _witness_outputs(s, proof_dir)))]
+    mismatches = [m for r, s in zip(results, samples) if (m := compare(r.outputs_fixed, _witness_outputs(s, proof_dir))[1])]
     times = []
     for _ in range(repeat):
         times.append(sum(run_fixed(model.path, s, settings, device=device).time_ms for s in samples))

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -253,3 +253,18 @@ def rpc_errors(url: str) -> Iterator[None]:
         raise UsageError(f"the chain at {url} refused the request: {message or exc}") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise UsageError(f"lost the connection to the chain at {url}: {_reason(exc, 60)}") from None
+
+
+@contextmanager
+def session(rpc_url: str | None, private_key: str | None = None) -> Iterator[tuple[Web3, str]]:
+    """A connected web3 with its sender set, on ``rpc_url`` or on an Anvil started for the block.
+
+    Node refusals and lost connections inside the block become one-line UsageErrors.
+    """
+    with ExitStack() as stack:
+        if rpc_url is None:
+            rpc_url = stack.enter_context(start_anvil()).url
+        w3 = connect(rpc_url)
+        with rpc_errors(rpc_url):
+            use_sender(w3, private_key)
+            yield w3, rpc_url

@@ -9,14 +9,13 @@ there is still exactly the verifier's runtime bytecode.
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from vcompute.chain import connect, rpc_errors, start_anvil, use_sender
+from vcompute.chain import session
 from vcompute.errors import ProofError, UsageError
 from vcompute.verifier import atomic_write_bytes, build_verifier
 
@@ -209,10 +208,5 @@ def verify_onchain(
 ) -> OnchainResult:
     """`vcompute verify DIR --onchain`: on rpc_url, or on a fresh Anvil started and stopped here."""
     pd = ProofDir.open(proof_dir, srs)
-    with ExitStack() as stack:
-        if rpc_url is None:
-            rpc_url = stack.enter_context(start_anvil()).url
-        w3 = connect(rpc_url)
-        with rpc_errors(rpc_url):
-            use_sender(w3, private_key)
-            return verify_on(w3, rpc_url, pd)
+    with session(rpc_url, private_key) as (w3, url):
+        return verify_on(w3, url, pd)

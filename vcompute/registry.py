@@ -9,7 +9,6 @@ submitted it and in which block, so anyone can later look the result up instead 
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from vcompute.chain import connect, rpc_errors, start_anvil, use_sender
+from vcompute.chain import session
 from vcompute.errors import ProofError, UsageError
 from vcompute.onchain import (
     ProofDir,
@@ -267,16 +266,11 @@ def attest_proof_dir(
 ) -> AttestResult:
     """`vcompute attest DIR`: verifier and registry deployed or reused, model registered, proof attested."""
     pd = ProofDir.open(proof_dir, srs)
-    with ExitStack() as stack:
-        if rpc_url is None:
-            rpc_url = stack.enter_context(start_anvil()).url
-        w3 = connect(rpc_url)
-        with rpc_errors(rpc_url):
-            use_sender(w3, private_key)
-            summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
-            artifact = json.loads(Path(summary["verifier_json"]).read_text())
-            verifier, _, _ = ensure_verifier(w3, pd.root, artifact)
-            registry = ensure_registry(w3, pd.root, registry_address)
-            model_id = ensure_model(registry, pd.root, verifier, *model_digests(pd))
-            proof, instances = decode_calldata(Path(summary["calldata"]).read_bytes())
-            return registry.attest(model_id, proof, instances)
+    with session(rpc_url, private_key) as (w3, rpc_url):
+        summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
+        artifact = json.loads(Path(summary["verifier_json"]).read_text())
+        verifier, _, _ = ensure_verifier(w3, pd.root, artifact)
+        registry = ensure_registry(w3, pd.root, registry_address)
+        model_id = ensure_model(registry, pd.root, verifier, *model_digests(pd))
+        proof, instances = decode_calldata(Path(summary["calldata"]).read_bytes())
+        return registry.attest(model_id, proof, instances)
