@@ -322,12 +322,7 @@ class _Lowerer:
             self._recip(x, out)
         elif op == "ReduceMax":
             shp = self.shapes[x]
-            axes = a.get("axes")
-            if axes is None and len(ins) > 1 and ins[1]:
-                axes = [int(v) for v in self.consts[ins[1]].reshape(-1)]
-            if axes is None:
-                axes = list(range(len(shp)))
-            axes = sorted(int(ax) % len(shp) for ax in axes)
+            axes = self._reduce_axes(a, ins, len(shp))
             kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
             if a.get("keepdims", 1):
                 self._new("reducemax", [x], kshape, op, name=out, axes=tuple(axes))
@@ -371,12 +366,7 @@ class _Lowerer:
             if op == "GlobalAveragePool":
                 axes, keep = list(range(2, len(shp))), 1
             else:
-                axes = a.get("axes")
-                if axes is None and len(ins) > 1 and ins[1]:
-                    axes = [int(v) for v in self.consts[ins[1]].reshape(-1)]
-                if axes is None:
-                    axes = list(range(len(shp)))
-                axes = sorted(int(ax) % len(shp) for ax in axes)
+                axes = self._reduce_axes(a, ins, len(shp))
                 keep = a.get("keepdims", 1)
             kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
             src = self.nodes.get(x)
@@ -449,6 +439,16 @@ class _Lowerer:
             self._lower_bn(a, ins, x, out)
         else:
             raise UnsupportedOpError(op)
+
+    def _reduce_axes(self, a: dict[str, Any], ins: list[str], rank: int) -> list[int]:
+        """A reduction's axes, sorted and non-negative: the ``axes`` attribute (opset < 18) or the
+        constant second input (opset 18), all axes when neither is given."""
+        axes = a.get("axes")
+        if axes is None and len(ins) > 1 and ins[1]:
+            axes = [int(v) for v in self.consts[ins[1]].reshape(-1)]
+        if axes is None:
+            axes = list(range(rank))
+        return sorted(int(ax) % rank for ax in axes)
 
     def _recip(self, x: str, out: str) -> None:
         """``1/x``: EZKL's ``RECIP``, or ``RSQRT`` when ``x`` is a single-use ``Sqrt``
