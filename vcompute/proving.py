@@ -9,6 +9,7 @@ from typing import Any
 import ezkl
 
 from vcompute import ezkl_call
+from vcompute.engine.witness import felt_to_int
 from vcompute.errors import ProofError, UsageError
 
 
@@ -76,10 +77,10 @@ def verify(proof_path: Path, settings: Path, vk: Path, srs: Path, log: Path | No
 
 def felts_to_ints(felts: list[list[str]]) -> list[list[int]]:
     """Field elements (hex, little-endian) to signed integers: p - x reads as -x."""
-    return [[int(ezkl.felt_to_int(f)) for f in row] for row in felts]
+    return [[felt_to_int(f) for f in row] for row in felts]
 
 
 def proof_outputs(proof: dict[str, Any], n_outputs: int) -> list[int]:
     """The public outputs a proof attests, as signed integers: the last ``n_outputs`` instances."""
     instances = [f for row in proof.get("instances", []) for f in row]
-    return [int(ezkl.felt_to_int(f)) for f in instances[len(instances) - n_outputs :]] if n_outputs else []
+    return [felt_to_int(f) for f in instances[len(instances) - n_outputs :]] if n_outputs else []
