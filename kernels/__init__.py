@@ -11,17 +11,17 @@ an OverflowError before anything runs when a bound could be exceeded.
     table_lookup (lookup)   max_pool2d, sum_pool2d (pool)
 """
 
-from kernels import runtime  # noqa: F401  (first: sets TRITON_INTERPRET before triton loads)
-from kernels.runtime import device  # noqa: I001
+from vcompute.kernels import runtime  # noqa: F401  (first: sets TRITON_INTERPRET before triton loads)
+from vcompute.kernels.runtime import device  # noqa: I001
 
-from kernels._checks import BlockConfig
-from kernels.activation import clip, max_scalar, min_scalar, relu
-from kernels.conv import ConvConfig, int_conv1d, int_conv2d
-from kernels.elementwise import int_add, int_mul, int_sub
-from kernels.gemm import GemmConfig, int_matmul
-from kernels.lookup import table_lookup
-from kernels.pool import max_pool2d, sum_pool2d
-from kernels.rescale import div_round
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.activation import clip, max_scalar, min_scalar, relu
+from vcompute.kernels.conv import ConvConfig, int_conv1d, int_conv2d
+from vcompute.kernels.elementwise import int_add, int_mul, int_sub
+from vcompute.kernels.gemm import GemmConfig, int_matmul
+from vcompute.kernels.lookup import table_lookup
+from vcompute.kernels.pool import max_pool2d, sum_pool2d
+from vcompute.kernels.rescale import div_round
 
 __all__ = [
     "device", "BlockConfig", "GemmConfig", "ConvConfig",

@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from kernels.runtime import device
+from vcompute.kernels.runtime import device
 
 F = TypeVar("F", bound=Callable)
 

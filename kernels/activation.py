@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, INT64_MAX, INT64_MIN, BlockConfig, check_int64, to_compute, on_input_device
+from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, INT64_MAX, INT64_MIN, BlockConfig, check_int64, to_compute, on_input_device
 
 
 @triton.jit

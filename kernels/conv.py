@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, on_input_device
-from kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, fit_limbs, split_speculative
+from vcompute.kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, on_input_device
+from vcompute.kernels.gemm import _combine_limbs, _tile_coords, check_accumulator_bound, fit_limbs, split_speculative
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, max_abs, same_device, to_compute, on_input_device
+from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, max_abs, same_device, to_compute, on_input_device
 
 _ADD, _SUB, _MUL = 0, 1, 2
 _NAMES = {_ADD: "int_add", _SUB: "int_sub", _MUL: "int_mul"}

@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels._checks import (
+from vcompute.kernels._checks import (
     on_input_device,
     INT64_MAX,
     INT64_MIN,

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, same_device, to_compute, value_range, on_input_device
+from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, same_device, to_compute, value_range, on_input_device
 
 
 @triton.jit

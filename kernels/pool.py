@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import (
+from vcompute.kernels._checks import (
     on_input_device,
     DEFAULT_BLOCK_CONFIG,
     BlockConfig,

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, max_abs, to_compute, on_input_device
+from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_int64, max_abs, to_compute, on_input_device
 
 #: inputs must satisfy |x| < 2**52 for the f64 computation EZKL does to be exact
 DIV_ROUND_LIMIT = 2**52

@@ -29,8 +29,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
-from kernels.gemm import GemmConfig, int_matmul, limb_matmul, split_limbs, split_speculative  # noqa: E402
-from kernels.testing import int_mm_reference, torch_limbs  # noqa: E402
+from vcompute.kernels.gemm import GemmConfig, int_matmul, limb_matmul, split_limbs, split_speculative  # noqa: E402
+from vcompute.kernels.testing import int_mm_reference, torch_limbs  # noqa: E402
 
 PEAK_INT8_TOPS = 1979.0
 
@@ -61,7 +61,7 @@ def exact(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def uses_wgmma(cfg: GemmConfig, a_l: torch.Tensor, b_l: torch.Tensor) -> bool | None:
     """Whether the compiled limb GEMM uses Hopper wgmma (read from its PTX)."""
-    from kernels.gemm import _launch
+    from vcompute.kernels.gemm import _launch
 
     _, handle = _launch(a_l, b_l, None, cfg)
     try:
@@ -133,7 +133,7 @@ def overhead(s: int, reps: int = 50) -> dict:
     """Host-side (wall-clock) cost of int_matmul's steps at a small size, GPU synchronized."""
     import time
 
-    from kernels.gemm import fit_limbs
+    from vcompute.kernels.gemm import fit_limbs
 
     a = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
     b = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64)
@@ -193,7 +193,7 @@ def sweep(sizes: list[int]) -> list[dict]:
 
 def conv_rows() -> list[dict]:
     """Implicit-GEMM conv vs the same-size int8 GEMM on cuBLAS (im2col shapes), 2-limb values."""
-    from kernels.conv import ConvConfig, int_conv2d
+    from vcompute.kernels.conv import ConvConfig, int_conv2d
 
     CONV_CONFIGS = [ConvConfig(128, 128, 64, 8, 4, 8), ConvConfig(128, 256, 64, 8, 3, 8), ConvConfig(128, 128, 128, 8, 3, 8),
                     ConvConfig(64, 128, 64, 4, 3, 8)]

@@ -9,6 +9,9 @@ mkdir -p "$OUT"
 export VCOMPUTE_CACHE=${VCOMPUTE_CACHE:-/tmp/vcompute-cache} PYTHONUNBUFFERED=1
 status=0
 
+# kernels/ imports as vcompute.kernels (a package-dir mapping): install the checkout, offline.
+python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+
 nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'ezkl', ezkl.__version__)" | tee -a "$OUT/device.txt"
 

@@ -181,7 +181,7 @@ def _kernels_missing() -> list[str]:
     missing = []
     for m in ("gemm", "conv", "rescale", "elementwise", "activation", "lookup", "pool"):
         try:
-            importlib.import_module(f"kernels.{m}")
+            importlib.import_module(f"vcompute.kernels.{m}")
         except ImportError:
             missing.append(m)
     return missing
@@ -284,7 +284,7 @@ class _LandedKernels:
     def __getattr__(self, prim):
         mod = self._mods[prim]
         try:
-            importlib.import_module(f"kernels.{mod}")
+            importlib.import_module(f"vcompute.kernels.{mod}")
         except ImportError:
             return getattr(self.ref, prim)
         self.used.add(mod)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels._checks import BlockConfig
-from kernels.activation import clip, max_scalar, min_scalar, relu
-from kernels.testing import assert_same
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.activation import clip, max_scalar, min_scalar, relu
+from vcompute.kernels.testing import assert_same
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 

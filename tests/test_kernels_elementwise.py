@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels._checks import BlockConfig
-from kernels.elementwise import int_add, int_mul, int_sub
-from kernels.testing import assert_same
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.elementwise import int_add, int_mul, int_sub
+from vcompute.kernels.testing import assert_same
 
 OPS = {"add": (int_add, lambda a, b: a + b), "sub": (int_sub, lambda a, b: a - b), "mul": (int_mul, lambda a, b: a * b)}
 SHAPES = [((1,), (1,)), ((3,), (1,)), ((17, 33), (33,)), ((2, 1, 65), (3, 1)), ((5, 1), (1, 7)), ((), (4, 3))]

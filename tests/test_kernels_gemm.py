@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
-from kernels.gemm import GemmConfig, int_matmul, limbs_needed, padded_limbs, split_limbs
-from kernels.testing import assert_same, int_mm_reference, ref_matmul
+import vcompute.kernels as kernels
+from vcompute.kernels.gemm import GemmConfig, int_matmul, limbs_needed, padded_limbs, split_limbs
+from vcompute.kernels.testing import assert_same, int_mm_reference, ref_matmul
 
 CONFIGS = [
     GemmConfig(16, 16, 32, 1, 1, 1),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels._checks import BlockConfig
-from kernels.lookup import table_lookup
-from kernels.testing import assert_same
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.lookup import table_lookup
+from vcompute.kernels.testing import assert_same
 
 
 def _table(n, seed):

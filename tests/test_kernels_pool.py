@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels._checks import BlockConfig
-from kernels.pool import max_pool2d, sum_pool2d
-from kernels.testing import assert_same
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.pool import max_pool2d, sum_pool2d
+from vcompute.kernels.testing import assert_same
 
 I64_MIN = -(2**63)
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from kernels._checks import BlockConfig
-from kernels.rescale import div_round
-from kernels.testing import assert_same
+from vcompute.kernels._checks import BlockConfig
+from vcompute.kernels.rescale import div_round
+from vcompute.kernels.testing import assert_same
 
 
 def rust_round_div(x: int, d: int) -> int:

@@ -30,7 +30,7 @@ class TritonBackend:
 
     def __init__(self, device: str) -> None:
         try:
-            from kernels import runtime  # noqa: F401  (sets TRITON_INTERPRET=1 without a GPU)
+            from vcompute.kernels import runtime  # noqa: F401  (sets TRITON_INTERPRET=1 without a GPU)
         except ImportError as e:  # never fall back silently
             raise RuntimeError(f"Triton kernels are not available ({e})") from e
         self.device = torch.device(device)
@@ -42,7 +42,7 @@ class TritonBackend:
             import importlib
 
             try:
-                self._mods[module] = importlib.import_module(f"kernels.{module}")
+                self._mods[module] = importlib.import_module(f"vcompute.kernels.{module}")
             except ImportError as e:
                 raise RuntimeError(
                     f"Triton kernel module kernels.{module} is not available ({e}); the engine "
