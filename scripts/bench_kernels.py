@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# vcompute.kernels is importable once the checkout is installed (make setup, or pip install -e .)
 
 import torch  # noqa: E402
 import triton  # noqa: E402

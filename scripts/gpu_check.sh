@@ -16,11 +16,11 @@ nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'ezkl', ezkl.__version__)" | tee -a "$OUT/device.txt"
 
 echo "== kernels and engine on the GPU (pytest -m 'not slow': gpu-marked tests included)"
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_kernels_*.py tests/test_engine.py 2>&1 \
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/kernels tests/engine 2>&1 \
   | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 
 echo "== bundled models: prove with the engine on the GPU, bit-exact against the witness"
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_pipeline.py tests/test_inference.py 2>&1 \
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/zk/test_pipeline.py tests/test_infer.py 2>&1 \
   | tee "$OUT/pytest-pipeline.log" | tail -n 5 || status=1
 for m in mlp cnn; do
   python3 -m vcompute.cli prove "circuits/$m/model.onnx" --input "circuits/$m/input.json" --out "$OUT/prove-$m" --no-evm --json \

@@ -30,8 +30,7 @@ def vcompute_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def proved(tmp_path_factory: pytest.TempPathFactory, vcompute_cache: Path):
     """``proved("mlp")`` -> the out dir of a finished prove of that bundled model (made once)."""
-    from vcompute import pipeline
-
+    from vcompute.zk import pipeline
     done: dict[str, Path] = {}
 
     def get(name: str) -> Path:

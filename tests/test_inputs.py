@@ -9,7 +9,7 @@ from vcompute.errors import UsageError
 from vcompute.inputs import parse_input_data, sample_input, to_json
 from vcompute.model import load_model
 
-from conftest import CIRCUITS
+from tests.conftest import CIRCUITS
 
 
 @pytest.fixture(scope="module")
