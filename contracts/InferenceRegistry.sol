@@ -8,13 +8,16 @@ interface IHalo2Verifier {
 
 /// @title InferenceRegistry
 /// @notice Records model inferences whose zero-knowledge proof was checked on-chain.
-/// @dev A model is a (verifier, vk digest, onnx hash) triple. An attestation is keyed by
+/// @dev A model is a (verifier, vk digest, onnx hash) triple, registered once (registering it again
+///      returns the same id). It is bound to its verifier's code: attest refuses a model whose
+///      verifier's code hash has changed since registration. An attestation is keyed by
 ///      keccak256(abi.encode(modelId, keccak256(abi.encodePacked(instances)))): the instances are
 ///      the proof's public inputs and outputs, so one inference result of one model is recorded
 ///      once, however many (randomized) proofs of it are submitted.
 contract InferenceRegistry {
     struct Model {
         address verifier;
+        bytes32 codeHash;
         bytes32 vkDigest;
         bytes32 onnxHash;
         address registrant;
@@ -33,6 +36,7 @@ contract InferenceRegistry {
     error UnknownModel(uint256 modelId);
     error NotAContract(address verifier);
     error UnknownAttestation(bytes32 attestationId);
+    error VerifierChanged(uint256 modelId);
 
     event ModelRegistered(
         uint256 indexed modelId, address indexed verifier, bytes32 vkDigest, bytes32 onnxHash, address registrant
@@ -49,12 +53,24 @@ contract InferenceRegistry {
     uint256 public modelCount;
     mapping(uint256 => Model) private _models;
     mapping(bytes32 => Attestation) private _attestations;
+    mapping(bytes32 => uint256) private _modelIds;
 
+    /// Registers (verifier, vkDigest, onnxHash) and returns its id; the same triple again returns
+    /// the id it already has, so copies of one proof dir never register a model twice.
     function registerModel(address verifier, bytes32 vkDigest, bytes32 onnxHash) external returns (uint256 modelId) {
         if (verifier.code.length == 0) revert NotAContract(verifier);
+        bytes32 key = keccak256(abi.encode(verifier, vkDigest, onnxHash));
+        modelId = _modelIds[key];
+        if (modelId != 0) return modelId;
         modelId = ++modelCount;
-        _models[modelId] = Model(verifier, vkDigest, onnxHash, msg.sender);
+        _modelIds[key] = modelId;
+        _models[modelId] = Model(verifier, verifier.codehash, vkDigest, onnxHash, msg.sender);
         emit ModelRegistered(modelId, verifier, vkDigest, onnxHash, msg.sender);
+    }
+
+    /// The id of a registered (verifier, vkDigest, onnxHash) triple, or 0.
+    function modelIdOf(address verifier, bytes32 vkDigest, bytes32 onnxHash) external view returns (uint256) {
+        return _modelIds[keccak256(abi.encode(verifier, vkDigest, onnxHash))];
     }
 
     /// Verifies the proof with the model's verifier and records the result; reverts unless valid.
@@ -64,6 +80,7 @@ contract InferenceRegistry {
     {
         address verifier = _models[modelId].verifier;
         if (verifier == address(0)) revert UnknownModel(modelId);
+        if (verifier.codehash != _models[modelId].codeHash) revert VerifierChanged(modelId);
         bytes32 instancesHash = keccak256(abi.encodePacked(instances));
         attestationId = attestationIdOf(modelId, instancesHash);
         // Verify first, so a bad proof is reported as InvalidProof even for a recorded result.

@@ -14,20 +14,49 @@ from typing import Any
 
 from vcompute.zk import circuit
 from vcompute.artifacts import sha256_file
-from vcompute.errors import UsageError
+from vcompute.errors import UsageError, first_line
 from vcompute.inputs import load_input, sample_input, to_json
-from vcompute.model import load_model
+from vcompute.model import ModelInfo, load_model
 
 
 def _load_settings(path: Path) -> dict[str, Any]:
+    from vcompute.zk.proofdir import layout, read_json
+
     if not path.exists():
         raise UsageError(f"settings file not found: {path}")
+    settings = read_json(path, "settings")
     try:
-        settings = json.loads(path.read_text())
-        settings["run_args"]["input_scale"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        layout(settings)
+    except UsageError as exc:
         raise UsageError(f"{path} is not an EZKL settings file ({exc})") from None
     return settings
+
+
+def check_settings_fit(settings: dict[str, Any], model: ModelInfo, path: Path) -> None:
+    """Settings made for another model would give meaningless integers: refuse them."""
+    n = len(settings.get("model_input_scales") or [])
+    if n != len(model.input_shapes):
+        raise UsageError(f"{path} was made for a model with {n} input(s); {model.path} has {len(model.input_shapes)}")
+    public_in = str(settings["run_args"].get("input_visibility", "")).lower() == "public"
+    shapes = settings.get("model_instance_shapes") or []
+    if public_in and shapes[: len(model.input_shapes)] and [list(s) for s in shapes[: len(model.input_shapes)]] != [list(s) for s in model.input_shapes]:
+        raise UsageError(f"{path} was made for inputs of shape {shapes[: len(model.input_shapes)]}; {model.path} takes {[list(s) for s in model.input_shapes]}")
+
+
+def check_device(device: str | None) -> None:
+    """A device torch knows and this machine has; one line otherwise."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device (try cpu or cuda:0)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"--device {device}: no such CUDA device on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: the engine runs on cpu or cuda")
 
 
 def infer(
@@ -43,10 +72,12 @@ def infer(
 
     options = options or circuit.CircuitOptions()
     options.check()
+    check_device(device)
     model = load_model(model_path)
     inputs = load_input(input_path, model) if input_path else sample_input(model)
     if settings_path:
         settings = _load_settings(settings_path)
+        check_settings_fit(settings, model, settings_path)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "input.json"
@@ -54,7 +85,10 @@ def infer(
             calib_sha = sha256_file(calibration_data) if calibration_data else None
             circ = circuit.build(model.path, model.sha256, options, calibration_data or data, calib_sha)
             settings = circ.settings()
-    result = run_fixed(model.path, inputs, settings, device=device)
+    try:
+        result = run_fixed(model.path, inputs, settings, device=device)
+    except OverflowError as exc:
+        raise UsageError(f"the input does not fit the circuit's fixed-point range ({first_line(exc)})") from None
     return {
         "model": str(model.path),
         "outputs": result.outputs,

@@ -36,58 +36,20 @@ def _export_mlp(work: Path, seed: int) -> tuple[Path, Path]:
     return onnx_path, inp
 
 
-def _prove_with_ezkl(onnx_path: Path, inp: Path, out: Path, srs_dir: Path) -> None:
-    """The same proof dir made with EZKL directly (used while vcompute.zk.pipeline is absent)."""
-    import ezkl
-
-    out.mkdir(parents=True)
-    shutil.copy(inp, out / "input.json")
-    s, compiled = str(out / "settings.json"), str(out / "model.compiled")
-    assert ezkl.gen_settings(str(onnx_path), s, None)
-    ezkl.calibrate_settings(str(inp), str(onnx_path), s, "resources", 1.0, None, [1], None)
-    assert ezkl.compile_circuit(str(onnx_path), compiled, s)
-    logrows = json.loads(Path(s).read_text())["run_args"]["logrows"]
-    srs = srs_dir / f"kzg{logrows}.srs"
-    if not srs.is_file():
-        ezkl.gen_srs(str(srs), logrows)
-    pk = out / "pk.key"
-    ezkl.gen_witness(str(inp), compiled, str(out / "witness.json"), None, None)
-    assert ezkl.setup(compiled, str(out / "vk.key"), str(pk), str(srs), None, False)
-    ezkl.prove(str(out / "witness.json"), compiled, str(pk), str(out / "proof.json"), str(srs))
-    pk.unlink()  # 138 MB, not needed to verify
-    summary = {"srs": {"path": str(srs), "logrows": logrows, "development": True}, "logrows": logrows}
-    (out / "summary.json").write_text(json.dumps(summary))
-
-
 def _make_proof_dir(root: Path, name: str, seed: int) -> Path:
-    """Model `name`'s proof dir, made by `vcompute prove` (pipeline.prove) when it is there."""
+    """Model `name`'s proof dir, made by `vcompute prove` (pipeline.prove)."""
+    from vcompute.zk.pipeline import ProveRequest, prove
+
     onnx_path, inp = _export_mlp(root / f"{name}-model", seed)
     out = root / name
-    try:
-        from vcompute.zk.pipeline import ProveRequest, prove
-    except ImportError:
-        _prove_with_ezkl(onnx_path, inp, out, root)
-    else:
-        prove(ProveRequest(model=onnx_path, out=out, input=inp, engine=False))
+    prove(ProveRequest(model=onnx_path, out=out, input=inp, engine=False))
     return out
 
 
 @pytest.fixture(scope="session")
 def chain_cache(request, tmp_path_factory) -> Path:
-    """The suite's private VCOMPUTE_CACHE (tests/conftest.py's), else one made here."""
-    try:
-        yield request.getfixturevalue("vcompute_cache")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    path = tmp_path_factory.mktemp("vcompute-cache")
-    old = os.environ.get("VCOMPUTE_CACHE")
-    os.environ["VCOMPUTE_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("VCOMPUTE_CACHE", None)
-    else:
-        os.environ["VCOMPUTE_CACHE"] = old
+    """The suite's private VCOMPUTE_CACHE (tests/conftest.py's)."""
+    return request.getfixturevalue("vcompute_cache")
 
 
 @pytest.fixture(scope="session")
@@ -97,20 +59,17 @@ def proof_dirs(request, tmp_path_factory, chain_cache) -> dict[str, Path]:
     A is the bundled circuits/mlp, proved once for the whole suite by tests/conftest.py's `proved`
     (copied here, so what we record in it never leaks into other tests); B has other weights."""
     root = tmp_path_factory.mktemp("proofs")
-    try:
-        shutil.copytree(request.getfixturevalue("proved")("mlp"), root / "A")
-    except pytest.FixtureLookupError:
-        _make_proof_dir(root, "A", 0)
+    shutil.copytree(request.getfixturevalue("proved")("mlp"), root / "A")
     return {"A": root / "A", "B": _make_proof_dir(root, "B", 1)}
 
 
 @pytest.fixture()
 def fresh_proof_dir(proof_dirs, tmp_path):
-    """copy("A") -> a private copy of model A's proof dir, without any recorded deployments."""
+    """copy("A") -> a private copy of model A's proof dir, safe to tamper with."""
 
     def copy(name: str = "A") -> Path:
         dst = tmp_path / f"proof-{name}"
-        shutil.copytree(proof_dirs[name], dst, ignore=shutil.ignore_patterns("deployments.json"))
+        shutil.copytree(proof_dirs[name], dst)
         return dst
 
     return copy

@@ -7,21 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from vcompute.evm.chain import connect, start_anvil, start_hardhat, use_sender
 from vcompute.errors import UsageError
-from vcompute.evm.onchain import ProofDir, call_verifier, ensure_verifier, verify_on, verify_onchain
-from vcompute.evm.verifier import build_verifier, decode_calldata, encode_verify_call
-
-
+from vcompute.evm.chain import connect, start_anvil, start_hardhat, use_sender
+from vcompute.evm.onchain import call_verifier, ensure_verifier, prepare, verify_on, verify_onchain
+from vcompute.evm.verifier import decode_calldata, encode_verify_call
 
 
 def _verifier(w3, proof_dir: Path) -> tuple[str, bytes]:
     """Deploy (or reuse) proof_dir's verifier on w3's chain; returns (address, its calldata)."""
-    pd = ProofDir.open(proof_dir)
-    summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
-    artifact = json.loads(Path(summary["verifier_json"]).read_text())
-    address, _, _ = ensure_verifier(w3, pd.root, artifact)
-    return address, Path(summary["calldata"]).read_bytes()
+    prep = prepare(proof_dir)
+    address, _, _ = ensure_verifier(w3, prep.artifact)
+    return address, prep.calldata
 
 
 @pytest.fixture()
@@ -38,8 +34,8 @@ def test_valid_proof_on_a_fresh_anvil_started_and_stopped_for_it(fresh_proof_dir
     assert result.chain_id == 31337 and result.reused_verifier is False
     assert 1_000_000 < result.deploy_gas < 10_000_000, f"deploy gas {result.deploy_gas}"
     assert 100_000 < result.verification_gas < 3_000_000, f"verification gas {result.verification_gas}"
-    recorded = json.loads((pd / "deployments.json").read_text())["31337"]["verifiers"]
-    assert [e["address"] for e in recorded.values()] == [result.verifier_address]
+    assert not (pd / "deployments.json").exists(), "verification must not write into the proof dir"
+    assert result.outputs_fixed == json.loads((pd / "summary.json").read_text())["outputs_fixed"]
     with pytest.raises(UsageError, match="cannot reach"):
         connect(result.rpc_url, timeout=2)  # the Anvil it started is gone
 
@@ -102,13 +98,13 @@ def test_valid_proof_on_a_hardhat_node(fresh_proof_dir):
     with start_hardhat() as node:
         w3 = connect(node.url)
         use_sender(w3)
-        result = verify_on(w3, node.url, ProofDir.open(pd))
+        result = verify_on(w3, node.url, prepare(pd))
     assert result.valid, f"hardhat node rejected a valid proof: {result.reason}"
     assert result.verification_gas and result.deploy_gas
 
 
 def test_incomplete_proof_dir_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="missing settings.json, vk.key, proof.json"):
+    with pytest.raises(UsageError, match="missing proof.json, settings.json, vk.key"):
         verify_onchain(tmp_path)
     with pytest.raises(UsageError, match="not found"):
         verify_onchain(tmp_path / "nope")
@@ -160,6 +156,7 @@ def test_cli_verify_onchain_unreachable_chain_exit_2(fresh_proof_dir):
     assert len(lines) <= 2, f"expected one (wrapped) error line, got:\n{proc.stderr}"
 
 
-def test_unfunded_private_key_is_one_clear_usage_error(fresh_proof_dir, anvil):
-    with pytest.raises(UsageError, match="refused the request: Insufficient funds"):
-        verify_onchain(fresh_proof_dir("A"), anvil.url, private_key="0x" + "11" * 32)
+def test_unfunded_private_key_is_one_clear_usage_error(fresh_proof_dir):
+    with start_anvil() as fresh:  # a new chain: the verifier must be deployed, which costs gas
+        with pytest.raises(UsageError, match="refused the request: Insufficient funds"):
+            verify_onchain(fresh_proof_dir("A"), fresh.url, private_key="0x" + "11" * 32)

@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 from web3.exceptions import ContractLogicError
 
-from vcompute.evm.chain import connect, use_sender
 from vcompute.errors import ProofError
-from vcompute.evm.onchain import ProofDir, ensure_verifier
+from vcompute.evm.chain import connect, use_sender
+from vcompute.evm.onchain import ensure_verifier, prepare
 from vcompute.evm.registry import Registry, attest_proof_dir, attestation_id, describe_revert, instances_hash
-from vcompute.evm.verifier import build_verifier, decode_calldata
-
-
+from vcompute.evm.verifier import decode_calldata
 
 
 @pytest.fixture()
@@ -30,11 +28,10 @@ def models(w3, proof_dirs):
     registry, _ = Registry.deploy(w3)
     out = {}
     for name, root in proof_dirs.items():
-        pd = ProofDir.open(root)
-        summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
-        verifier, _, _ = ensure_verifier(w3, pd.root, json.loads(Path(summary["verifier_json"]).read_text()))
+        prep = prepare(root)
+        verifier, _, _ = ensure_verifier(w3, prep.artifact)
         model_id = registry.register_model(verifier, bytes(32), bytes(32))
-        out[name] = (model_id, *decode_calldata(Path(summary["calldata"]).read_bytes()))
+        out[name] = (model_id, *decode_calldata(prep.calldata))
     return registry, out
 
 
@@ -117,7 +114,9 @@ def test_attest_proof_dir_end_to_end_reuses_registry_and_model(fresh_proof_dir, 
     assert second.status == "already-attested", second
     assert (second.registry_address, second.model_id) == (first.registry_address, first.model_id)
     model = Registry(connect(anvil.url), first.registry_address).model(first.model_id)
-    vk_sha256 = json.loads((pd / "Verifier.json").read_text())["vk_sha256"]
+    import hashlib
+
+    vk_sha256 = hashlib.sha256((pd / "vk.key").read_bytes()).hexdigest()
     assert model["vk_digest"].hex() == vk_sha256, "registered vkDigest is not sha256(vk.key)"
     assert model["verifier"] == first.verifier_address
 

@@ -6,9 +6,8 @@ import json
 import pytest
 
 from vcompute.errors import ProofError, UsageError
-from vcompute.evm.onchain import ProofDir
 from vcompute.evm.solc import EIP170_LIMIT, compile_contract, compile_file, contracts_dir, solc_version
-from vcompute.evm.verifier import build_verifier, check_code_size, decode_calldata, encode_verify_call
+from vcompute.evm.verifier import check_code_size, decode_calldata, encode_verify_call
 
 
 
@@ -50,27 +49,28 @@ def test_without_npm_ci_the_error_names_the_command(tmp_path, monkeypatch):
 
 def test_eip170_limit_is_checked_at_the_boundary():
     check_code_size(EIP170_LIMIT)  # exactly at the limit deploys
-    with pytest.raises(UsageError, match="EIP-170.*24,576.*reusable verifier"):
+    with pytest.raises(UsageError, match="EIP-170.*24,576"):
         check_code_size(EIP170_LIMIT + 1)
 
 
-def test_build_verifier_writes_artifacts_atomically_and_reuses_them(fresh_proof_dir, tmp_path):
-    pd = ProofDir.open(fresh_proof_dir("A"))
-    out = tmp_path / "verifier-out"
-    args = (out, pd.vk, pd.settings, pd.srs, pd.proof)
-    first = build_verifier(*args)
-    again = build_verifier(*args)
-    files = sorted(p.name for p in out.iterdir())
-    assert files == ["Verifier.json", "Verifier.sol", "calldata.bin"], f"unexpected files (temp left?): {files}"
+def test_verifier_is_built_from_the_vk_cached_and_written_as_a_hardhat_artifact(fresh_proof_dir, tmp_path):
+    from vcompute.evm.verifier import calldata, verifier_artifact, write_outputs
+
+    pd = fresh_proof_dir("A")
+    first = verifier_artifact(pd / "vk.key", pd / "settings.json", pd / "kzg.verifier.srs")
+    again = verifier_artifact(pd / "vk.key", pd / "settings.json", pd / "kzg.verifier.srs")
+    assert (first["cached"], again["cached"]) == (False, True) or again["cached"], "second build must hit the cache"
+    assert first["deployed_bytecode"] == again["deployed_bytecode"]
     assert 1_000 < first["deployed_size"] <= EIP170_LIMIT, f"deployed size {first['deployed_size']}"
-    assert again["cache_hit"] is True, "a second build for the same vk should reuse Verifier.json"
+    out = tmp_path / "verifier-out"
+    data = calldata(pd / "proof.json")
+    write_outputs(out, first, data)
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["Verifier.json", "Verifier.sol", "calldata.bin", "calldata.hex"], f"unexpected files (temp left?): {files}"
     art = json.loads((out / "Verifier.json").read_text())
-    assert art["bytecode"].startswith("0x") and any(i.get("name") == "verifyProof" for i in art["abi"])
+    assert art["_format"] == "hh-sol-artifact-1" and art["contractName"] == "Halo2Verifier"
+    assert art["deployedBytecode"] == first["deployed_bytecode"] and any(i.get("name") == "verifyProof" for i in art["abi"])
     proof, instances = decode_calldata((out / "calldata.bin").read_bytes())
     assert len(instances) == 12, f"8 inputs + 4 outputs expected as instances, got {len(instances)}"
-    assert (out / "calldata.bin").read_bytes().startswith(encode_verify_call(proof, instances))
-
-
-def test_build_verifier_missing_input_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="missing input for the verifier: verification key"):
-        build_verifier(tmp_path, tmp_path / "vk.key", tmp_path / "s.json", tmp_path / "srs", tmp_path / "p.json")
+    assert (out / "calldata.hex").read_text().strip() == "0x" + data.hex()
+    assert data == encode_verify_call(proof, instances)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from vcompute.errors import ProofError, UsageError
 from vcompute.zk import pipeline
-from vcompute.errors import ProofError
 from vcompute.zk.pipeline import ARTIFACTS
+from vcompute.zk.verify import verify
 
 from tests.conftest import CIRCUITS
 
@@ -17,19 +18,20 @@ from tests.conftest import CIRCUITS
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_prove_and_verify_bundled_model(proved, name: str) -> None:
     out = proved(name)
-    for artifact in (*ARTIFACTS, "summary.json"):
+    for artifact in ARTIFACTS:
         assert (out / artifact).is_file(), f"{artifact} missing from {out}"
-    assert not list(out.glob(".staging-*")), "staging dir left behind"
+    assert not list(out.parent.glob(".*staging-*")), "staging dir left behind"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["verified"] is True
-    assert summary["srs"]["development"] is True
+    assert summary["srs"]["development"] is True and len(summary["srs"]["sha256"]) == 64
+    assert summary["partial"] is False and summary["warnings"] == [], summary["warnings"]
     assert summary["proof"]["bytes"] > 1000
     assert [r["name"] for r in summary["stages"]][:4] == ["calibrate + compile", "srs", "setup", "witness"]
     assert summary["max_abs_error"] < 0.05, f"proven outputs too far from float: {summary['max_abs_error']}"
     assert len(summary["outputs"][0]) == len(summary["float_outputs"][0])
     assert summary["engine_exact"] is True, summary.get("engine_reason")
-    result = pipeline.verify(out)
-    assert result["valid"] is True
+    result = verify(out)
+    assert result.model_bound, result.binding
+    assert result.outputs_fixed == summary["outputs_fixed"], "verify must decode the proven outputs"
 
 
 def test_second_prove_with_new_input_skips_setup(proved, tmp_path: Path) -> None:
@@ -43,7 +45,7 @@ def test_second_prove_with_new_input_skips_setup(proved, tmp_path: Path) -> None
     first = json.loads((proved("mlp") / "summary.json").read_text())
     assert summary["input"]["sha256"] != first["input"]["sha256"]
     assert summary["outputs_fixed"] != first["outputs_fixed"], "a new input should give new outputs"
-    pipeline.verify(tmp_path / "out")
+    verify(tmp_path / "out")
 
 
 def test_sample_input_is_made_and_saved(proved, tmp_path: Path) -> None:
@@ -68,7 +70,7 @@ def test_flipped_proof_byte_is_rejected(proof_copy) -> None:
     out = proof_copy("mlp")
     _flip_proof_byte(out)
     with pytest.raises(ProofError, match="rejected"):
-        pipeline.verify(out)
+        verify(out)
 
 
 def test_changed_public_output_is_rejected(proof_copy) -> None:
@@ -78,7 +80,7 @@ def test_changed_public_output_is_rejected(proof_copy) -> None:
     proof["instances"][0][-1] = ("01" if last[:2] != "01" else "02") + last[2:]
     (out / "proof.json").write_text(json.dumps(proof))
     with pytest.raises(ProofError, match="rejected"):
-        pipeline.verify(out)
+        verify(out)
 
 
 def test_hex_proof_must_match_proof_bytes(proof_copy) -> None:
@@ -89,7 +91,7 @@ def test_hex_proof_must_match_proof_bytes(proof_copy) -> None:
     proof["hex_proof"] = "0x" + raw.hex()
     (out / "proof.json").write_text(json.dumps(proof))
     with pytest.raises(ProofError, match="hex_proof"):
-        pipeline.verify(out)
+        verify(out)
 
 
 def test_summary_claiming_other_outputs_is_rejected(proof_copy) -> None:
@@ -97,8 +99,8 @@ def test_summary_claiming_other_outputs_is_rejected(proof_copy) -> None:
     summary = json.loads((out / "summary.json").read_text())
     summary["outputs_fixed"][0][0] += 1
     (out / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(ProofError, match="does not attest"):
-        pipeline.verify(out)
+    with pytest.raises(ProofError, match="differ from the values the proof attests"):
+        verify(out)
 
 
 def test_model_engine_cannot_run_still_proves_with_exact_null(tmp_path: Path) -> None:
@@ -120,7 +122,8 @@ def test_model_engine_cannot_run_still_proves_with_exact_null(tmp_path: Path) ->
     summary = pipeline.prove(pipeline.ProveRequest(model=model, input=data, out=tmp_path / "out", evm=False))
     assert summary["engine_exact"] is None
     assert "Floor" in summary["engine_reason"], summary["engine_reason"]
-    assert summary["verified"] is True
+    assert summary["partial"] is True and summary["warnings"][0]["stage"] == "engine"
+    verify(tmp_path / "out")
     assert summary["float_outputs"] is not None and summary["max_abs_error"] < 0.01
 
 
@@ -144,3 +147,53 @@ def test_model_onnxruntime_refuses_still_proves(tmp_path: Path) -> None:
     summary = pipeline.prove(pipeline.ProveRequest(model=model, input=data, out=tmp_path / "out", evm=False))
     assert summary["float_outputs"] is None and "onnxruntime" in summary["float_error"]
     assert summary["engine_exact"] is True and summary["verified"] is True
+
+
+def test_occupied_out_dir_is_refused_and_left_alone(proved, tmp_path: Path) -> None:
+    """A dir of the user's own files is never overwritten without --force (issue #8.8)."""
+    proved("mlp")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "input.json").write_text('{"mine": true}')
+    (out / "notes.txt").write_text("keep me")
+    request = pipeline.ProveRequest(model=CIRCUITS / "mlp" / "model.onnx", out=out, evm=False)
+    with pytest.raises(UsageError, match="not empty and is not a vcompute proof dir"):
+        pipeline.prove(request)
+    assert (out / "input.json").read_text() == '{"mine": true}' and (out / "notes.txt").exists()
+    pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "mlp" / "model.onnx", out=out, evm=False, force=True))
+    assert not (out / "notes.txt").exists(), "--force replaces the dir whole"
+    verify(out)
+
+
+def test_out_dir_holding_the_input_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "input.json").write_text(json.dumps({"input_data": [[0.1] * 8]}))
+    request = pipeline.ProveRequest(model=CIRCUITS / "mlp" / "model.onnx", input=tmp_path / "input.json", out=tmp_path, force=True)
+    with pytest.raises(UsageError, match="holds the input"):
+        pipeline.prove(request)
+    assert json.loads((tmp_path / "input.json").read_text()) == {"input_data": [[0.1] * 8]}
+
+
+def test_old_proof_dir_of_another_model_is_replaced_whole_not_mixed(proved, tmp_path: Path) -> None:
+    """Proving CNN with --no-evm into an MLP dir must not leave the MLP's Verifier.json beside the CNN's vk."""
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(proved("mlp"), out)
+    with pytest.raises(UsageError, match="not a vcompute proof dir of this model"):
+        pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "cnn" / "model.onnx", input=CIRCUITS / "cnn" / "input.json", out=out, evm=False))
+    pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "cnn" / "model.onnx", input=CIRCUITS / "cnn" / "input.json", out=out, evm=False, force=True))
+    assert not (out / "Verifier.json").exists(), "an old proof's file survived the replacement"
+
+
+def test_failed_prove_leaves_no_out_dir(tmp_path: Path) -> None:
+    bad = tmp_path / "input.json"
+    bad.write_text(json.dumps({"input_data": [[0.1] * 3]}))
+    with pytest.raises(UsageError):
+        pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "mlp" / "model.onnx", input=bad, out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".*staging*")), "staging dir left behind"
+
+
+def test_default_out_dir_is_named_after_the_models_folder() -> None:
+    assert pipeline.default_out(CIRCUITS / "mlp" / "model.onnx") == Path("out/mlp")
+    assert pipeline.default_out(Path("nets/lenet.onnx")) == Path("out/lenet")

@@ -1,23 +1,29 @@
-"""The ``vcompute`` command line: parse options, call a pipeline stage, print a table or JSON.
+"""The ``vcompute`` command line: parse options, call :mod:`vcompute.api`, print a table or JSON.
 
-Exit codes: 0 success, 1 a proof or check that fails, 2 bad usage or input (one line, no
-traceback), 130 interrupted. ``VCOMPUTE_DEBUG=1`` shows tracebacks for internal errors.
+Exit codes (``vcompute.errors``): 0 success; 1 a proof or check that fails; 2 bad usage or input
+(one line, no traceback); 3 the proof landed but an optional stage failed; 70 an internal error;
+130 interrupted. ``VCOMPUTE_DEBUG=1`` (or ``-v -v``) shows tracebacks of internal errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import signal
+import time
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vcompute import __version__
-from vcompute.errors import UsageError, VcomputeError
+from vcompute.errors import INTERNAL, INTERRUPTED, PARTIAL, UsageError, VcomputeError
 
 app = typer.Typer(
     name="vcompute",
@@ -32,6 +38,12 @@ app = typer.Typer(
 # go to duplicates of the original descriptors so they are never captured.
 _err = Console(file=os.fdopen(os.dup(2), "w", buffering=1), stderr=True)
 _out = Console(file=os.fdopen(os.dup(1), "w", buffering=1))
+log = logging.getLogger("vcompute")
+
+
+def _one_line(text: str, style: str) -> None:
+    """An error line, never wrapped (a script reading stderr gets it whole)."""
+    _err.print(f"[bold red]{style}[/] {text}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -40,50 +52,63 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except VcomputeError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _one_line(str(exc), "error:")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        _err.print("[bold red]interrupted[/]")
-        raise typer.Exit(130) from None
+        _one_line("stopped; the cache is intact (an entry being built was not published)", "interrupted:")
+        _err.file.flush()
+        os._exit(INTERRUPTED)  # an EZKL call may still run in its worker thread: do not wait for it
     except typer.Exit:
         raise
     except Exception as exc:  # an internal bug: still one line unless debugging
         if os.environ.get("VCOMPUTE_DEBUG"):
             raise
-        _err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set VCOMPUTE_DEBUG=1 for a traceback)", highlight=False)
-        raise typer.Exit(1) from None
+        _one_line(f"{type(exc).__name__}: {exc} (a bug in vcompute; set VCOMPUTE_DEBUG=1 for a traceback)", "internal error:")
+        raise typer.Exit(INTERNAL) from None
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C, so context managers (Anvil's temp dir, staging dirs) clean up."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not in the main thread (tests calling main() in a thread)
+        signal.signal(signal.SIGTERM, handler)
 
 
 class StageProgress:
-    """A spinner line while a stage runs, then a line with its time (and cache hit)."""
+    """A live line per stage with its elapsed time, then a line with its time (and cache hit)."""
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
         self.console = console
         self.enabled = enabled
-        self.status: Any = None
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True)
+        self.task: Any = None
 
     def __call__(self, stage: str, event: str, record: dict[str, Any]) -> None:
         if event == "warning":
-            self.console.print(f"[yellow]warning:[/] {record['message']}", highlight=False)
+            self.console.print(f"[yellow]warning:[/] {record['message']}", highlight=False, soft_wrap=True)
             return
         if not self.enabled:
             return
         if event == "start":
-            self.status = self.console.status(f"{stage}…")
-            self.status.start()
+            self.progress.start()
+            self.task = self.progress.add_task(f"{stage}…", total=None)
         elif event == "done":
-            if self.status:
-                self.status.stop()
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+                self.task = None
+            self.progress.stop()
             cache = " [dim](cache hit)[/]" if record.get("cached") else ""
             self.console.print(f"[green]✓[/] {stage:<20} {record['seconds']:7.2f} s{cache}", highlight=False)
 
     def close(self) -> None:
-        if self.status:
-            self.status.stop()
+        self.progress.stop()
 
 
 def print_json(obj: Any) -> None:
-    _out.file.write(json.dumps(obj, indent=2) + "\n")
+    _out.file.write(json.dumps(obj, indent=2, default=str) + "\n")
     _out.file.flush()
 
 
@@ -96,92 +121,174 @@ def _parse_scales(text: Optional[str]) -> tuple[int, ...] | None:
         raise UsageError(f"--scales takes comma-separated integers like 7,10,13, not {text!r}") from None
 
 
-Visibility = Annotated[str, typer.Option(help="public | private | fixed | hashed")]
+class Target(str, Enum):
+    resources = "resources"
+    accuracy = "accuracy"
+
+
+class Visibility(str, Enum):
+    public = "public"
+    private = "private"
+    fixed = "fixed"
+    hashed = "hashed"
+
+
+class ParamVisibility(str, Enum):
+    fixed = "fixed"
+    private = "private"
+    hashed = "hashed"
+
+
+def _versions() -> dict[str, str]:
+    """Versions of vcompute and every tool it pins, for bug reports (missing ones say so)."""
+    out = {"vcompute": __version__}
+    for name in ("ezkl", "torch", "triton"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception as exc:  # noqa: BLE001  a broken install is what this helps diagnose
+            out[name] = f"not importable ({type(exc).__name__})"
+    try:
+        from vcompute.evm.solc import contracts_dir, solc_version
+
+        out["solc"] = solc_version()
+        out["contracts"] = str(contracts_dir())
+    except VcomputeError as exc:
+        out["solc"] = f"missing ({exc})"
+    try:
+        import subprocess
+
+        from vcompute.evm.chain import anvil_binary
+
+        out["anvil"] = subprocess.run([str(anvil_binary()), "--version"], capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+    except (VcomputeError, OSError, IndexError, subprocess.SubprocessError) as exc:
+        out["anvil"] = f"missing ({exc})"
+    return out
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        for name, version in _versions().items():
+            _out.print(f"{name:<10} {version}", highlight=False, soft_wrap=True)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the versions of vcompute, ezkl, torch, triton, solc and anvil.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug and tracebacks).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Verifiable GPU inference."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[logging.StreamHandler(_err.file)])
+    if verbose >= 2:
+        os.environ["VCOMPUTE_DEBUG"] = "1"
+    _sigterm_as_interrupt()
 
 
 @app.command()
 def prove(
     model: Annotated[Path, typer.Argument(help="The ONNX model to prove.", show_default=False)],
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format {\"input_data\": [[...]]}. Default: a deterministic sample input, saved as input.json.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Out dir for the artifacts. Default: out/<model name>.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Out dir. Default: out/<model name> (the folder's name for model.onnx). Replaced whole; a non-empty dir that is not a proof of this model needs --force.")] = None,
     srs: Annotated[Optional[Path], typer.Option(help="A ceremony SRS file. Default: a cached development SRS (not for production).")] = None,
-    target: Annotated[str, typer.Option(help="Calibration target: resources (smaller circuit) or accuracy.")] = "resources",
+    target: Annotated[Target, typer.Option(help="Calibration target: resources (smaller circuit) or accuracy.")] = Target.resources,
     calibration_data: Annotated[Optional[Path], typer.Option(help="Calibration samples in EZKL's input format. Default: the input being proven (the first time).")] = None,
     scales: Annotated[Optional[str], typer.Option(help="Fixed-point scales (log2) calibration may pick from, e.g. 7,10,13.")] = None,
     max_logrows: Annotated[Optional[int], typer.Option(help="Cap on the circuit size calibration may choose (log2 rows).")] = None,
-    input_visibility: Visibility = "public",
-    output_visibility: Visibility = "public",
-    param_visibility: Annotated[str, typer.Option(help="fixed | private | hashed")] = "fixed",
-    engine: Annotated[bool, typer.Option(help="Run the Triton engine and require its outputs to equal the witness, bit for bit.")] = True,
-    evm: Annotated[bool, typer.Option(help="Also write the Solidity verifier (Verifier.sol/.json) and calldata.bin.")] = True,
+    input_visibility: Annotated[Visibility, typer.Option(help="Whether the proof reveals the input.")] = Visibility.public,
+    output_visibility: Annotated[Visibility, typer.Option(help="Whether the proof reveals the output.")] = Visibility.public,
+    param_visibility: Annotated[ParamVisibility, typer.Option(help="How the weights enter the circuit.")] = ParamVisibility.fixed,
+    engine: Annotated[bool, typer.Option(help="Run the fixed-point engine and require its outputs to equal the witness, bit for bit.")] = True,
+    evm: Annotated[bool, typer.Option(help="Also write the Solidity verifier (Verifier.sol, Verifier.json as a Hardhat artifact) and calldata.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out dir that is not a proof of this model.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Prove MODEL on an input: settings, calibration, circuit, SRS, keys (cached), witness, proof, verification.
 
-    Writes settings.json, model.compiled, vk.key, witness.json, proof.json, input.json and
-    summary.json to the out dir; the proving key and SRS stay in the cache ($VCOMPUTE_CACHE).
+    Exit 0 proved; 3 proved, but an optional stage (EVM verifier, engine check) failed: the proof
+    is in the out dir and summary.json says why.
     """
-    from vcompute.zk import circuit, pipeline
+    from vcompute import api
+
     with user_errors():
-        options = circuit.CircuitOptions(
-            target=target,
-            scales=_parse_scales(scales),
-            max_logrows=max_logrows,
-            input_visibility=input_visibility,
-            output_visibility=output_visibility,
-            param_visibility=param_visibility,
-        )
-        request = pipeline.ProveRequest(
-            model=model,
-            out=out or Path("out") / model.stem,
-            input=input,
-            calibration_data=calibration_data,
-            srs=srs,
-            options=options,
-            engine=engine,
-            evm=evm,
-        )
-        progress = StageProgress(_err)
+        progress = StageProgress(_err, enabled=not as_json)
         try:
-            summary = pipeline.prove(request, progress)
+            result = api.prove(
+                model, input, out, srs=srs, target=target.value, scales=_parse_scales(scales), max_logrows=max_logrows,
+                calibration_data=calibration_data, input_visibility=input_visibility.value,
+                output_visibility=output_visibility.value, param_visibility=param_visibility.value,
+                engine=engine, evm=evm, force=force, progress=progress,
+            )
         finally:
             progress.close()
         if as_json:
-            print_json(summary)
+            print_json(result.summary)
         else:
             from vcompute.cli import report
-            report.print_prove(_out, summary)
-            _out.print(f"[green]proof verified[/] → {request.out}")
+
+            report.print_prove(_out, result.summary)
+            state = "[yellow]proof verified, with warnings[/]" if result.partial else "[green]proof verified[/]"
+            _out.print(f"{state} → {result.out}", soft_wrap=True)
+        if result.partial:
+            raise typer.Exit(PARTIAL)
 
 
 @app.command()
 def verify(
     proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
-    srs: Annotated[Optional[Path], typer.Option(help="The SRS to verify with (default: the one the proof was made with).")] = None,
+    srs: Annotated[Optional[Path], typer.Option(help="The full SRS the proof was made with (default: found by hash in the cache, else the verifier points the dir ships).")] = None,
     onchain: Annotated[bool, typer.Option("--onchain", help="Verify with the Solidity verifier on an EVM chain (a temporary local Anvil unless --rpc-url).")] = False,
     rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain to verify on (implies --onchain).")] = None,
     private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Verify the proof in PROOF_DIR against its verifying key, settings and SRS. Exit 0 valid, 1 rejected.
+    """Verify the proof in PROOF_DIR. Exit 0 valid, 1 rejected, 2 unusable input.
 
-    With --onchain: deploy (or reuse) the EVM verifier and call verifyProof; exit 2 if the chain is unreachable.
+    Prints only what the proof attests (its public outputs, decoded with settings.json's layout)
+    and hashes recomputed here; model.onnx is bound to vk.key by recomputing the key when the full
+    SRS is at hand. Nothing in the dir is written.
     """
-    from vcompute.zk import pipeline
     if onchain or rpc_url:
         _verify_onchain(proof_dir, rpc_url, private_key, srs, as_json)
         return
+    from vcompute import api
+
     with user_errors():
         try:
-            result = pipeline.verify(proof_dir, srs)
+            result = api.verify(proof_dir, srs)
         except VcomputeError as exc:
             if as_json and exc.exit_code == 1:
                 print_json({"valid": False, "proof_dir": str(proof_dir), "reason": str(exc)})
             raise
         if as_json:
-            print_json(result)
+            print_json(result.to_dict())
+            return
+        from vcompute.cli import report
+
+        for warning in result.warnings:
+            _err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        report.print_verify(_out, result)
+
+
+def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool) -> None:
+    """verify --onchain: a table (or JSON) of result, verifier address and gas; exit 0 valid, 1 rejected."""
+    from vcompute import api
+
+    with user_errors():
+        try:
+            with _err.status("verifying on-chain…"):
+                result = api.verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs)
+        except VcomputeError as exc:
+            if as_json and exc.exit_code == 1:
+                print_json({"valid": False, "proof_dir": str(proof_dir), "reason": str(exc)})
+            raise
+        if as_json:
+            print_json({"proof_dir": str(proof_dir), **result.to_dict()})
         else:
-            _out.print(f"[green]valid[/]: {proof_dir} ({result['seconds']:.2f} s)")
+            _print_rows("on-chain verification", result.rows(), result.valid)
+        if not result.valid:
+            raise typer.Exit(1)
 
 
 def _print_rows(title: str, rows: list[tuple[str, str]], ok: bool) -> None:
@@ -195,29 +302,16 @@ def _print_rows(title: str, rows: list[tuple[str, str]], ok: bool) -> None:
     _out.print(table)
 
 
-def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool) -> None:
-    """verify --onchain: a table (or JSON) of result, verifier address and gas; exit 0 valid, 1 rejected."""
-    from vcompute.evm.onchain import verify_onchain
-
-    with user_errors():
-        with _err.status("verifying on-chain…"):
-            result = verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs)
-        if as_json:
-            print_json({"proof_dir": str(proof_dir), **result.to_dict()})
-        else:
-            _print_rows("on-chain verification", result.rows(), result.valid)
-        if not result.valid:
-            raise typer.Exit(1)
-
-
 @app.command()
 def chain(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 8545,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on (1-65535).")] = 8545,
 ) -> None:
     """Run a local Anvil chain until Ctrl-C, printing its URL and funded accounts (test keys, public)."""
     from vcompute.evm.chain import start_anvil, wait_until_stopped
 
     with user_errors():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--port must be in 1..65535, not {port}")
         try:
             with start_anvil(port) as node:
                 _out.print(f"[bold green]Anvil[/] listening at [bold]{node.url}[/] (chain id {node.chain_id}); Ctrl-C stops it", soft_wrap=True)
@@ -235,18 +329,28 @@ def chain(
 @app.command()
 def attest(
     proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
-    rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain (default: a temporary local Anvil).")] = None,
+    rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain (default: a temporary local Anvil, so the record is gone when the command ends).")] = None,
     private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
     registry: Annotated[Optional[str], typer.Option(help="Address of a deployed InferenceRegistry (default: the one recorded for this chain, else a new one).")] = None,
-    srs: Annotated[Optional[Path], typer.Option(help="The SRS the proof was made with (default: from summary.json).")] = None,
+    srs: Annotated[Optional[Path], typer.Option(help="The full SRS the proof was made with (needed to bind the model when it is not in this machine's cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Record PROOF_DIR's verified result in the InferenceRegistry contract. Exit 0 recorded (or already), 1 rejected, 2 chain unreachable."""
-    from vcompute.evm.registry import attest_proof_dir
+    """Record PROOF_DIR's verified result in the InferenceRegistry contract.
+
+    The proof is verified locally (with model.onnx bound to vk.key), then on-chain, and only then
+    is the model registered and the result recorded. Exit 0 recorded (or already), 1 rejected,
+    2 unusable input or chain.
+    """
+    from vcompute import api
 
     with user_errors():
-        with _err.status("attesting on-chain…"):
-            result = attest_proof_dir(proof_dir, rpc_url=rpc_url, private_key=private_key, registry_address=registry, srs=srs)
+        try:
+            with _err.status("attesting on-chain…"):
+                result = api.attest(proof_dir, rpc_url=rpc_url, private_key=private_key, registry=registry, srs=srs)
+        except VcomputeError as exc:
+            if as_json and exc.exit_code == 1:
+                print_json({"status": "rejected", "proof_dir": str(proof_dir), "reason": str(exc)})
+            raise
         if as_json:
             print_json({"proof_dir": str(proof_dir), **result.to_dict()})
         else:
@@ -259,21 +363,53 @@ def attest(
 def infer(
     model: Annotated[Path, typer.Argument(help="The ONNX model to run.", show_default=False)],
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
-    settings: Annotated[Optional[Path], typer.Option(help="EZKL settings.json giving the scales (e.g. a proof dir's). Default: calibrate as 'prove' would, through the cache.")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="EZKL settings.json giving the scales (e.g. a proof dir's). Default: calibrate as 'prove' would, with the same options, through the cache.")] = None,
+    target: Annotated[Target, typer.Option(help="As for 'prove' (used without --settings).")] = Target.resources,
+    scales: Annotated[Optional[str], typer.Option(help="As for 'prove' (used without --settings).")] = None,
+    max_logrows: Annotated[Optional[int], typer.Option(help="As for 'prove' (used without --settings).")] = None,
     calibration_data: Annotated[Optional[Path], typer.Option(help="Calibration samples, as for 'prove' (used without --settings).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 or cpu. Default: the GPU if there is one, else the CPU through Triton's interpreter.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 or cpu. Default: the GPU if there is one, else the CPU.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print outputs, outputs_fixed, device, time_ms and ops as JSON.")] = False,
 ) -> None:
-    """Run MODEL on vcompute's Triton kernels in EZKL's fixed-point arithmetic: the integers a proof would attest."""
-    from vcompute import infer as inference
+    """Run MODEL on vcompute's fixed-point engine: the integers a proof would attest."""
+    from dataclasses import asdict
+
+    from vcompute import api
+
     with user_errors():
         with _err.status("running the fixed-point engine…"):
-            result = inference.infer(model, input, settings, calibration_data=calibration_data, device=device)
+            result = api.infer(model, input, settings=settings, target=target.value, scales=_parse_scales(scales),
+                               max_logrows=max_logrows, calibration_data=calibration_data, device=device)
         if as_json:
-            print_json(result)
+            print_json({"model": str(model), **asdict(result)})
         else:
             from vcompute.cli import report
-            report.print_infer(_out, result)
+
+            report.print_infer(_out, asdict(result))
+
+
+@app.command()
+def export(
+    module: Annotated[str, typer.Argument(help="A torch.nn.Module factory as 'package.module:callable' (called with no arguments).", show_default=False)],
+    shape: Annotated[str, typer.Option(help="Example input shape, comma-separated, e.g. 1,3,28,28.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the ONNX file.")] = Path("model.onnx"),
+) -> None:
+    """Export a PyTorch module to ONNX with the settings EZKL reads (opset 17, TorchScript exporter, constant folding)."""
+    import importlib
+
+    from vcompute import api
+
+    with user_errors():
+        name, _, attr = module.partition(":")
+        try:
+            factory = getattr(importlib.import_module(name), attr)
+            dims = [int(d) for d in shape.split(",")]
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise UsageError(f"cannot load {module!r} or parse --shape {shape!r}: {exc}") from None
+        import torch
+
+        path = api.export(factory(), torch.randn(*dims), out)
+        _out.print(f"[green]exported[/] → {path}; next: vcompute prove {path}", soft_wrap=True)
 
 
 @app.command()
@@ -289,14 +425,16 @@ def bench(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG chart of inference and proof times here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every measurement as JSON.")] = False,
 ) -> None:
-    """Measure inference (Triton engine vs PyTorch float vs onnxruntime) and the proof pipeline (cold and warm cache), side by side."""
+    """Measure inference (fixed-point engine vs PyTorch float vs onnxruntime) and the proof pipeline (cold and warm cache), side by side."""
     from vcompute.bench import run as benchmark
+    from vcompute.zk.pipeline import default_out
+
     with user_errors():
         batches = [int(b) for b in batch.split(",")] if batch.replace(",", "").isdigit() else None
-        if not batches:
+        if not batches or min(batches) < 1:
             raise UsageError(f"--batch takes comma-separated positive integers like 1,8,64, not {batch!r}")
         request = benchmark.BenchRequest(
-            model=model, out=out or Path("bench-out") / model.stem, input=input, batches=batches,
+            model=model, out=out or Path("bench-out") / default_out(model).name, input=input, batches=batches,
             repeat=repeat, rpc_url=rpc_url, onchain=onchain, device=device,
         )
         with _err.status("benchmarking…") as status:
@@ -310,22 +448,16 @@ def bench(
             print_json(result)
         else:
             from vcompute.cli import report
+
             report.print_bench(_out, result)
             if plot:
                 _out.print(f"plot → {plot}")
 
 
-@app.command()
-def version() -> None:
-    """Print the versions of vcompute and the tools it pins."""
-    from vcompute.zk import ezkl_call
-    _out.print(f"vcompute {__version__} (ezkl {ezkl_call.version()})")
-
-
 def main() -> None:
     """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    start = time.perf_counter()
+    try:
+        app()
+    finally:
+        log.debug("done in %.2f s", time.perf_counter() - start)

@@ -72,10 +72,13 @@ def facts_table(summary: dict[str, Any]) -> Table:
     if summary.get("engine_device"):
         rows.append(("engine device", f"{summary['engine_device']}, {summary['engine_time_ms']:.1f} ms"))
     evm = summary.get("evm")
-    if evm and "skipped" in evm:
-        rows.append(("Solidity verifier", f"not built ({evm['skipped']})"))
+    if evm and ("skipped" in evm or "failed" in evm):
+        rows.append(("Solidity verifier", f"not built ({evm.get('skipped') or evm.get('failed')})"))
     elif evm:
-        rows.append(("Solidity verifier", f"{_fmt_bytes(evm.get('deployed_size', 0))} deployed (limit 24 KB)"))
+        fits = "" if evm.get("fits_eip170", True) else " [red]over the EIP-170 limit[/]"
+        rows.append(("Solidity verifier", f"{_fmt_bytes(evm.get('deployed_size', 0))} deployed (limit 24 KB){fits}"))
+    for w in summary.get("warnings", []):
+        rows.append((f"[yellow]warning ({w['stage']})[/]", w["message"]))
     for what, value in rows:
         table.add_row(what, value)
     return table
@@ -85,6 +88,27 @@ def print_prove(console: Console, summary: dict[str, Any]) -> None:
     console.print(stages_table(summary["stages"]))
     console.print(facts_table(summary))
     console.print(outputs_table(summary))
+
+
+def print_verify(console: Console, result: Any) -> None:
+    """The verdict, what the proof attests, and the recomputed hashes it rests on."""
+    table = Table(show_header=False, title=f"valid: {result.proof_dir} ({result.seconds:.2f} s)", title_style="bold green", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    vis = result.visibility
+    if result.outputs is not None:
+        shown = [f"{v:.6g}" for row in result.outputs for v in row][:MAX_OUTPUT_ROWS]
+        table.add_row("outputs (from the proof)", ", ".join(shown))
+    else:
+        table.add_row("outputs", f"{vis['output']}: not revealed by the proof")
+    table.add_row("inputs", "public (checked against input.json)" if result.inputs is not None else f"{vis['input']}: not revealed")
+    table.add_row("model", f"sha256 {result.model_sha256} (bound: {result.binding})" if result.model_bound else result.binding)
+    table.add_row("verifying key", f"sha256 {result.vk_sha256}")
+    table.add_row("settings", f"sha256 {result.settings_sha256}")
+    srs = result.srs
+    table.add_row("SRS", {"--srs": f"--srs file, sha256 {srs['sha256']}", "cache": f"this machine's cache, sha256 {srs['sha256']}",
+                          "shipped": "the verifier points shipped in the proof dir"}[srs["source"]])
+    console.print(table)
 
 
 def print_infer(console: Console, result: dict[str, Any]) -> None:

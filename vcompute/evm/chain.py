@@ -208,7 +208,8 @@ def connect(url: str, timeout: float = 60.0) -> Web3:
     """A web3 connected to url; an unreachable chain is a UsageError (exit 2) with one line."""
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--rpc-url must be an http(s) URL, got {url!r}")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    # No retries: web3 retries a timed-out request 5 times, so "60 s" would be 5 minutes.
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
     try:
         w3.eth.chain_id
     except Exception as exc:

@@ -1,87 +1,34 @@
-"""Verify a proof directory's proof with its Halo2 verifier contract on an EVM chain.
+"""Verify a proof dir's proof with its Halo2 verifier contract on an EVM chain.
 
-Why record deployments: deploying the verifier costs ~3 M gas, so one deployed for the same
-verification key on the same chain is reused. Chain ids do not identify a chain instance (every
-fresh Anvil is 31337 and forgets its state), so a recorded address is trusted only while the code
-there is still exactly the verifier's runtime bytecode.
+Trust: the contract deployed (or reused) is generated and compiled here from ``vk.key`` and
+settings.json (:func:`vcompute.evm.verifier.verifier_artifact`); a reused deployment counts only
+while the code at its address is exactly that contract's runtime bytecode. The calldata is
+encoded from proof.json. The outputs reported are decoded from the proof's instances, as in
+local verification. Nothing is written into the proof dir: deployments are recorded in the cache.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from filelock import FileLock
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
+from vcompute.cache import cache_root
+from vcompute.errors import ProofError
 from vcompute.evm.chain import session
-from vcompute.errors import ProofError, UsageError
-from vcompute.evm.verifier import atomic_write_bytes, build_verifier
-
-DEPLOYMENTS_NAME = "deployments.json"
-PROOF_DIR_FILES = {"settings": "settings.json", "vk": "vk.key", "proof": "proof.json"}
-
-
-@dataclass(frozen=True)
-class ProofDir:
-    """The files of a `vcompute prove` output that on-chain verification needs."""
-
-    root: Path
-    settings: Path
-    vk: Path
-    proof: Path
-    srs: Path
-
-    @classmethod
-    def open(cls, root: Path, srs: Path | None = None) -> "ProofDir":
-        """Check the folder and locate the SRS (`srs`, else summary.json's); UsageError if incomplete."""
-        root = Path(root)
-        if not root.is_dir():
-            raise UsageError(f"proof directory not found: {root}")
-        paths = {k: root / name for k, name in PROOF_DIR_FILES.items()}
-        missing = [p.name for p in paths.values() if not p.is_file()]
-        if missing:
-            raise UsageError(f"{root} is not a complete proof directory: missing {', '.join(missing)}")
-        return cls(root=root, srs=Path(srs) if srs else _srs_from_summary(root), **paths)
-
-
-def read_summary(root: Path) -> dict:
-    """summary.json of a proof dir ({} when absent); invalid JSON is a UsageError."""
-    path = root / "summary.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UsageError(f"{path} is not valid JSON") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _srs_from_summary(root: Path) -> Path:
-    """The SRS the proof was made with: summary.json "srs" is a path or {"path", "development"}.
-
-    A development SRS that left the cache is made again (`vcompute prove` does the same)."""
-    summary = read_summary(root)
-    value = summary.get("srs")
-    record = value if isinstance(value, dict) else {"path": value}
-    path = Path(record["path"]) if record.get("path") else None
-    if path is not None and not path.is_absolute():
-        path = root / path
-    if (path is None or not path.is_file()) and record.get("development") and summary.get("logrows"):
-        from vcompute.zk.srs import dev_srs
-
-        return dev_srs(int(summary["logrows"])).path
-    if path is None:
-        raise UsageError(f"no SRS recorded in {root / 'summary.json'}: pass --srs FILE")
-    if not path.is_file():
-        raise UsageError(f"the SRS recorded for {root} is missing: {path} (pass --srs FILE)")
-    return path
+from vcompute.evm.verifier import calldata, verifier_artifact
+from vcompute.zk.proofdir import ProofDir, check_consistent, decode_instances, proof_bytes
+from vcompute.zk.verify import choose_srs
 
 
 @dataclass
 class OnchainResult:
-    """What `verify --onchain` reports."""
+    """What ``verify --onchain`` reports."""
 
     valid: bool
     reason: str
@@ -93,19 +40,23 @@ class OnchainResult:
     verification_gas: int | None
     deployed_size: int
     calldata_size: int
+    outputs: list[list[float]] | None = None
+    outputs_fixed: list[list[int]] | None = None
+    cast_call: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def verify_gas(self) -> int | None:
         """Short alias of verification_gas (vcompute bench reads this name)."""
         return self.verification_gas
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for the CLI's table."""
         deploy = "n/a" if self.deploy_gas is None else f"{self.deploy_gas:,}"
-        return [
+        rows = [
             ("result", "valid" if self.valid else "rejected"),
             ("reason", self.reason),
             ("verifier address", self.verifier_address),
@@ -114,30 +65,52 @@ class OnchainResult:
             ("verifier size", f"{self.deployed_size:,} bytes deployed (EIP-170 limit 24,576)"),
             ("chain", f"id {self.chain_id} at {self.rpc_url}"),
         ]
+        if self.valid and self.outputs is not None:
+            rows.append(("outputs (from the proof)", json.dumps(self.outputs)))
+        rows.append(("same check with cast", self.cast_call))
+        return rows
 
 
-# --- deployments.json ---------------------------------------------------------------------------
+# --- deployments, recorded in the cache -------------------------------------------------------------
 
 
-def load_deployments(root: Path) -> dict:
-    """{chain id: {"verifiers": {vk sha256: entry}, ...}}; a damaged file counts as empty."""
-    path = Path(root) / DEPLOYMENTS_NAME
+def _deployments_path() -> Path:
+    return cache_root() / "deployments.json"
+
+
+def _chain_key(w3: Web3) -> str:
+    """A chain instance: its id and genesis hash (every fresh Anvil is 31337, with its own genesis)."""
+    genesis = w3.eth.get_block(0)["hash"]
+    return f"{int(w3.eth.chain_id)}:{bytes(genesis).hex()}"
+
+
+def load_deployments() -> dict[str, Any]:
+    """{chain key: {section: {key: entry}}}; a damaged file counts as empty (addresses are re-checked anyway)."""
     try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(_deployments_path().read_text())
+    except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def record_deployment(root: Path, chain_id: int, section: str, key: str, entry: dict) -> None:
-    """Add one entry under chain id / section / key and rewrite the file atomically."""
-    data = load_deployments(root)
-    data.setdefault(str(chain_id), {}).setdefault(section, {})[key] = entry
-    atomic_write_bytes(Path(root) / DEPLOYMENTS_NAME, (json.dumps(data, indent=2) + "\n").encode())
+def recorded(w3: Web3, section: str, key: str) -> dict[str, Any] | None:
+    entry = load_deployments().get(_chain_key(w3), {}).get(section, {}).get(key)
+    return entry if isinstance(entry, dict) else None
+
+
+def record_deployment(w3: Web3, section: str, key: str, entry: dict[str, Any]) -> None:
+    """Add one entry under chain / section / key, under a file lock, written atomically."""
+    from vcompute.artifacts import write_json
+
+    path = _deployments_path()
+    with FileLock(str(path) + ".lock"):
+        data = load_deployments()
+        data.setdefault(_chain_key(w3), {}).setdefault(section, {})[key] = entry
+        write_json(path, data)
 
 
 def code_matches(w3: Web3, address: str, deployed_bytecode: str) -> bool:
-    """True when `address` holds exactly this runtime code (not just any code: Anvil reuses addresses)."""
+    """True when ``address`` holds exactly this runtime code (not just any code: Anvil reuses addresses)."""
     code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
     return code == bytes.fromhex(deployed_bytecode.removeprefix("0x"))
 
@@ -145,7 +118,7 @@ def code_matches(w3: Web3, address: str, deployed_bytecode: str) -> bool:
 # --- deploying and calling ----------------------------------------------------------------------
 
 
-def deploy(w3: Web3, abi: list, bytecode: str, *args) -> tuple[str, int, str]:
+def deploy(w3: Web3, abi: list, bytecode: str, *args: Any) -> tuple[str, int, str]:
     """Deploy a contract from w3's default account; returns (address, gas used, tx hash)."""
     contract = w3.eth.contract(abi=abi, bytecode=bytecode)
     try:
@@ -158,21 +131,19 @@ def deploy(w3: Web3, abi: list, bytecode: str, *args) -> tuple[str, int, str]:
     return receipt["contractAddress"], int(receipt["gasUsed"]), tx_hash.to_0x_hex()
 
 
-def ensure_verifier(w3: Web3, root: Path, artifact: dict) -> tuple[str, int | None, bool]:
-    """Reuse the recorded verifier for this vk on this chain, or deploy one; (address, gas, reused)."""
-    chain_id = int(w3.eth.chain_id)
-    vk_key = artifact["vk_sha256"]
-    entry = load_deployments(root).get(str(chain_id), {}).get("verifiers", {}).get(vk_key)
+def ensure_verifier(w3: Web3, artifact: dict[str, Any]) -> tuple[str, int | None, bool]:
+    """Reuse the recorded verifier for this artifact on this chain, or deploy it; (address, gas, reused)."""
+    entry = recorded(w3, "verifiers", artifact["key"])
     if entry and code_matches(w3, entry["address"], artifact["deployed_bytecode"]):
         return entry["address"], entry.get("deploy_gas"), True
     address, gas, tx = deploy(w3, artifact["abi"], artifact["bytecode"])
-    record_deployment(root, chain_id, "verifiers", vk_key, {"address": address, "deploy_gas": gas, "tx": tx})
+    record_deployment(w3, "verifiers", artifact["key"], {"address": address, "deploy_gas": gas, "tx": tx})
     return address, gas, False
 
 
-def call_verifier(w3: Web3, address: str, calldata: bytes) -> tuple[bool, str, int | None]:
+def call_verifier(w3: Web3, address: str, data: bytes) -> tuple[bool, str, int | None]:
     """eth_call verifyProof; (valid, reason, gas a transaction would use). Revert or false = rejected."""
-    tx = {"to": Web3.to_checksum_address(address), "data": calldata, "from": w3.eth.default_account}
+    tx = {"to": Web3.to_checksum_address(address), "data": data, "from": w3.eth.default_account}
     try:
         out = bytes(w3.eth.call(tx))
     except ContractLogicError as exc:
@@ -183,12 +154,37 @@ def call_verifier(w3: Web3, address: str, calldata: bytes) -> tuple[bool, str, i
     return True, "verifyProof returned true", int(w3.eth.estimate_gas(tx))
 
 
-def verify_on(w3: Web3, rpc_url: str, proof_dir: ProofDir) -> OnchainResult:
-    """Build (or reuse) the verifier, deploy (or reuse) it on w3's chain and check the proof."""
-    summary = build_verifier(proof_dir.root, proof_dir.vk, proof_dir.settings, proof_dir.srs, proof_dir.proof)
-    artifact = json.loads(Path(summary["verifier_json"]).read_text())
-    address, deploy_gas, reused = ensure_verifier(w3, proof_dir.root, artifact)
-    valid, reason, gas = call_verifier(w3, address, Path(summary["calldata"]).read_bytes())
+def cast_call_line(address: str, rpc_url: str, data: bytes) -> str:
+    """The equivalent Foundry command, for a user who wants to check with their own tools."""
+    return f"cast call {address} 0x{data.hex()[:16]}… --rpc-url {rpc_url}  (full calldata: calldata.hex; prints 0x…01 when valid)"
+
+
+@dataclass
+class Prepared:
+    """A proof dir read and checked for the chain: the contract to use and the call to make."""
+
+    proof_dir: ProofDir
+    artifact: dict[str, Any]
+    calldata: bytes
+    outputs: list[list[float]] | None
+    outputs_fixed: list[list[int]] | None
+
+
+def prepare(proof_dir: Path, srs: Path | None = None) -> Prepared:
+    """Open the dir, decode its claims from the proof, and build the verifier from its vk and settings."""
+    pd = ProofDir.open(proof_dir)
+    choice = choose_srs(pd, srs)
+    proof_bytes(pd.proof)
+    claims = decode_instances(pd.proof, pd.layout)
+    check_consistent(pd, claims)
+    artifact = verifier_artifact(pd.vk_path, pd.settings_path, choice.path)
+    return Prepared(pd, artifact, calldata(pd.proof_path), claims.outputs, claims.outputs_fixed)
+
+
+def verify_on(w3: Web3, rpc_url: str, prep: Prepared) -> OnchainResult:
+    """Deploy (or reuse) the verifier on w3's chain and check the proof there."""
+    address, deploy_gas, reused = ensure_verifier(w3, prep.artifact)
+    valid, reason, gas = call_verifier(w3, address, prep.calldata)
     return OnchainResult(
         valid=valid,
         reason=reason,
@@ -198,15 +194,18 @@ def verify_on(w3: Web3, rpc_url: str, proof_dir: ProofDir) -> OnchainResult:
         deploy_gas=deploy_gas,
         reused_verifier=reused,
         verification_gas=gas,
-        deployed_size=summary["deployed_size"],
-        calldata_size=summary["calldata_size"],
+        deployed_size=prep.artifact["deployed_size"],
+        calldata_size=len(prep.calldata),
+        outputs=prep.outputs if valid else None,
+        outputs_fixed=prep.outputs_fixed if valid else None,
+        cast_call=cast_call_line(address, rpc_url, prep.calldata),
     )
 
 
 def verify_onchain(
-    proof_dir: Path, rpc_url: str | None = None, private_key: str | None = None, srs: Path | None = None
+    proof_dir: Path | str, rpc_url: str | None = None, private_key: str | None = None, srs: Path | str | None = None
 ) -> OnchainResult:
-    """`vcompute verify DIR --onchain`: on rpc_url, or on a fresh Anvil started and stopped here."""
-    pd = ProofDir.open(proof_dir, srs)
+    """``vcompute verify DIR --onchain``: on rpc_url, or on a fresh Anvil started and stopped here."""
+    prep = prepare(Path(proof_dir), Path(srs) if srs else None)
     with session(rpc_url, private_key) as (w3, url):
-        return verify_on(w3, url, pd)
+        return verify_on(w3, url, prep)

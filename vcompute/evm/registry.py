@@ -17,19 +17,11 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from vcompute.evm.chain import session
 from vcompute.errors import ProofError, UsageError
-from vcompute.evm.onchain import (
-    ProofDir,
-    code_matches,
-    deploy,
-    ensure_verifier,
-    load_deployments,
-    read_summary,
-    record_deployment,
-)
+from vcompute.evm.chain import session
+from vcompute.evm.onchain import call_verifier, code_matches, deploy, ensure_verifier, prepare, record_deployment, recorded
 from vcompute.evm.solc import compile_file, contracts_dir
-from vcompute.evm.verifier import build_verifier, decode_calldata, sha256_file
+from vcompute.evm.verifier import decode_calldata
 
 CONTRACT = "InferenceRegistry"
 
@@ -142,7 +134,7 @@ class Registry:
             name, args = describe_revert(self.abi, exc)
             raise ProofError(f"registerModel reverted: {name}{tuple(args) if args else ''}") from None
         events = self.contract.events.ModelRegistered().process_receipt(receipt)
-        return int(events[0]["args"]["modelId"])
+        return int(events[0]["args"]["modelId"]) if events else self.model_id_of(verifier, vk_digest, onnx_hash)
 
     def model(self, model_id: int) -> dict | None:
         """The registered model (verifier, vkDigest, onnxHash, registrant), or None if unknown."""
@@ -150,7 +142,11 @@ class Registry:
             m = self.contract.functions.getModel(model_id).call()
         except ContractLogicError:
             return None
-        return {"verifier": m[0], "vk_digest": m[1], "onnx_hash": m[2], "registrant": m[3]}
+        return {"verifier": m[0], "code_hash": m[1], "vk_digest": m[2], "onnx_hash": m[3], "registrant": m[4]}
+
+    def model_id_of(self, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
+        """The id this (verifier, vk digest, ONNX hash) is registered under, or 0."""
+        return int(self.contract.functions.modelIdOf(Web3.to_checksum_address(verifier), vk_digest, onnx_hash).call())
 
     def lookup(self, att_id: bytes) -> dict | None:
         """The attestation with this id, or None when nothing is recorded under it."""
@@ -211,66 +207,69 @@ class Registry:
 # --- the `vcompute attest` flow -------------------------------------------------------------------
 
 
-def ensure_registry(w3: Web3, root: Path, address: str | None = None) -> Registry:
-    """The registry at `address`, else the one recorded for this chain, else a newly deployed one."""
+def ensure_registry(w3: Web3, address: str | None = None) -> Registry:
+    """The registry at ``address``, else the one recorded for this chain, else a newly deployed one."""
     art = registry_artifact()
-    chain_id = int(w3.eth.chain_id)
     if address:
         if not Web3.is_address(address):
             raise UsageError(f"--registry must be a 20-byte hex address, got {address!r}")
         if not code_matches(w3, address, art["deployed_bytecode"]):
             raise UsageError(f"no InferenceRegistry (this version) is deployed at {address}")
         return Registry(w3, address, art["abi"])
-    entry = load_deployments(root).get(str(chain_id), {}).get("registry", {}).get(CONTRACT)
+    entry = recorded(w3, "registry", CONTRACT)
     if entry and code_matches(w3, entry["address"], art["deployed_bytecode"]):
         return Registry(w3, entry["address"], art["abi"])
     registry, gas = Registry.deploy(w3)
-    record_deployment(root, chain_id, "registry", CONTRACT, {"address": registry.address, "deploy_gas": gas})
+    record_deployment(w3, "registry", CONTRACT, {"address": registry.address, "deploy_gas": gas})
     return registry
 
 
-def model_digests(pd: ProofDir) -> tuple[bytes, bytes]:
-    """(vkDigest, onnxHash) to register: sha256 of vk.key and of the ONNX model.
+def ensure_model(registry: Registry, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
+    """The model id of (verifier, vk digest, ONNX hash) in this registry, registered if new.
 
-    The ONNX hash is summary.json's model.sha256 (what `vcompute prove` records); without one, the
-    model.onnx beside the proof, else the compiled circuit, which EZKL derives from the model."""
-    recorded = read_summary(pd.root).get("model")
-    if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str):
-        onnx_hash = bytes.fromhex(recorded["sha256"])
-    else:
-        model = next(p for p in (pd.root / "model.onnx", pd.root / "model.compiled", pd.vk) if p.is_file())
-        onnx_hash = bytes.fromhex(sha256_file(model))
-    return bytes.fromhex(sha256_file(pd.vk)), onnx_hash
-
-
-def ensure_model(registry: Registry, root: Path, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
-    """Reuse the model id recorded for this verifier in this registry, or register it."""
-    key = f"{registry.address}:{verifier}"
-    chain_id = int(registry.w3.eth.chain_id)
-    recorded = load_deployments(root).get(str(chain_id), {}).get("models", {}).get(key)
-    if recorded:
-        model = registry.model(int(recorded["model_id"]))
-        if model and model["verifier"] == Web3.to_checksum_address(verifier):
-            return int(recorded["model_id"])
-    model_id = registry.register_model(verifier, vk_digest, onnx_hash)
-    record_deployment(root, chain_id, "models", key, {"model_id": model_id})
+    A recorded id is used only if the registry says it is bound to this verifier, with its code."""
+    model_id = registry.model_id_of(verifier, vk_digest, onnx_hash)
+    if model_id == 0:
+        model_id = registry.register_model(verifier, vk_digest, onnx_hash)
+    model = registry.model(model_id)
+    code_hash = bytes(registry.w3.eth.get_code(Web3.to_checksum_address(verifier)))
+    if (
+        model is None
+        or model["verifier"] != Web3.to_checksum_address(verifier)
+        or bytes(model["code_hash"]) != keccak(code_hash)
+        or bytes(model["vk_digest"]) != vk_digest
+    ):
+        raise ProofError(f"model {model_id} in the registry is not bound to this verifier: refusing to attest")
     return model_id
 
 
 def attest_proof_dir(
-    proof_dir: Path,
+    proof_dir: Path | str,
     rpc_url: str | None = None,
     private_key: str | None = None,
     registry_address: str | None = None,
-    srs: Path | None = None,
+    srs: Path | str | None = None,
 ) -> AttestResult:
-    """`vcompute attest DIR`: verifier and registry deployed or reused, model registered, proof attested."""
-    pd = ProofDir.open(proof_dir, srs)
+    """``vcompute attest DIR``: verify locally (model bound to the vk), then on-chain, then record.
+
+    Order matters: the proof is checked on the chain before anything is registered, so a rejected
+    proof leaves no trace; the ONNX hash recorded is the one recomputed from model.onnx."""
+    from vcompute.zk.verify import verify
+
+    local = verify(Path(proof_dir), Path(srs) if srs else None, require_model=True)
+    prep = prepare(Path(proof_dir), Path(srs) if srs else None)
+    vk_digest = bytes.fromhex(local.vk_sha256)
+    onnx_hash = bytes.fromhex(local.model_sha256 or "")
     with session(rpc_url, private_key) as (w3, rpc_url):
-        summary = build_verifier(pd.root, pd.vk, pd.settings, pd.srs, pd.proof)
-        artifact = json.loads(Path(summary["verifier_json"]).read_text())
-        verifier, _, _ = ensure_verifier(w3, pd.root, artifact)
-        registry = ensure_registry(w3, pd.root, registry_address)
-        model_id = ensure_model(registry, pd.root, verifier, *model_digests(pd))
-        proof, instances = decode_calldata(Path(summary["calldata"]).read_bytes())
+        verifier, _, _ = ensure_verifier(w3, prep.artifact)
+        proof, instances = decode_calldata(prep.calldata)
+        registry = ensure_registry(w3, registry_address)
+        valid, reason, _ = call_verifier(w3, verifier, prep.calldata)
+        if not valid:
+            return AttestResult(
+                status="rejected", reason=reason, attestation_id="0x" + bytes(32).hex(), model_id=0,
+                registry_address=registry.address, verifier_address=verifier,
+                instances_hash="0x" + instances_hash(instances).hex(), chain_id=int(w3.eth.chain_id),
+            )
+        model_id = ensure_model(registry, verifier, vk_digest, onnx_hash)
         return registry.attest(model_id, proof, instances)

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from vcompute.cache import cache_root
 from vcompute.errors import ProofError, UsageError
 
 INSTALL_HINT = "run `npm ci` in vcompute's contracts folder (`vcompute --version` names it)"
@@ -43,14 +44,6 @@ def contracts_dir() -> Path:
     if (checkout / "package.json").is_file():
         return checkout
     return Path(__file__).resolve().parent / "contracts"  # a wheel: the same files, shipped as package data
-
-
-def cache_dir() -> Path:
-    """Root of vcompute's caches: env VCOMPUTE_CACHE, else $XDG_CACHE_HOME or ~/.cache, /vcompute."""
-    env = os.environ.get("VCOMPUTE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vcompute"
 
 
 def node_binary() -> str:
@@ -128,7 +121,7 @@ def compile_standard(std_input: dict) -> tuple[dict, bool]:
     package = json.loads((module / "package.json").read_text())
     payload = json.dumps(std_input, sort_keys=True)
     key = hashlib.sha256(f"solcjs {package['version']}\n{payload}".encode()).hexdigest()
-    cached = cache_dir() / "solc" / f"{key}.json"
+    cached = cache_root() / "solc" / f"{key}.json"
     if cached.is_file():
         try:
             return json.loads(cached.read_text()), True

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,36 +60,53 @@ def captured_output(log: Path | None) -> Iterator[None]:
         target.close()
 
 
-def _run_async(value: Any) -> Any:
-    async def wait() -> Any:
-        return await value
+def _in_own_loop(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Call ``fn`` inside a fresh event loop of this thread: async EZKL functions need one at call time."""
 
-    return asyncio.run(wait())
+    async def run() -> Any:
+        result = fn(*args)
+        return await result if inspect.isawaitable(result) else result
+
+    return asyncio.run(run())
+
+
+def _run_in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run the call in a worker thread and wait for it in short slices.
+
+    Two reasons: a worker thread has no running event loop even when the caller has one
+    (Jupyter), so async EZKL functions work anywhere; and the main thread stays responsive, so
+    Ctrl-C interrupts at once instead of after a minutes-long setup (the worker is a daemon and
+    dies with the process; a cache entry it was building is never published half-made)."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = _in_own_loop(fn, args) if fn.__name__ in ASYNC_FUNCTIONS else fn(*args)
+            if inspect.isawaitable(box["value"]):
+                box["value"] = _in_own_loop(lambda: box["value"], ())
+        except BaseException as exc:  # noqa: BLE001  re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"ezkl.{fn.__name__}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def call(fn: Callable[..., Any], *args: Any, log: Path | None = None) -> Any:
-    """Call an EZKL function with its output captured; awaitables are awaited in a fresh loop.
-
-    Async EZKL functions need a running loop *at call time*, so the call itself happens
-    inside a coroutine when the function is one that returns an awaitable.
-    """
+    """Call an EZKL function with its output captured, in a worker thread (see ``_run_in_thread``)."""
     with captured_output(log):
         try:
-            if fn.__name__ in ASYNC_FUNCTIONS:
-                return asyncio.run(_call_in_loop(fn, args))
-            result = fn(*args)
-            return _run_async(result) if inspect.isawaitable(result) else result
+            return _run_in_thread(fn, args)
         except RuntimeError as exc:
             raise EzklError(str(exc)) from None
         except BaseException as exc:  # pyo3 panics surface as PanicException (a BaseException)
             if type(exc).__name__ == "PanicException":
                 raise EzklError(f"EZKL panicked: {exc}") from None
             raise
-
-
-async def _call_in_loop(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = fn(*args)
-    return await result if inspect.isawaitable(result) else result
 
 
 #: EZKL 23 functions that need a running event loop.

@@ -1,7 +1,14 @@
-"""``prove`` and ``verify`` end to end: the stages in order, timed, cached, and staged.
+"""``prove`` end to end: the stages in order, timed, cached, and staged.
 
-Everything is built in a staging directory inside the out dir and moved into place only when
-every stage has succeeded, ``summary.json`` last: an out dir never holds a half-made set.
+Everything is built in a staging dir beside the out dir and moved into place whole, only once
+the proof is made and verified: an out dir never holds a half-made set, and a failed prove leaves
+no out dir behind. An old proof dir is replaced whole, never file by file; any other non-empty
+dir is refused unless ``force``.
+
+A finished proof is never thrown away: the optional stages after it (the EVM verifier, solc) and
+the engine check's own failures are recorded in ``summary.json`` under ``warnings`` with their
+reason, and the result is ``partial`` (CLI exit 3). Only a real engine mismatch (its integers
+differ from the witness) fails the prove, since that breaks vcompute's promise.
 """
 
 from __future__ import annotations
@@ -20,18 +27,20 @@ from typing import Any
 import numpy as np
 
 from vcompute import __version__
-from vcompute.engine import check as engine_check
-from vcompute.zk import circuit, ezkl_call, keys, proving, srs
 from vcompute.artifacts import copy_file, sha256_file, write_json
-from vcompute.errors import ProofError, UsageError
+from vcompute.engine import check as engine_check
+from vcompute.errors import UsageError, VcomputeError, first_line
 from vcompute.inputs import load_input, sample_input, to_json
 from vcompute.model import ModelInfo, load_model, run_float
+from vcompute.zk import binding, circuit, ezkl_call, keys, proving, srs
+from vcompute.zk.proofdir import MODEL, VERIFIER_SRS
 
-#: Called as ``progress(stage, "start" | "done", record)``; the CLI draws it, tests ignore it.
+#: Called as ``progress(stage, "start" | "done" | "warning", record)``; the CLI draws it, tests ignore it.
 Progress = Callable[[str, str, dict[str, Any]], None]
 
-#: Files a finished out dir holds; ``summary.json`` is written last and marks completion.
-ARTIFACTS = ("input.json", "settings.json", "model.compiled", "vk.key", "witness.json", "proof.json", "ezkl.log")
+#: Files every finished out dir holds; ``summary.json`` marks a dir as vcompute's.
+ARTIFACTS = ("input.json", "settings.json", "model.compiled", "vk.key", "witness.json", "proof.json",
+             MODEL, VERIFIER_SRS, "ezkl.log", "summary.json")
 
 
 def _no_progress(stage: str, event: str, record: dict[str, Any]) -> None:
@@ -40,16 +49,32 @@ def _no_progress(stage: str, event: str, record: dict[str, Any]) -> None:
 
 @dataclass
 class ProveRequest:
-    """What ``vcompute prove`` was asked to do."""
+    """What ``vcompute prove`` was asked to do. Paths may be given as ``str``."""
 
-    model: Path
-    out: Path
-    input: Path | None = None
-    calibration_data: Path | None = None
-    srs: Path | None = None
+    model: Path | str
+    out: Path | str | None = None
+    input: Path | str | None = None
+    calibration_data: Path | str | None = None
+    srs: Path | str | None = None
     options: circuit.CircuitOptions = field(default_factory=circuit.CircuitOptions)
     engine: bool = True
     evm: bool = True
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.model = Path(self.model)
+        self.out = Path(self.out) if self.out is not None else default_out(self.model)
+        for name in ("input", "calibration_data", "srs"):
+            value = getattr(self, name)
+            setattr(self, name, Path(value) if value is not None else None)
+
+
+def default_out(model: Path) -> Path:
+    """``out/<name>``: the model's file name, or its folder's name for the usual ``model.onnx``."""
+    stem = model.stem
+    if stem == "model" and model.resolve().parent.name:
+        stem = model.resolve().parent.name
+    return Path("out") / stem
 
 
 class Stages:
@@ -58,6 +83,7 @@ class Stages:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.records: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, str]] = []
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[dict[str, Any]]:
@@ -69,23 +95,73 @@ class Stages:
         self.records.append(record)
         self.progress(name, "done", record)
 
+    def warn(self, stage: str, message: str) -> None:
+        self.warnings.append({"stage": stage, "message": message})
+        self.progress(stage, "warning", {"message": message})
+
+
+# --- the out dir ------------------------------------------------------------------------------
+
+
+def _inside(path: Path | None, folder: Path) -> bool:
+    return path is not None and path.resolve().is_relative_to(folder.resolve())
+
+
+def check_out_dir(req: ProveRequest, model: ModelInfo) -> None:
+    """Refuse an out dir that holds anything but an old proof of this model (unless ``force``).
+
+    Even with ``force``, never an out dir that holds the model or input being proven: it is
+    replaced whole, so they would be deleted."""
+    out = req.out
+    for what, path in (("model", req.model), ("input", req.input), ("calibration data", req.calibration_data), ("SRS", req.srs)):
+        if _inside(path, out):
+            raise UsageError(f"--out {out} holds the {what} being used ({path}), and an out dir is replaced whole: choose another --out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    if not any(out.iterdir()) or req.force:
+        return
+    if _is_proof_dir_of(out, model.sha256):
+        return
+    raise UsageError(
+        f"--out {out} is not empty and is not a vcompute proof dir of this model: pass --force to replace it"
+        " whole, or choose another --out"
+    )
+
+
+def _is_proof_dir_of(folder: Path, model_sha: str) -> bool:
+    """A dir ``prove`` wrote for the same model (its own files only): safe to replace."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        same_model = summary["model"]["sha256"] == model_sha
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    ours = set(ARTIFACTS) | {"Verifier.sol", "Verifier.json", "calldata.bin", "calldata.hex"}
+    return same_model and all(p.name in ours for p in folder.iterdir())
+
 
 def _staging_dir(out: Path) -> Path:
-    """A fresh staging dir inside ``out`` (same filesystem, so renames are atomic)."""
+    """A fresh staging dir beside ``out`` (same filesystem, so the final rename is atomic)."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     except OSError as exc:
         raise UsageError(f"cannot write to out dir {out}: {exc.strerror}") from None
 
 
 def _publish(staging: Path, out: Path) -> None:
-    """Move finished artifacts from staging into ``out``; summary.json goes last."""
-    names = sorted(p.name for p in staging.iterdir() if p.name != "summary.json")
-    (out / "summary.json").unlink(missing_ok=True)
-    for name in names:
-        os.replace(staging / name, out / name)
-    os.replace(staging / "summary.json", out / "summary.json")
+    """Swap the finished staging dir in for ``out``; an old ``out`` is removed only afterwards."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "dir")
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the stages -------------------------------------------------------------------------------
 
 
 def _output_report(model: ModelInfo, inputs: list[np.ndarray], fixed: list[list[int]], scales: list[int]) -> dict[str, Any]:
@@ -95,8 +171,7 @@ def _output_report(model: ModelInfo, inputs: list[np.ndarray], fixed: list[list[
     try:
         reference = [o.reshape(-1).tolist() for o in run_float(model, inputs)]
     except Exception as exc:  # the float reference is informative only: a model onnxruntime refuses still proves
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {**report, "float_outputs": None, "max_abs_error": None, "float_error": f"onnxruntime: {first[:300]}"}
+        return {**report, "float_outputs": None, "max_abs_error": None, "float_error": f"onnxruntime: {first_line(exc)}"}
     errors = [float(np.max(np.abs(np.subtract(p, r)))) if p else 0.0 for p, r in zip(proven, reference)]
     return {**report, "float_outputs": reference, "max_abs_error": max(errors) if errors else 0.0}
 
@@ -124,8 +199,8 @@ def _check_calibration_data(path: Path, model: ModelInfo) -> str:
                 raise UsageError(f"{path}: {len(flat)} values is not a whole number of samples of {size}")
             if not np.all(np.isfinite(flat)):
                 raise UsageError(f"{path}: contains NaN or infinity")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path} is not calibration data in EZKL's input format ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path} is not calibration data in EZKL's input format ({type(exc).__name__})") from None
     return sha256_file(path)
 
 
@@ -136,6 +211,7 @@ def prove(req: ProveRequest, progress: Progress = _no_progress) -> dict[str, Any
     calibration_sha = _check_calibration_data(req.calibration_data, model) if req.calibration_data else None
     if req.srs is not None and not req.srs.exists():
         raise UsageError(f"SRS file not found: {req.srs}")
+    check_out_dir(req, model)
     staging = _staging_dir(req.out)
     try:
         summary = _prove_in(staging, req, model, calibration_sha, progress)
@@ -150,6 +226,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
     log = staging / "ezkl.log"
     inputs, generated = _prepare_input(req, model, staging)
     input_path = staging / "input.json"
+    copy_file(model.path, staging / MODEL)
 
     with stages.run("calibrate + compile") as rec:
         calibration = req.calibration_data or input_path
@@ -163,6 +240,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
     with stages.run("srs") as rec:
         the_srs = srs.resolve(logrows, req.srs)
         rec["cached"] = the_srs.cached
+        (staging / VERIFIER_SRS).write_bytes(srs.verifier_srs(the_srs.path))
     if the_srs.development:
         progress("srs", "warning", {"message": srs.DEV_WARNING})
 
@@ -170,6 +248,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
         the_keys = keys.setup(circ.compiled_path, the_srs, log=log)
         rec["cached"] = the_keys.cached
         copy_file(the_keys.vk, staging / "vk.key")
+    binding.record(model.sha256, sha256_file(staging / "settings.json"), the_srs.sha256, sha256_file(staging / "vk.key"))
 
     with stages.run("witness"):
         wit = proving.witness(input_path, circ.compiled_path, staging / "witness.json", the_keys.vk, the_srs.path, log=log)
@@ -179,6 +258,8 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
     if req.engine:
         with stages.run("engine"):
             engine = engine_check.check(model.path, inputs, settings, fixed)
+        if engine["engine_exact"] is None:
+            stages.warn("engine", f"the engine did not run this model ({engine['engine_reason']}): engine_exact is null")
 
     with stages.run("prove"):
         proving.prove(staging / "witness.json", circ.compiled_path, the_keys.pk, staging / "proof.json", the_srs.path, log=log)
@@ -186,100 +267,69 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
     with stages.run("verify"):
         proving.verify(staging / "proof.json", staging / "settings.json", staging / "vk.key", the_srs.path, log=log)
 
-    evm: dict[str, Any] | None = None
-    if req.evm:
-        evm = _build_evm(stages, staging, the_srs.path)
-
-    proof_bytes = len(bytes(json.loads((staging / "proof.json").read_text())["proof"]))
-    summary = {
-        "vcompute_version": __version__,
-        "ezkl_version": ezkl_call.version(),
-        "model": {"path": str(model.path), "sha256": model.sha256, "ops": model.op_types},
-        "input": {"sha256": sha256_file(input_path), "generated": generated},
-        "settings_sha256": sha256_file(staging / "settings.json"),
-        "circuit_key": circ.key,
-        "calibration": {"data_sha256": circ.meta.get("calibration_sha256"), "on_first_input": circ.meta.get("calibrated_on_input")},
-        "logrows": logrows,
-        "scales": {"input": settings["run_args"]["input_scale"], "param": settings["run_args"]["param_scale"]},
-        "visibility": {
-            "input": req.options.input_visibility,
-            "output": req.options.output_visibility,
-            "param": req.options.param_visibility,
-        },
-        "srs": {"path": str(the_srs.path), "logrows": the_srs.logrows, "development": the_srs.development},
-        "proving_key": {"path": str(the_keys.pk), "bytes": the_keys.pk.stat().st_size},
-        "cache": {r["name"]: r["cached"] for r in stages.records if r["name"] in ("calibrate + compile", "srs", "setup")},
-        "stages": stages.records,
-        "proof": {"bytes": proof_bytes, "sha256": sha256_file(staging / "proof.json")},
-        "verified": True,
-        **engine,
-        **_output_report(model, inputs, fixed, [int(s) for s in settings["model_output_scales"]]),
-    }
+    # From here on the proof exists: nothing below may throw it away.
+    evm = _build_evm(stages, staging, the_srs.path) if req.evm else None
+    summary = _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed)
     if evm is not None:
         summary["evm"] = evm
     write_json(staging / "summary.json", summary)
     return summary
 
 
-def _build_evm(stages: Stages, staging: Path, srs_path: Path) -> dict[str, Any] | None:
-    """Write the Solidity verifier, its compiled artifact and the calldata (when the EVM tools are installed)."""
+def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed) -> dict[str, Any]:
+    proof_bytes = len(bytes(json.loads((staging / "proof.json").read_text())["proof"]))
+    return {
+        "vcompute_version": __version__,
+        "ezkl_version": ezkl_call.version(),
+        "model": {"path": str(model.path), "sha256": model.sha256, "ops": model.op_types},
+        "input": {"sha256": sha256_file(staging / "input.json"), "generated": generated},
+        "settings_sha256": sha256_file(staging / "settings.json"),
+        "vk_sha256": sha256_file(staging / "vk.key"),
+        "circuit_key": circ.key,
+        "calibration": {k: v for k, v in circ.meta.items()},
+        "logrows": int(settings["run_args"]["logrows"]),
+        "scales": {"input": settings["run_args"]["input_scale"], "param": settings["run_args"]["param_scale"]},
+        "visibility": {
+            "input": req.options.input_visibility,
+            "output": req.options.output_visibility,
+            "param": req.options.param_visibility,
+        },
+        "srs": {"sha256": the_srs.sha256, "logrows": the_srs.logrows, "development": the_srs.development,
+                "verifier_points": VERIFIER_SRS},
+        "proving_key": {"bytes": the_keys.pk.stat().st_size},
+        "cache": {r["name"]: r["cached"] for r in stages.records if r["name"] in ("calibrate + compile", "srs", "setup")},
+        "stages": stages.records,
+        "proof": {"bytes": proof_bytes, "sha256": sha256_file(staging / "proof.json")},
+        "verified": True,
+        "warnings": stages.warnings,
+        "partial": bool(stages.warnings),
+        **engine,
+        **_output_report(model, inputs, fixed, [int(s) for s in settings["model_output_scales"]]),
+    }
+
+
+def _build_evm(stages: Stages, staging: Path, srs_path: Path) -> dict[str, Any]:
+    """Write the Solidity verifier, its Hardhat artifact and the calldata; a failure is a warning."""
     from vcompute.evm import solc, verifier
+
     try:  # a proof needs no Node.js: without the npm toolchain the Solidity step is skipped, loudly
         solc.node_binary()
         solc.solc_module()
     except UsageError as exc:
-        stages.progress("evm verifier", "warning", {"message": f"Solidity verifier not built: {exc} (or pass --no-evm)"})
+        stages.warn("evm verifier", f"Solidity verifier not built: {exc} (or pass --no-evm)")
         return {"skipped": str(exc)}
-    with stages.run("evm verifier") as rec:
-        result = verifier.build_verifier(
-            staging, staging / "vk.key", staging / "settings.json", srs_path, staging / "proof.json"
-        )
-        rec["cached"] = bool(result.get("cache_hit"))
-    # The verifier module reports staging paths; the out dir's files keep the same names.
-    return {k: (Path(v).name if isinstance(v, str) and v.startswith(str(staging)) else v) for k, v in result.items()}
-
-
-def load_summary(proof_dir: Path) -> dict[str, Any]:
-    """Read a finished out dir's summary.json (its presence marks a complete prove)."""
-    path = proof_dir / "summary.json"
-    if not proof_dir.is_dir():
-        raise UsageError(f"proof dir not found: {proof_dir}")
-    if not path.exists():
-        raise UsageError(f"{proof_dir} has no summary.json: not a finished 'vcompute prove' out dir")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc})") from None
-
-
-def verify(proof_dir: Path, srs_override: Path | None = None) -> dict[str, Any]:
-    """Check a proof dir's proof against its vk, settings and SRS; raise ``ProofError`` if invalid."""
-    summary = load_summary(proof_dir)
-    settings = proof_dir / "settings.json"
-    start = time.perf_counter()
-    logrows = int(summary["logrows"])
-    if srs_override:
-        the_srs = srs.ceremony_srs(srs_override, logrows)
-    elif summary["srs"]["development"]:
-        the_srs = srs.dev_srs(logrows)
-    else:
-        the_srs = srs.ceremony_srs(Path(summary["srs"]["path"]), logrows)
-    proving.verify(proof_dir / "proof.json", settings, proof_dir / "vk.key", the_srs.path)
-    _check_claimed_outputs(proof_dir, summary)
-    return {
-        "valid": True,
-        "proof_dir": str(proof_dir),
-        "srs": {"path": str(the_srs.path), "development": the_srs.development},
-        "seconds": round(time.perf_counter() - start, 4),
-        "outputs": summary.get("outputs"),
-    }
-
-
-def _check_claimed_outputs(proof_dir: Path, summary: dict[str, Any]) -> None:
-    """With public outputs, the outputs summary.json claims must be the ones the proof attests."""
-    if summary.get("visibility", {}).get("output") != "public":
-        return
-    claimed = [v for row in summary.get("outputs_fixed", []) for v in row]
-    attested = proving.proof_outputs(proving.load_proof(proof_dir / "proof.json"), len(claimed))
-    if attested != claimed:
-        raise ProofError("proof rejected: summary.json claims outputs the proof does not attest")
+        with stages.run("evm verifier") as rec:
+            art = verifier.verifier_artifact(staging / "vk.key", staging / "settings.json", srs_path)
+            rec["cached"] = art["cached"]
+            result = verifier.write_outputs(staging, art, verifier.calldata(staging / "proof.json"))
+    except VcomputeError as exc:
+        stages.warn("evm verifier", f"Solidity verifier not built: {exc}")
+        return {"failed": str(exc)}
+    if not result["fits_eip170"]:
+        stages.warn(
+            "evm verifier",
+            f"the verifier is {result['deployed_size']:,} bytes deployed, over EIP-170's {result['eip170_limit']:,}:"
+            " it cannot be deployed on a chain that enforces the limit",
+        )
+    return result
