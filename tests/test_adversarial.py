@@ -27,6 +27,11 @@ def _claims(result) -> tuple:
     return (result.outputs_fixed, result.inputs_fixed, result.vk_sha256, result.model_sha256)
 
 
+def _same_or_less(claims: tuple, honest: tuple) -> bool:
+    """The same claims; a tampered file may cost the model binding (None), never change a value."""
+    return claims[:3] == honest[:3] and claims[3] in (None, honest[3])
+
+
 def _tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -165,22 +170,23 @@ def test_wrong_or_garbage_srs_is_a_usage_error(proved, tmp_path) -> None:
 
 def test_fifo_and_garbage_settings_are_one_line_usage_errors(proof_copy) -> None:
     out = proof_copy("mlp")
+    settings = (out / "settings.json").read_text()
     (out / "settings.json").unlink()
     os.mkfifo(out / "settings.json")
     with pytest.raises(UsageError, match="not a regular file"):
         verify(out)
+    (out / "settings.json").unlink()
     for logrows in ("abc", -1, 100):
-        out2 = proof_copy("mlp")
-        _edit_json(out2 / "settings.json", lambda s: s["run_args"].__setitem__("logrows", logrows))
+        (out / "settings.json").write_text(settings)
+        _edit_json(out / "settings.json", lambda s: s["run_args"].__setitem__("logrows", logrows))
         with pytest.raises(UsageError, match="logrows"):
-            verify(out2)
-        shutil.rmtree(out2)
+            verify(out)
 
 
 def test_summary_asking_for_a_huge_srs_costs_nothing(proof_copy, honest) -> None:
     out = proof_copy("mlp")
     _edit_json(out / "summary.json", lambda s: s.update(logrows=22, srs={"path": "/dev/zero", "sha256": "zz"}))
-    assert _claims(verify(out)) == honest[1]
+    assert _same_or_less(_claims(verify(out)), honest[1])
 
 
 def test_read_only_dir_verifies_locally_and_is_not_written(proof_copy, honest) -> None:
@@ -240,7 +246,7 @@ def _fuzz(proof_copy, honest, count: int, seed: int, skip: tuple[str, ...] = ())
         (out / name).write_bytes(data)
         try:
             claims = _claims(verify(out))
-            if claims != honest[1]:
+            if not _same_or_less(claims, honest[1]):
                 accepted_changed.append((i, name, kind))
         except VcomputeError:
             pass

@@ -121,10 +121,16 @@ def test_attest_proof_dir_end_to_end_reuses_registry_and_model(fresh_proof_dir, 
     assert model["verifier"] == first.verifier_address
 
 
-def test_cli_attest_records_then_reports_duplicate_and_rejects_a_foreign_proof(fresh_proof_dir, proof_dirs, anvil):
+def test_cli_attest_records_then_reports_duplicate_and_rejects_a_foreign_proof(fresh_proof_dir, proof_dirs):
     from tests.evm.conftest import run_cli, swap_proof
+    from vcompute.evm.chain import start_anvil
 
     pd = fresh_proof_dir("A")
+    with start_anvil() as anvil:  # a chain where this result is not recorded yet
+        _attest_cli_cases(pd, proof_dirs, anvil, run_cli, swap_proof)
+
+
+def _attest_cli_cases(pd, proof_dirs, anvil, run_cli, swap_proof):
     first = run_cli("attest", str(pd), "--rpc-url", anvil.url, "--json")
     assert first.returncode == 0, first.stderr[-800:]
     assert json.loads(first.stdout)["status"] == "attested"
