@@ -268,10 +268,9 @@ class _LandedKernels:
     """
 
     def __init__(self):
-        from vcompute.engine.ops import TritonBackend
-        from vcompute.engine.reference import ReferenceBackend
+        from vcompute.engine.backends import TorchBackend, TritonBackend
 
-        self.tri, self.ref = TritonBackend("cpu"), ReferenceBackend("cpu")
+        self.tri, self.ref = TritonBackend("cpu"), TorchBackend()
         self.used: set[str] = set()
         self._mods = {"int_matmul": "gemm", "int_conv2d": "conv", "div_round": "rescale",
                       "int_add": "elementwise", "int_sub": "elementwise",

@@ -2,7 +2,7 @@
 
 ``run_fixed`` quantizes the inputs as EZKL does, lowers the model to the op list EZKL computes
 (:mod:`.graph`), assigns scales (:mod:`.quantize`) and runs every op on the Triton kernels
-(:mod:`.ops`). Its ``outputs_fixed`` are the integers EZKL's witness holds for the outputs.
+(:mod:`.ops`, :mod:`.backends`). Its ``outputs_fixed`` are the integers EZKL's witness holds for the outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 from vcompute.errors import UsageError
 
 from .graph import Graph, load_graph, model_input_shapes
-from .ops import TritonBackend, run_step
+from . import backends
+from .ops import run_step
 from .quantize import make_plan, quantize_input
 
 
@@ -57,7 +58,8 @@ def _prepared(model_path: Path, shapes, run_args: dict):
 def _device_consts(plan, dev: str) -> dict[str, torch.Tensor]:
     key = (id(plan), dev)
     if key not in _CONSTS:
-        _CONSTS[key] = {name: torch.from_numpy(np.ascontiguousarray(q)).to(dev)
+        # a batch axis of 1: ops execute with a leading batch axis
+        _CONSTS[key] = {name: torch.from_numpy(np.ascontiguousarray(q)).to(dev).unsqueeze(0)
                         for name, q in plan.consts.items()}
     return _CONSTS[key]
 
@@ -66,18 +68,6 @@ def _pick_device(device: str | None) -> str:
     if device:
         return device
     return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-def _backend(name, device: str):
-    if not isinstance(name, str):  # a backend object with the kernels' API (tests, debugging)
-        return name
-    if name == "triton":
-        return TritonBackend(device)
-    if name == "reference":
-        from .reference import ReferenceBackend
-
-        return ReferenceBackend(device)
-    raise ValueError(f"unknown backend {name!r}")
 
 
 def _shapes_for(model_path: Path, inputs: list[np.ndarray]) -> list[tuple[int, ...]]:
@@ -110,8 +100,8 @@ def run_fixed(
     """Run ``model_path`` on ``inputs`` (floats) the way EZKL computes its witness.
 
     ``settings`` is the content of EZKL's settings.json (its ``run_args`` give the scales).
-    ``backend="reference"`` runs the torch int64 reference instead of the kernels (tests and
-    debugging only). With ``check_scales`` the output scales must equal the settings'
+    ``backend="torch"`` (or its former name ``"reference"``) runs the exact int64 torch backend
+    on the CPU instead of the kernels. With ``check_scales`` the output scales must equal the settings'
     ``model_output_scales`` (a mismatch means the lowering differs from EZKL's).
     """
     model_path = Path(model_path)
@@ -125,21 +115,19 @@ def run_fixed(
             f"ops: {[s.node.onnx_op for s in plan.steps.values()]}"
         )
 
-    # The reference is plain torch int64, whose matmul CUDA does not implement: always the CPU.
-    dev = "cpu" if backend == "reference" else _pick_device(device)
-    be = _backend(backend, dev)
+    be, dev = backends.resolve(backend, _pick_device(device))
     t0 = time.perf_counter()
     values: dict[str, torch.Tensor] = {}
     for name in graph.inputs:
         node = graph.nodes[name]
-        x = np.asarray(inputs[node.attrs["index"]]).reshape(node.shape)
+        x = np.asarray(inputs[node.attrs["index"]]).reshape(1, *node.shape)
         q = quantize_input(x, plan.input_scales[node.attrs["index"]], node.attrs["float"])
         values[name] = torch.from_numpy(q).to(dev)
     values.update(_device_consts(plan, dev))
     ops: list[str] = []
     for name, step in plan.steps.items():
         args = [values[i] for i in step.node.inputs]
-        values[name] = run_step(be, step, args, values)
+        values[name] = run_step(be, step, args)
         ops.append(step.node.onnx_op or step.node.op)
     outs = [values[o].reshape(-1).cpu() for o in graph.outputs]
     if dev.startswith("cuda"):

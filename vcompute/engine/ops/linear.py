@@ -1,0 +1,85 @@
+"""MatMul and Gemm -> EZKL's EINSUM (tract turns Gemm into an einsum plus an Add of the bias).
+
+Batched, a constant weight matrix is shared by every sample: the samples' rows are stacked into
+one GEMM (``B*rows x K @ K x N``). Products of two runtime tensors (attention's ``Q @ K^T``)
+run one GEMM per sample and matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir import UnsupportedOpError
+from ._batch import align
+from .registry import OnnxNode, ezkl_op, lowers, sum_scales
+
+
+@lowers("Gemm")
+def lower_gemm(lw, n: OnnxNode) -> None:
+    a, ins, x, out = n.attrs, n.ins, n.x, n.out
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+        raise UnsupportedOpError("Gemm", "transA, alpha != 1 or beta != 1")
+    if x is None:
+        raise UnsupportedOpError("Gemm", "constant first input")
+    if ins[1] in lw.consts:
+        w = lw.consts[ins[1]]
+        b = lw.const(w.T if a.get("transB", 0) else w, "gemm_w")
+    else:
+        b = lw.ref(ins[1])
+        if a.get("transB", 0):
+            bs = lw.shapes[b]
+            b = lw.new("transpose", [b], (bs[1], bs[0]), "Transpose", perm=(1, 0))
+    kdim = lw.shapes[b][0]
+    m = int(np.prod(lw.shapes[x])) // kdim
+    mm_shape = (m, lw.shapes[b][1])
+    if len(ins) > 2 and ins[2]:
+        mm = lw.new("einsum", [x, b], mm_shape, "Gemm")
+        c = lw.input_ref(ins[2], "gemm_b")
+        lw.new("add", [mm, c], np.broadcast_shapes(mm_shape, lw.shapes[c]), "Gemm", name=out)
+    else:
+        lw.new("einsum", [x, b], mm_shape, "Gemm", name=out)
+
+
+@lowers("MatMul")
+def lower_matmul(lw, n: OnnxNode) -> None:
+    x = n.x
+    if x is None:
+        raise UnsupportedOpError("MatMul", "constant first input")
+    b = lw.input_ref(n.ins[1], "matmul_w")
+    sa, sb = lw.shapes[x], lw.shapes[b]
+    if len(sa) < 2 or len(sb) < 2:
+        raise UnsupportedOpError("MatMul", "1-D operand")
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    lw.new("einsum", [x, b], (*batch, sa[-2], sb[-1]), "MatMul", name=n.out)
+
+
+@ezkl_op("einsum", scale=sum_scales)
+def run_einsum(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+    """``a @ b`` for ``a`` (B, ..., M, K) and ``b`` (B or 1, ..., K, N)."""
+    a, b = args
+    nb = max(a.shape[0], b.shape[0])
+    out_shape = (nb, *step.node.shape)
+    k = b.shape[-2]
+    if b.dim() == 3 and b.shape[0] == 1:  # one matrix for every row of every sample
+        return be.int_matmul(a.reshape(-1, k).contiguous(), b[0].contiguous()).reshape(out_shape)
+    if b.dim() == 3:  # a matrix per sample
+        outs = [be.int_matmul(a[min(i, a.shape[0] - 1)].reshape(-1, k).contiguous(),
+                              b[min(i, b.shape[0] - 1)].contiguous()) for i in range(nb)]
+        return torch.stack(outs).reshape(out_shape)
+    # stacked matrices: broadcast the (non-sample) stack dims, then a GEMM per matrix
+    rank = max(a.dim(), b.dim())
+    a, b = align(a, rank), align(b, rank)
+    stack = torch.broadcast_shapes(a.shape[1:-2], b.shape[1:-2])
+    p = int(np.prod(stack)) if stack else 1
+    a_ = a.expand(a.shape[0], *stack, *a.shape[-2:]).reshape(a.shape[0], p, *a.shape[-2:])
+    b_ = b.expand(b.shape[0], *stack, *b.shape[-2:]).reshape(b.shape[0], p, *b.shape[-2:])
+    m = a.shape[-2]
+    if b_.shape[0] == 1:  # shared across samples: stack the samples' rows
+        outs = [be.int_matmul(a_[:, j].reshape(-1, k).contiguous(), b_[0, j].contiguous())
+                .reshape(a_.shape[0], m, -1) for j in range(p)]
+        return torch.stack(outs, dim=1).reshape(out_shape)
+    a_, b_ = a_.expand(nb, *a_.shape[1:]), b_.expand(nb, *b_.shape[1:])
+    outs = [be.int_matmul(a_[i, j].contiguous(), b_[i, j].contiguous())
+            for i in range(nb) for j in range(p)]
+    return torch.stack(outs).reshape(out_shape)
