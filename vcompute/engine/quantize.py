@@ -28,6 +28,7 @@ import numpy as np
 from .fixedpoint import quantize, quantize_input, round_half_away  # noqa: F401  (re-exported)
 from .ir import Graph, Node
 from .ops import registry
+from .ops._ezkl import decomp_limit
 from .ops.registry import ScaleCtx
 
 
@@ -105,16 +106,22 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
         if spec.prepare is not None:
             spec.prepare(node, in_scales, is_const, requant)
 
-        if spec.homogenous:
-            for k, i in enumerate(ins):
-                if is_const[k] and uses.get(i, 0) == 1 and max(in_scales) > scales[i]:
-                    requant(i, max(in_scales))
+        # the inputs whose scales must agree (all of them, or the op's listed indices)
+        homog = ([] if not spec.homogenous else range(len(ins)) if spec.homogenous is True
+                 else [k for k in spec.homogenous if k < len(ins)])
+        if homog:
+            top = max(in_scales[k] for k in homog)
+            for k in homog:
+                i = ins[k]
+                if is_const[k] and uses.get(i, 0) == 1 and top > scales[i]:
+                    requant(i, top)
                     in_scales[k] = scales[i]
 
         shifts = [0] * len(ins)
-        if spec.homogenous and len(set(in_scales)) > 1:
-            top = max(in_scales)
-            shifts = [top - s for s in in_scales]
+        if homog and len({in_scales[k] for k in homog}) > 1:
+            top = max(in_scales[k] for k in homog)
+            for k in homog:
+                shifts[k] = top - in_scales[k]
         eff = [s + d for s, d in zip(in_scales, shifts)]
 
         ctx = ScaleCtx(node, eff, input_scale, param_scale, run_args)
@@ -125,6 +132,7 @@ def make_plan(graph: Graph, run_args: dict) -> Plan:
         if spec.rebased and inner > target:
             rebase_div = 2 ** (inner - target)
             out = target
+            ctx.extra.setdefault("decomp_limit", decomp_limit(run_args))
         scales[name] = out
         steps[name] = Step(node, in_scales, shifts, inner, out, rebase_div, ctx.extra)
 

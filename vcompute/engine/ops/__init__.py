@@ -17,6 +17,7 @@ import torch
 
 from ..backends import TorchBackend, TritonBackend
 from . import registry
+from ._ezkl import check_rebase, decomp_limit
 from ._tables import _TABLES, MAX_TABLE, _dense_table, lookup_values
 from .registry import EZKL_OPS, LOWERINGS, EzklOp, Lowering, OnnxNode, ScaleCtx, ezkl_op, lowers
 
@@ -27,10 +28,15 @@ for _m in pkgutil.iter_modules(__path__):
 
 def run_step(be, step, args: list[torch.Tensor]) -> torch.Tensor:
     """One planned step on ``be``: the op (args and result carry a leading batch axis), then
-    EZKL's ``RebaseScale`` division when the plan asks for it."""
+    EZKL's ``RebaseScale`` division when the plan asks for it (refused, as EZKL refuses it,
+    when a divisor beyond the decomposition limit meets an exact quotient: ``_ezkl.check_rebase``)."""
     y = registry.ezkl(step.node).run(be, step, args)
     if step.rebase_div is not None:
-        y = be.div_round(y, step.rebase_div)
+        x = y
+        y = be.div_round(x, step.rebase_div)
+        limit = step.extra.get("decomp_limit", decomp_limit({}))
+        if step.rebase_div > limit:
+            check_rebase(x, y, step.rebase_div, limit, step.node.onnx_op or step.node.op)
     return y
 
 

@@ -76,8 +76,9 @@ class EzklOp:
     name: str
     run: ExecFn
     scale: ScaleRule
-    #: EZKL's ``requires_homogenous_input_scales`` (Add, Sub, Concat, Max, Min)
-    homogenous: bool = False
+    #: EZKL's ``requires_homogenous_input_scales``: True for all inputs (Add, Sub, Concat, Max,
+    #: Min, comparisons), or the indices of the inputs concerned (Iff: (1, 2), Scatter: (0, 2))
+    homogenous: bool | tuple[int, ...] = False
     #: False for ops RebaseScale never wraps (IDENTITY, and layout views tract absorbed)
     rebased: bool = True
     prepare: PrepareFn | None = None
@@ -100,7 +101,8 @@ def lowers(*op_types: str, check_inputs: bool = True) -> Callable[[LowerFn], Low
     return register
 
 
-def ezkl_op(*names: str, scale: ScaleRule, homogenous: bool = False, rebased: bool = True,
+def ezkl_op(*names: str, scale: ScaleRule, homogenous: bool | tuple[int, ...] = False,
+            rebased: bool = True,
             prepare: PrepareFn | None = None) -> Callable[[ExecFn], ExecFn]:
     """Decorator: ``fn(backend, step, args)`` executes the EZKL ops given, batched."""
 

@@ -1,4 +1,4 @@
-"""Layout ops: Identity, Dropout, Cast (aliases), Flatten, Reshape, Squeeze, Unsqueeze,
+"""Layout ops: Identity, Dropout (aliases), Flatten, Reshape, Squeeze, Unsqueeze,
 Transpose, Concat, Slice -> EZKL's RESHAPE, MOVEAXIS, CONCAT, SLICE (no arithmetic; Concat
 aligns its inputs' scales first).
 
@@ -10,27 +10,15 @@ absorbs it into the einsum, so EZKL has no node there and never rebases it
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import torch
 
 from ..ir import UnsupportedOpError
 from ._batch import batch_of
 from .registry import OnnxNode, ezkl_op, keep_scale, lowers
 
-_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
-
-
 @lowers("Identity", "Dropout", check_inputs=False)
 def lower_identity(lw, n: OnnxNode) -> None:
     lw.alias[n.out] = lw.ref(n.ins[0])
-
-
-@lowers("Cast", check_inputs=False)
-def lower_cast(lw, n: OnnxNode) -> None:
-    if n.attrs.get("to") in _FLOATS:
-        lw.alias[n.out] = lw.ref(n.ins[0])
-        return
-    raise UnsupportedOpError("Cast", "cast to a non-float type")
 
 
 def _reshape_target(lw, n: OnnxNode, shp: tuple[int, ...]) -> tuple[int, ...]:
