@@ -199,6 +199,11 @@ class Lowerer:
             return False
         if not all(i in self.consts for i in ins):
             return False
+        if node.op_type == "Range" and any(
+                np.issubdtype(self.consts[i].dtype, np.floating)
+                and np.any(self.consts[i] != np.floor(self.consts[i])) for i in ins):
+            # EZKL's "Range" arm converts the float delta with `as usize` (0.5 -> 0): it panics
+            raise UnsupportedOpError("Range", "non-integer float inputs (EZKL panics)")
         from onnx.reference import ReferenceEvaluator
 
         g_in = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(
