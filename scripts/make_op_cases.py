@@ -430,8 +430,10 @@ def _activations() -> None:
                       inits={"e": np.array(e, np.float32)}, extra_ins=["e"], scale=s)
     case("Pow_tensor_exponent", "Pow", [N("Pow", ["x", "z"], ["y"])],
          [("x", F, [1, 13]), ("z", F, [1, 13])], [("y", F, None)], [XA, np.abs(XA)])
-    unary("Pow_vector_exponent", "Pow", "Pow", xp, None,
+    unary("Pow_uniform_vector_exponent", "Pow", "Pow", xp, None,
           inits={"e": np.full(7, 2.0, np.float32)}, extra_ins=["e"])
+    unary("Pow_vector_exponent", "Pow", "Pow", xp, None,
+          inits={"e": np.array([2, 2, 3, 2, 2, 2, 2], np.float32)}, extra_ins=["e"])
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 
 from ..fixedpoint import round_half_away
+from ..ir import UnsupportedOpError
 
-MAX_TABLE = 1 << 20  # dense-table entries; wider inputs use a table of their distinct values
+MAX_TABLE = 1 << 20
+#: table values are clipped here (Rust saturates at i128 bounds): a result this large is refused
+SATURATED = 2 ** 62  # dense-table entries; wider inputs use a table of their distinct values
 
 _ERF_COF = [
     -1.3026537197817094, 6.419697923564902e-1, 1.9476473204185836e-2, -9.56151478680863e-3,
@@ -79,13 +82,21 @@ def lookup_values(fn: str, xs: np.ndarray, mult: float, a: float | None = None) 
                 v = mult * math.pow(float(np.float32(math.e)), k)
             except OverflowError:
                 v = math.inf
+        elif fn == "exp_base":  # Pow(c, x): LookupOp::Exp with base f32(c) widened to f64
+            try:
+                v = mult * math.pow(a, k)
+            except OverflowError:
+                v = math.inf
         elif fn == "sqrt":  # NaN for negatives -> 0 (then EZKL's abs keeps it 0)
             v = mult * math.sqrt(k) if k >= 0 else math.nan
         elif fn == "pow":
-            try:
-                v = mult * math.pow(k, a)
-            except (ValueError, ZeroDivisionError):
-                v = math.nan
+            if k == 0.0 and a < 0:  # Rust: 0.powf(negative) = +inf
+                v = math.inf
+            else:
+                try:
+                    v = mult * math.pow(k, a)
+                except ValueError:  # negative base, fractional exponent: NaN
+                    v = math.nan
         else:
             v = mult * inner[fn](k)
         out[i] = v
@@ -158,8 +169,15 @@ def apply_table(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = Non
     lo, hi = int(x.min().item()), int(x.max().item())
     if hi - lo + 1 <= MAX_TABLE:
         vals = _dense_table(fn, lo, hi, extra, a)
-        return be.table_lookup(x, torch.from_numpy(vals).to(x.device), lo)
-    uniq, inv = torch.unique(x, return_inverse=True)
-    vals = _table_values(fn, uniq.cpu().numpy(), extra, a)
-    return be.table_lookup(inv.reshape(x.shape).contiguous(),
-                           torch.from_numpy(vals).to(x.device), 0)
+        y = be.table_lookup(x, torch.from_numpy(vals).to(x.device), lo)
+    else:
+        uniq, inv = torch.unique(x, return_inverse=True)
+        vals = _table_values(fn, uniq.cpu().numpy(), extra, a)
+        y = be.table_lookup(inv.reshape(x.shape).contiguous(),
+                            torch.from_numpy(vals).to(x.device), 0)
+    if int(y.abs().max()) >= SATURATED:
+        # EZKL's `as i128` saturates (ln(0) = -inf -> i128::MIN, exp overflow -> i128::MAX) and
+        # such values do reach its witness: no int64 engine can reproduce them
+        raise UnsupportedOpError(fn, "a lookup value saturates (e.g. ln(0) or an overflowing "
+                                     "exp): EZKL's witness holds i128::MIN/MAX there")
+    return y

@@ -62,14 +62,34 @@ def lower_arith(lw, n: OnnxNode) -> None:
 
 @lowers("Pow")
 def lower_pow(lw, n: OnnxNode) -> None:
-    ins, x, out = n.ins, n.x, n.out
-    if ins[1] not in lw.consts or lw.consts[ins[1]].size != 1:
-        raise UnsupportedOpError("Pow", "exponent must be a constant scalar")
-    e = float(np.float32(lw.consts[ins[1]].reshape(-1)[0]))
-    if e == 0.5:  # tract: declutter_pow
+    """EZKL's "Pow" arm, after tract's ``declutter_pow``: a constant base is an exp lookup with
+    that base; a constant scalar exponent 0.5 is SQRT, 1 nothing, an integer ``e`` POW(e) --
+    with ``e as u32``, so ``e <= 0`` is POW(0): **the input unchanged, at scale 0**; any other
+    exponent a pow lookup. A tensor exponent is refused."""
+    ins, out = n.ins, n.out
+    if ins[0] in lw.consts and ins[1] not in lw.consts:
+        base = lw.consts[ins[0]]
+        if base.size != 1:
+            raise UnsupportedOpError("Pow", "non-scalar constant base")
+        b = float(np.float32(base.reshape(-1)[0]))
+        x = lw.ref(ins[1])
+        lw.new("lookup", [x], lw.shapes[x], "Pow", name=out, fn="exp_base", a=b)
+        return
+    if ins[1] not in lw.consts:
+        raise UnsupportedOpError("Pow", "non-constant exponent (EZKL refuses it)")
+    ev = np.asarray(lw.consts[ins[1]], dtype=np.float32)
+    x = n.x
+    if ev.size != 1 and (np.any(ev != ev.reshape(-1)[0])
+                         or np.broadcast_shapes(lw.shapes[x], ev.shape) != lw.shapes[x]):
+        # a uniform tensor is tract's scalar; anything else: "we only support scalar powers"
+        raise UnsupportedOpError("Pow", "non-scalar exponent (EZKL supports scalar powers only)")
+    e = float(ev.reshape(-1)[0])
+    if e == 0.5:
         lw.new("sqrt", [x], lw.shapes[x], "Pow", name=out)
-    elif e == math.floor(e) and e >= 0:
-        lw.new("pow", [x], lw.shapes[x], "Pow", name=out, n=int(e))
+    elif e == 1.0:
+        lw.alias[out] = x
+    elif e == math.floor(e):
+        lw.new("pow", [x], lw.shapes[x], "Pow", name=out, n=max(int(e), 0))
     else:
         lw.new("lookup", [x], lw.shapes[x], "Pow", name=out, fn="pow", a=e)
 
@@ -99,11 +119,9 @@ def _pow_scale(c: ScaleCtx) -> int:
 @ezkl_op("pow", scale=_pow_scale)
 def run_pow(be, step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
-    y = x
+    y = x  # POW(0) (an exponent <= 0 cast to u32) lays out the input unchanged
     for _ in range(step.node.attrs["n"] - 1):
         y = be.int_mul(y, x)
-    if step.node.attrs["n"] == 0:
-        y = torch.ones_like(x)
     return y
 
 
