@@ -1,8 +1,17 @@
-"""ReduceMax, ReduceSum, ReduceMean, GlobalAveragePool -> EZKL's REDUCEMAX, SUM, MEANOFSQUARES.
+"""ReduceMax, ReduceSum, ReduceMean, GlobalAveragePool, ReduceMin, ReduceProd, ReduceL1, ReduceL2,
+ReduceSumSquare, ReduceLogSumExp, ReduceLogSum -> EZKL's REDUCEMAX, REDUCEMIN, SUM, PROD,
+MEANOFSQUARES and the element-wise ops tract expands the others into.
 
 tract reduces with a Sum then multiplies by ``1f32/n`` for a mean (an IDENTITY scale bump when
 ``n`` is a power of two, else MULT: ``Lowerer.mul_const``), and turns Square -> Sum -> Mul(1/n)
 into ``Reduce<MeanOfSquares>``. Batched, the reduction runs over the sample's own axes only.
+
+tract's expansions (``onnx/src/ops/nn/reduce.rs``), each op with its own scale rule and rebase:
+ReduceL1 = ABS, SUM; ReduceL2 = Square (POW 2, rebased: every square is rounded before the sum),
+SUM, SQRT; ReduceSumSquare = POW 2, SUM; ReduceLogSumExp = EXP, SUM, LN -- **without** ONNX's
+max subtraction; ReduceLogSum = SUM, LN. ReduceProd is ``PolyOp::Prod`` at scale ``s * n``
+(``n`` reduced elements), then one rebase by ``2^(s (n - 1))``: EZKL refuses it when that divisor
+passes the decomposition limit and some remainder is 0 (``_ezkl.check_rebase``).
 """
 
 from __future__ import annotations
@@ -59,6 +68,40 @@ def lower_sum_mean(lw, n: OnnxNode) -> None:
         lw.new("reshape", [cur], oshape, op, name=n.out)
 
 
+# ONNX reduction -> the chain of EZKL ops (op, attrs) tract expands it into, before the reduction
+# proper ("sum", "reducemin" or "prod") and after it
+_EXPANDED = {
+    "ReduceMin": ([], "reducemin", []),
+    "ReduceProd": ([], "prod", []),
+    "ReduceL1": ([("abs", {})], "sum", []),
+    "ReduceL2": ([("pow", {"n": 2})], "sum", [("sqrt", {})]),
+    "ReduceSumSquare": ([("pow", {"n": 2})], "sum", []),
+    "ReduceLogSumExp": ([("lookup", {"fn": "exp"})], "sum", [("lookup", {"fn": "ln"})]),
+    "ReduceLogSum": ([], "sum", [("lookup", {"fn": "ln"})]),
+}
+
+
+@lowers(*_EXPANDED)
+def lower_reduce_expanded(lw, n: OnnxNode) -> None:
+    x, op, a = n.x, n.op, n.attrs
+    shp = lw.shapes[x]
+    axes = lw.reduce_axes(a, n.ins, len(shp))
+    kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
+    before, red, after = _EXPANDED[op]
+    cur = x
+    for e, attrs in before:
+        cur = lw.new(e, [cur], shp, op, **attrs)
+    cur = lw.new(red, [cur], kshape, op, axes=tuple(axes),
+                 n=int(np.prod([shp[i] for i in axes])))
+    for e, attrs in after:
+        cur = lw.new(e, [cur], kshape, op, **attrs)
+    if a.get("keepdims", 1):
+        lw.alias[n.out] = cur
+    else:
+        lw.new("reshape", [cur], tuple(d for i, d in enumerate(shp) if i not in axes), op,
+               name=n.out)
+
+
 def _out_shape(step, args) -> tuple[int, ...]:
     return (batch_of(args), *step.node.shape)
 
@@ -84,3 +127,26 @@ def run_meanofsquares(be, step, args: list[torch.Tensor]) -> torch.Tensor:
     axes = batched_axes(step.node.attrs["axes"])
     y = reduce_sum(be, be.int_mul(x, x), axes, _out_shape(step, args))
     return be.div_round(y, int(np.prod([x.shape[i] for i in axes])))
+
+
+@ezkl_op("reducemin", scale=keep_scale)
+def run_reducemin(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+    axes = batched_axes(step.node.attrs["axes"])
+    return -reduce_max(be, -args[0], axes, _out_shape(step, args))
+
+
+def _prod_scale(c: ScaleCtx) -> int:
+    """``PolyOp::Prod``: the product of ``n`` values at scale s has scale ``s * n``."""
+    return c.scales[0] * c.node.attrs["n"]
+
+
+@ezkl_op("prod", scale=_prod_scale)
+def run_prod(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+    x = args[0]
+    axes = batched_axes(step.node.attrs["axes"])
+    keep = [i for i in range(x.dim()) if i not in axes]
+    xt = x.permute(*keep, *axes).reshape(*[x.shape[i] for i in keep], -1)
+    y = xt[..., 0]
+    for j in range(1, xt.shape[-1]):
+        y = be.int_mul(y, xt[..., j].contiguous())  # exact, or OverflowError
+    return y.reshape(_out_shape(step, args))
