@@ -1,4 +1,5 @@
-"""BatchNormalization and LayerNormalization: no EZKL op of their own, tract expands them.
+"""BatchNormalization, LayerNormalization, InstanceNormalization: no EZKL op of their own, tract
+expands them.
 
 * BatchNormalization: ``x * slope + inter`` in f32 (``onnx/src/ops/nn/batch_norm.rs``), folded
   into a preceding conv when tract's absorption rule applies (``Lowerer.fold_into_conv``).
@@ -47,26 +48,48 @@ def lower_layernorm(lw, n: OnnxNode) -> None:
         raise UnsupportedOpError("LayerNormalization", "non-constant scale/bias")
     shp = lw.shapes[x]
     axis = a.get("axis", -1) % len(shp)
-    axes = tuple(range(axis, len(shp)))
+    gamma = lw.consts[ins[1]].astype(np.float32)
+    beta = lw.consts[ins[2]].astype(np.float32) if len(ins) > 2 and ins[2] else None
+    _normalize(lw, x, tuple(range(axis, len(shp))), gamma, beta, a.get("epsilon", 1e-5), n.out,
+               "LayerNormalization")
+
+
+@lowers("InstanceNormalization")
+def lower_instancenorm(lw, n: OnnxNode) -> None:
+    """tract's expansion (``onnx/src/ops/nn/instance_norm.rs``): the statistics run over every
+    axis but 1 -- **the N axis included**, so with N > 1 the samples' statistics mix (ONNX keeps
+    them apart); then the same ops as LayerNormalization, scale and bias per channel."""
+    a, ins, x = n.attrs, n.ins, n.x
+    if not all(i in lw.consts for i in ins[1:3]):
+        raise UnsupportedOpError("InstanceNormalization", "non-constant scale/bias")
+    shp = lw.shapes[x]
+    cshape = (shp[1], *([1] * (len(shp) - 2)))
+    gamma = lw.consts[ins[1]].astype(np.float32).reshape(cshape)
+    beta = lw.consts[ins[2]].astype(np.float32).reshape(cshape)
+    axes = tuple(i for i in range(len(shp)) if i != 1)
+    _normalize(lw, x, axes, gamma, beta, a.get("epsilon", 1e-5), n.out, "InstanceNormalization")
+
+
+def _normalize(lw, x: str, axes: tuple[int, ...], gamma: np.ndarray, beta: np.ndarray | None,
+               eps: float, out: str, op: str) -> None:
+    """tract's normalization chain: mean (Sum, Mul(1/n)), ``d = x - mean``, MeanOfSquares(d),
+    + eps, Rsqrt, ``d * rsqrt``, * gamma (dropped if all ones), + beta (dropped if all zeros)."""
+    shp = lw.shapes[x]
     kshape = tuple(1 if i in axes else d for i, d in enumerate(shp))
     cnt = int(np.prod([shp[i] for i in axes]))
-    op = "LayerNormalization"
     ssum = lw.new("sum", [x], kshape, op, axes=axes)
-    mean = f"__ln_mean_{lw.counter}"
+    mean = f"__norm_mean_{lw.counter}"
     lw.mul_const(ssum, np.float32(1.0) / np.float32(cnt), mean, op)
     d = lw.new("sub", [x, mean], shp, op)
     var = lw.new("meanofsquares", [d], kshape, op, axes=axes)
-    eps = lw.const(np.array(np.float32(a.get("epsilon", 1e-5))), "ln_eps")
-    ve = lw.new("add", [var, eps], kshape, op)
+    eps_c = lw.const(np.array(np.float32(eps)), "norm_eps")
+    ve = lw.new("add", [var, eps_c], kshape, op)
     inv = lw.new("rsqrt", [ve], kshape, op)
     cur = lw.new("mult", [d, inv], shp, op)
-    gamma = lw.consts[ins[1]].astype(np.float32)
     if not np.all(gamma == 1.0):
-        tmp = f"__ln_scaled_{lw.counter}"
+        tmp = f"__norm_scaled_{lw.counter}"
         lw.mul_const(cur, gamma, tmp, op)
         cur = tmp
-    if len(ins) > 2 and ins[2]:
-        beta = lw.consts[ins[2]].astype(np.float32)
-        if not np.all(beta == 0.0):
-            cur = lw.new("add", [cur, lw.const(beta, "ln_beta")], shp, op)
-    lw.alias[n.out] = cur
+    if beta is not None and not np.all(beta == 0.0):
+        cur = lw.new("add", [cur, lw.const(beta, "norm_beta")], shp, op)
+    lw.alias[out] = cur
