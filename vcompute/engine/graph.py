@@ -150,13 +150,14 @@ class Lowerer:
         if self.onnx_uses.get(x, 0) != 1 or x in self.input_names:
             return False
         c = node.shape[1]
+        rank = len(node.shape)  # 4 for a 2-D conv, 3 for a 1-D one
         op = np.asarray(operand, dtype=np.float32)
-        if op.ndim > 4:
+        if op.ndim > rank:
             return False
-        op4 = op.reshape((1,) * (4 - op.ndim) + op.shape)
-        if op4.shape != (1, c, 1, 1):
+        opr = op.reshape((1,) * (rank - op.ndim) + op.shape)
+        if opr.shape != (1, c) + (1,) * (rank - 2):
             return False
-        vec = op4.reshape(c)
+        vec = opr.reshape(c)
         w_node = self.nodes[node.inputs[1]]
         if len(node.inputs) < 3:
             node.inputs.append(self.const(np.zeros(c, dtype=np.float32), "conv_b"))
@@ -164,7 +165,7 @@ class Lowerer:
         w = np.asarray(w_node.attrs["value"], dtype=np.float32)
         b = np.asarray(b_node.attrs["value"], dtype=np.float32).reshape(c)
         if kind == "Mul":
-            w = w * vec.reshape(c, 1, 1, 1)
+            w = w * vec.reshape(c, *([1] * (w.ndim - 1)))
             b = b * vec
         elif kind == "Add":
             b = b + vec

@@ -25,7 +25,9 @@ def lower_pool(lw, n: OnnxNode) -> None:
     k = list(a["kernel_shape"])
     if len(k) != 2:
         raise UnsupportedOpError(op, "only 2-D pooling")
-    s = list(a.get("strides", [1, 1]))
+    if "strides" not in a:  # EZKL's extract_strides: ONNX's default of 1 is not applied
+        raise UnsupportedOpError(op, "no strides attribute (EZKL requires it)")
+    s = list(a["strides"])
     p = list(a.get("pads", [0, 0, 0, 0]))
     pads = ((p[0], p[2]), (p[1], p[3]))
     n_, c_, h, w_ = lw.shapes[x]
