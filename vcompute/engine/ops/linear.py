@@ -17,11 +17,18 @@ from .registry import OnnxNode, ezkl_op, lowers, sum_scales
 
 @lowers("Gemm")
 def lower_gemm(lw, n: OnnxNode) -> None:
+    """tract's Gemm (``onnx/src/ops/math/gemm.rs``): ``EinSum(A, B)`` (transA/transB are the
+    equation), then ``Mul(alpha)`` if alpha != 1, then ``Add(beta * C)`` if beta != 0 and C is
+    given -- a constant C is folded with beta in f32 into one constant, a runtime C is
+    ``Mul(C, beta)`` like any Mul. So the einsum is rebased before alpha and C apply."""
     a, ins, x, out = n.attrs, n.ins, n.x, n.out
-    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-        raise UnsupportedOpError("Gemm", "transA, alpha != 1 or beta != 1")
     if x is None:
         raise UnsupportedOpError("Gemm", "constant first input")
+    alpha = np.float32(a.get("alpha", 1.0))
+    beta = np.float32(a.get("beta", 1.0))
+    if a.get("transA", 0):
+        xs = lw.shapes[x]
+        x = lw.new("transpose", [x], (xs[1], xs[0]), "Gemm", perm=(1, 0))
     if ins[1] in lw.consts:
         w = lw.consts[ins[1]]
         b = lw.const(w.T if a.get("transB", 0) else w, "gemm_w")
@@ -33,12 +40,25 @@ def lower_gemm(lw, n: OnnxNode) -> None:
     kdim = lw.shapes[b][0]
     m = int(np.prod(lw.shapes[x])) // kdim
     mm_shape = (m, lw.shapes[b][1])
-    if len(ins) > 2 and ins[2]:
-        mm = lw.new("einsum", [x, b], mm_shape, "Gemm")
-        c = lw.input_ref(ins[2], "gemm_b")
-        lw.new("add", [mm, c], np.broadcast_shapes(mm_shape, lw.shapes[c]), "Gemm", name=out)
+    has_c = len(ins) > 2 and ins[2] and beta != 0
+    last = alpha == 1.0 and not has_c
+    mm = lw.new("einsum", [x, b], mm_shape, "Gemm", name=out if last else None)
+    if alpha != 1.0:
+        tmp = out if not has_c else f"__gemm_alpha_{lw.counter}"
+        lw.mul_const(mm, np.array(alpha), tmp, "Gemm")
+        mm = tmp
+    if not has_c:
+        return
+    if ins[2] in lw.consts:
+        cv = lw.consts[ins[2]].astype(np.float32)
+        c = lw.const(cv if beta == 1.0 else beta * cv, "gemm_b")
     else:
-        lw.new("einsum", [x, b], mm_shape, "Gemm", name=out)
+        c = lw.ref(ins[2])
+        if beta != 1.0:
+            tmp = f"__gemm_beta_{lw.counter}"
+            lw.mul_const(c, np.array(beta), tmp, "Gemm")
+            c = tmp
+    lw.new("add", [mm, c], np.broadcast_shapes(mm_shape, lw.shapes[c]), "Gemm", name=out)
 
 
 @lowers("MatMul")
