@@ -29,7 +29,8 @@ for _m in pkgutil.iter_modules(__path__):
 def run_step(be, step, args: list[torch.Tensor]) -> torch.Tensor:
     """One planned step on ``be``: the op (args and result carry a leading batch axis), then
     EZKL's ``RebaseScale`` division when the plan asks for it (refused, as EZKL refuses it,
-    when a divisor beyond the decomposition limit meets an exact quotient: ``_ezkl.check_rebase``)."""
+    when a divisor beyond the decomposition limit meets an exact quotient:
+    ``_ezkl.check_rebase``)."""
     y = registry.ezkl(step.node).run(be, step, args)
     if step.rebase_div is not None:
         x = y

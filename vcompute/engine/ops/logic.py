@@ -23,7 +23,7 @@ import torch
 from ..ir import UnsupportedOpError
 from ._batch import aligned, batch_of
 from ._ezkl import check_bool, check_range, decomp_limit
-from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
+from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
            onnx.TensorProto.BFLOAT16)
