@@ -641,8 +641,118 @@ def _tree_gemm() -> None:
          [("label", I64, [5]), ("probs", F, [5, 2])], [X], opsets={"": 17, "ai.onnx.ml": 3})
 
 
+# ------------------------------------------------------------------------------------------
+# Composite models real users bring, made by the real converters (optional: skipped when a
+# converter is not installed; the stored .onnx files keep CI free of them)
+# ------------------------------------------------------------------------------------------
+def _composite(name: str, m: onnx.ModelProto, xs: list, **kw) -> None:
+    m = onnx.shape_inference.infer_shapes(m)
+    CASES.append(Case(name, "Composite", [], [], [], xs, model=m, **kw))
+
+
+def _sklearn_models():
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.svm import LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = make_classification(n_samples=200, n_features=5, n_informative=3, n_classes=3,
+                               random_state=0)
+    X = np.round(X, 3).astype(np.float32)
+    return X, {
+        "DecisionTree": DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y),
+        "RandomForest": RandomForestClassifier(n_estimators=3, max_depth=3,
+                                               random_state=0).fit(X, y),
+        "LinearSVC": LinearSVC(random_state=0).fit(X, y),
+    }
+
+
+def _composites() -> None:
+    import warnings
+
+    try:
+        X, models = _sklearn_models()
+        from skl2onnx import to_onnx
+    except ImportError as e:  # optional dev extra ("pip install -e .[converters]")
+        print(f"(composite sklearn models skipped: {e})", file=sys.stderr)
+        return
+    xs = [X[:4]]
+    for nm, mdl in models.items():
+        m = to_onnx(mdl, X[:1], target_opset={"": 17, "ai.onnx.ml": 3},
+                    options={id(mdl): {"zipmap": False}} if nm != "LinearSVC" else None)
+        _composite(f"Composite_skl2onnx_{nm}", m, xs)
+    try:
+        from hummingbird.ml import convert
+    except ImportError as e:
+        print(f"(hummingbird composites skipped: {e})", file=sys.stderr)
+    else:
+        import torch
+
+        for nm in ("DecisionTree", "RandomForest"):
+            # hummingbird's own ONNX export needs the dynamo exporter (onnxscript): take its torch
+            # module and export it with TorchScript, as EZKL's own examples do
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                hb = convert(models[nm], "torch", X[:4],
+                             extra_config={"tree_implementation": "gemm"})
+                path = Path(tempfile.mkdtemp()) / "m.onnx"
+                torch.onnx.export(hb.model, torch.from_numpy(X[:4]), str(path),
+                                  opset_version=17, dynamo=False)
+            for tag, kw in (("s7", {}), ("calibrated", {"scale": None})):
+                _composite(f"Composite_hummingbird_gemm_{nm}_{tag}", onnx.load(str(path)), xs,
+                           **kw)
+
+    import torch
+    from torch import nn
+
+    def export(module, example, name, **kw):
+        path = Path(tempfile.mkdtemp()) / "m.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, str(path), opset_version=17, dynamo=False)
+        _composite(name, onnx.load(str(path)), [example.numpy()], **kw)
+
+    torch.manual_seed(0)
+
+    class Rec(nn.Module):
+        def __init__(self, cell):
+            super().__init__()
+            self.cell, self.head = cell, nn.Linear(4, 2)
+
+        def forward(self, x):
+            y, _ = self.cell(x)
+            return self.head(y[-1])
+
+    seq = torch.round(torch.rand(5, 2, 3) * 200 - 100) / 100
+    export(Rec(nn.GRU(3, 4)), seq, "Composite_torch_GRU_s7")
+    export(Rec(nn.LSTM(3, 4)), seq, "Composite_torch_LSTM_s7")
+    export(Rec(nn.LSTM(3, 4)), seq, "Composite_torch_LSTM_s10", scale=10)
+
+    class Block(nn.Module):
+        """A pre-norm transformer encoder block: 2 heads, GELU MLP."""
+
+        def __init__(self, d=8, heads=2):
+            super().__init__()
+            self.h, self.dk = heads, d // heads
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+        def forward(self, x):
+            t, d = x.shape[1], x.shape[2]
+            q, k, v = self.qkv(self.ln1(x)).reshape(t, 3, self.h, self.dk).permute(1, 2, 0, 3)
+            att = torch.softmax(q @ k.transpose(-1, -2) / self.dk ** 0.5, dim=-1)
+            y = (att @ v).permute(1, 0, 2).reshape(1, t, d)
+            x = x + self.proj(y)
+            return x + self.mlp(self.ln2(x))
+
+    tok = torch.round(torch.randn(1, 5, 8) * 100) / 100
+    export(Block(), tok, "Composite_torch_transformer_block_s7")
+    export(Block(), tok, "Composite_torch_transformer_block_calibrated", scale=None)
+
+
 for _group in (_gather, _cast_compare_where_logic, _argmax_topk, _layout, _activations,
-               _reductions, _conv_family, _gemm_rnn, _tree_gemm):
+               _reductions, _conv_family, _gemm_rnn, _tree_gemm, _composites):
     _group()
 
 

@@ -21,22 +21,24 @@ def lower_gemm(lw, n: OnnxNode) -> None:
     equation), then ``Mul(alpha)`` if alpha != 1, then ``Add(beta * C)`` if beta != 0 and C is
     given -- a constant C is folded with beta in f32 into one constant, a runtime C is
     ``Mul(C, beta)`` like any Mul. So the einsum is rebased before alpha and C apply."""
-    a, ins, x, out = n.attrs, n.ins, n.x, n.out
-    if x is None:
-        raise UnsupportedOpError("Gemm", "constant first input")
+    a, ins, out = n.attrs, n.ins, n.out
+    if all(i in lw.consts for i in ins[:2]):
+        raise UnsupportedOpError("Gemm", "both operands constant")
     alpha = np.float32(a.get("alpha", 1.0))
     beta = np.float32(a.get("beta", 1.0))
-    if a.get("transA", 0):
-        xs = lw.shapes[x]
-        x = lw.new("transpose", [x], (xs[1], xs[0]), "Gemm", perm=(1, 0))
-    if ins[1] in lw.consts:
-        w = lw.consts[ins[1]]
-        b = lw.const(w.T if a.get("transB", 0) else w, "gemm_w")
-    else:
-        b = lw.ref(ins[1])
-        if a.get("transB", 0):
-            bs = lw.shapes[b]
-            b = lw.new("transpose", [b], (bs[1], bs[0]), "Transpose", perm=(1, 0))
+
+    def operand(name: str, trans: bool, hint: str) -> str:
+        if name in lw.consts:  # hummingbird's trees multiply a constant by the input
+            v = lw.consts[name]
+            return lw.const(v.T if trans else v, hint)
+        r = lw.ref(name)
+        if trans:
+            rs = lw.shapes[r]
+            r = lw.new("transpose", [r], (rs[1], rs[0]), "Gemm", perm=(1, 0))
+        return r
+
+    x = operand(ins[0], bool(a.get("transA", 0)), "gemm_a")
+    b = operand(ins[1], bool(a.get("transB", 0)), "gemm_w")
     kdim = lw.shapes[b][0]
     m = int(np.prod(lw.shapes[x])) // kdim
     mm_shape = (m, lw.shapes[b][1])
@@ -63,9 +65,9 @@ def lower_gemm(lw, n: OnnxNode) -> None:
 
 @lowers("MatMul")
 def lower_matmul(lw, n: OnnxNode) -> None:
-    x = n.x
-    if x is None:
-        raise UnsupportedOpError("MatMul", "constant first input")
+    if all(i in lw.consts for i in n.ins):
+        raise UnsupportedOpError("MatMul", "both operands constant")
+    x = lw.input_ref(n.ins[0], "matmul_a")
     b = lw.input_ref(n.ins[1], "matmul_w")
     sa, sb = lw.shapes[x], lw.shapes[b]
     if len(sa) < 2 or len(sb) < 2:

@@ -8,9 +8,11 @@ scaled and rebased by the usual rules (``S = 2^s``, every product rebased by ``S
 * gate pre-activation ``p_g = xw_g + const_div(h R_g^T, S) + q(Wb_g + Rb_g)`` -- the two biases
   are summed in f32 by tract before quantization;
 * RNN: ``h = tanh(p)``;
-* GRU (gates z, r, h; ``linear_before_reset = 0``): ``z = sigmoid(p_z)``, ``r = sigmoid(p_r)``,
+* GRU (gates z, r, h): ``z = sigmoid(p_z)``, ``r = sigmoid(p_r)``,
   ``h~ = tanh(xw_h + const_div(const_div(r h, S) R_h^T, S) + q(Rb_h) + q(Wb_h))`` (two separate
-  bias constants here), ``h = const_div((S - z) h~, S) + const_div(z h, S)``;
+  bias constants here); with ``linear_before_reset = 1`` (torch's GRU)
+  ``h~ = tanh(xw_h + const_div(r (const_div(h R_h^T, S) + q(Rb_h)), S) + q(Wb_h))``;
+  ``h = const_div((S - z) h~, S) + const_div(z h, S)``;
 * LSTM (gates i, o, f, c): ``C = const_div(f C, S) + const_div(i tanh(p_c), S)``,
   ``H = const_div(o tanh(C), S)``.
 
@@ -18,9 +20,10 @@ scaled and rebased by the usual rules (``S = 2^s``, every product rebased by ``S
 ``{Y, Y_h}`` or ``{Y_c}`` are used, both states are fed the new cell state: ``h_{t+1} = C_t``,
 ``c_{t+1} = C_t``; Y holds the H computed from those and ``Y_h = Y_c =`` the last C. Reproduced.
 
-Supported as verified: forward direction, ``layout = 0``, zero initial states, no
-``sequence_lens``, peepholes, ``clip`` or custom activations, and a rebase multiplier of 1 with
-``input_scale == param_scale`` (the state scales EZKL pins then equal the step's own).
+Supported as verified: forward direction, ``layout = 0``, zero initial states (absent, or zero
+constants as torch exports them), no ``sequence_lens``, peepholes, ``clip`` or custom
+activations, and a rebase multiplier of 1 with ``input_scale == param_scale`` (the state scales
+EZKL pins then equal the step's own).
 """
 
 from __future__ import annotations
@@ -43,13 +46,15 @@ def _check(lw, n: OnnxNode) -> None:
     for k in ("activations", "clip", "activation_alpha", "activation_beta"):
         if k in a:
             raise UnsupportedOpError(op, f"attribute {k} (not verified against EZKL)")
-    if op == "GRU" and a.get("linear_before_reset", 0):
-        raise UnsupportedOpError(op, "linear_before_reset = 1 (not verified against EZKL)")
     if op == "LSTM" and a.get("input_forget", 0):
         raise UnsupportedOpError(op, "input_forget (not verified against EZKL)")
-    if any(i for i in n.ins[4:]):
-        raise UnsupportedOpError(op, "sequence_lens, initial states or peepholes (not verified "
-                                     "against EZKL)")
+    extra = list(n.ins[4:]) + [""] * 4
+    seq_lens, init_h, init_c, peep = extra[:4]
+    if seq_lens or peep:
+        raise UnsupportedOpError(op, "sequence_lens or peepholes (not verified against EZKL)")
+    for i in (init_h, init_c):  # torch exports zero initial states as constants
+        if i and (i not in lw.consts or np.any(lw.consts[i] != 0)):
+            raise UnsupportedOpError(op, "non-zero initial states (not verified against EZKL)")
     if not all(i in lw.consts for i in n.ins[1:3]) or (
             len(n.ins) > 3 and n.ins[3] and n.ins[3] not in lw.consts):
         raise UnsupportedOpError(op, "non-constant weights")
@@ -130,9 +135,13 @@ def lower_recurrent(lw, n: OnnxNode) -> None:
         elif op == "GRU":
             z = u.lookup(pre(0), "sigmoid")
             r = u.lookup(pre(1), "sigmoid")
-            rh = u.matmul(u.mul(r, h), rt[2])
-            ht = u.lookup(u.add(xw[2][t], rh, u.const(rb[2], "gru_rb"),
-                                u.const(wb[2], "gru_wb")), "tanh")
+            if n.attrs.get("linear_before_reset", 0):  # r * (h R_h^T + Rb_h)
+                hr = u.add(u.matmul(h, rt[2]), u.const(rb[2], "gru_rb"))
+                ht = u.lookup(u.add(xw[2][t], u.mul(r, hr), u.const(wb[2], "gru_wb")), "tanh")
+            else:  # (r * h) R_h^T
+                rh = u.matmul(u.mul(r, h), rt[2])
+                ht = u.lookup(u.add(xw[2][t], rh, u.const(rb[2], "gru_rb"),
+                                    u.const(wb[2], "gru_wb")), "tanh")
             one_minus_z = u.new("sub", [u.const(np.array(1.0), "one"), z])
             h = u.add(u.mul(one_minus_z, ht), u.mul(z, h))
             ys.append(h)

@@ -1,5 +1,5 @@
 """Layout ops: Identity, Dropout (aliases), Flatten, Reshape, Squeeze, Unsqueeze,
-Transpose, Concat, Slice -> EZKL's RESHAPE, MOVEAXIS, CONCAT, SLICE (no arithmetic; Concat
+Transpose, Concat, Slice, Split -> EZKL's RESHAPE, MOVEAXIS, CONCAT, SLICE (no arithmetic; Concat
 aligns its inputs' scales first).
 
 A reshape that only adds or drops unit axes in front of a matmul becomes a ``view``: tract
@@ -133,3 +133,31 @@ def run_concat(be, step, args: list[torch.Tensor]) -> torch.Tensor:
              for a, s in zip(args, step.in_shifts)]
     parts = [p.expand(nb, *p.shape[1:]) for p in parts]
     return torch.cat(parts, dim=step.node.attrs["axis"] + 1)
+
+
+@lowers("Split")
+def lower_split(lw, n: OnnxNode) -> None:
+    """tract splits into one slice per output (no arithmetic)."""
+    x, a, ins = n.x, n.attrs, n.ins
+    shp = list(lw.shapes[x])
+    ax = a.get("axis", 0) % len(shp)
+    outs = list(n.proto.output)
+    if len(ins) > 1 and ins[1]:
+        if ins[1] not in lw.consts:
+            raise UnsupportedOpError("Split", "non-constant split sizes")
+        sizes = [int(v) for v in lw.consts[ins[1]].reshape(-1)]
+    elif "split" in a:
+        sizes = [int(v) for v in a["split"]]
+    else:
+        k = -(-shp[ax] // len(outs))
+        sizes = [min(k, shp[ax] - i * k) for i in range(len(outs))]
+    start = 0
+    for o, sz in zip(outs, sizes):
+        if o:
+            if sz == shp[ax]:
+                lw.alias[o] = x
+            else:
+                oshape = tuple(sz if i == ax else d for i, d in enumerate(shp))
+                lw.new("slice", [x], oshape, "Split", name=o, axis=ax, start=start,
+                       end=start + sz)
+        start += sz
