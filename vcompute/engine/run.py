@@ -228,7 +228,7 @@ def run_fixed_batch(
     settings: dict,
     device: str | None = None,
     *,
-    backend: str | object = "triton",
+    backend: str | object | None = None,
     check_scales: bool = True,
 ) -> BatchResult:
     """Run ``model`` on a batch of samples, each exactly as EZKL computes its witness.
@@ -236,10 +236,11 @@ def run_fixed_batch(
     ``model`` is a path to an .onnx file (the plan is cached per path and mtime). ``samples`` is a list of per-sample input lists (floats,
     one array-like per model input), or stacked arrays with a leading batch axis: a list of one
     array per model input, or a single array for a single-input model. ``settings`` is EZKL's
-    settings.json (its ``run_args`` give the scales). ``backend``: ``"triton"`` (the kernels) or
-    ``"torch"`` (exact int64 on the CPU; ``"reference"`` is its former name). With
-    ``check_scales`` the output scales must equal the settings' ``model_output_scales`` (a
-    mismatch means the lowering differs from EZKL's).
+    settings.json (its ``run_args`` give the scales). ``backend``: ``"triton"`` (the kernels),
+    ``"torch"`` (exact int64 on the CPU; ``"reference"`` is its former name), or ``None`` for
+    Triton on a CUDA device and torch elsewhere. With ``check_scales`` the output scales must
+    equal the settings' ``model_output_scales`` (a mismatch means the lowering differs from
+    EZKL's).
     """
     src = _Source(model)
     run_args = settings["run_args"]
@@ -273,7 +274,7 @@ def run_fixed(
     settings: dict,
     device: str | None = None,
     *,
-    backend: str | object = "triton",
+    backend: str | object | None = None,
     check_scales: bool = True,
 ) -> EngineResult:
     """Run ``model_path`` on one sample's ``inputs`` (floats, one

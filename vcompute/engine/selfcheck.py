@@ -74,7 +74,7 @@ def write_batch(case: Path, samples: list[list], gen_witness) -> None:
 
 
 def check_batches(case: Path, settings: dict, sizes: list[int], device: str | None,
-                  backend: str) -> str | None:
+                  backend: str | None) -> str | None:
     """None if every batch of every size gives each sample its witness and batch-1 bits."""
     b = json.loads((case / "batch.json").read_text())
     samples = [[np.array(x) for x in s] for s in b["samples"]]
@@ -94,7 +94,7 @@ def check_batches(case: Path, settings: dict, sizes: list[int], device: str | No
     return None
 
 
-def run(cases: Path, device: str | None, backend: str, sizes: list[int] | None = None) -> int:
+def run(cases: Path, device: str | None, backend: str | None, sizes: list[int] | None = None) -> int:
     bad = 0
     for d in sorted(p for p in cases.iterdir() if (p / "witness.json").exists()):
         settings = json.loads((d / "settings.json").read_text())
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run")
     r.add_argument("cases", type=Path)
     r.add_argument("--device", default=None)
-    r.add_argument("--backend", default="triton", choices=["triton", "torch", "reference"])
+    r.add_argument("--backend", default=None, choices=["triton", "torch", "reference"],
+                   help="default: triton on a CUDA device, the exact int64 torch backend on the CPU")
     r.add_argument("--batch", type=int, nargs="+", default=None,
                    help="batch sizes to check over each case's batch.json samples")
     a = ap.parse_args(argv)
