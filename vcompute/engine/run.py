@@ -11,6 +11,7 @@ cannot change a bit. ``run_fixed`` is the one-sample case.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnx
 import torch
 
 from vcompute.errors import UsageError
 
 from . import backends
-from .graph import Graph, load_graph, model_input_shapes
+from .graph import Graph, ModelLike, load_graph, model_input_shapes
 from .ops import run_step
 from .quantize import Plan, make_plan, quantize_input
 
@@ -69,12 +71,23 @@ class BatchResult:
 
 
 class _Source:
-    """A model file and its cache key (path, mtime, size): the plan is made once per version."""
+    """A model handed over as a path or a ModelProto: its cache key, parsed at most once."""
 
-    def __init__(self, model: Path | str) -> None:
-        self.path = Path(model)
-        st = self.path.stat()
-        self.key: tuple = ("path", str(self.path.resolve()), st.st_mtime_ns, st.st_size)
+    def __init__(self, model: ModelLike, key: str | None = None) -> None:
+        self._proto = model if isinstance(model, onnx.ModelProto) else None
+        self._path = None if self._proto is not None else Path(model)
+        if key is not None:
+            self.key: tuple = ("key", key)
+        elif self._proto is not None:
+            self.key = ("sha256", hashlib.sha256(self._proto.SerializeToString()).hexdigest())
+        else:
+            st = self._path.stat()
+            self.key = ("path", str(self._path.resolve()), st.st_mtime_ns, st.st_size)
+
+    def proto(self) -> onnx.ModelProto:
+        if self._proto is None:
+            self._proto = onnx.load(str(self._path))
+        return self._proto
 
 
 _DECLARED: dict[tuple, list[tuple[int | None, ...]]] = {}
@@ -87,7 +100,7 @@ def _declared_shapes(src: _Source) -> list[tuple[int | None, ...]]:
     if src.key not in _DECLARED:
         if len(_DECLARED) > _MAX_CACHED:
             _DECLARED.clear()
-        _DECLARED[src.key] = model_input_shapes(src.path)
+        _DECLARED[src.key] = model_input_shapes(src.proto())
     return _DECLARED[src.key]
 
 
@@ -98,7 +111,7 @@ def _prepared(src: _Source, shapes, run_args: dict) -> tuple[Graph, Plan]:
         if len(_PREPARED) > _MAX_CACHED:
             _PREPARED.clear()
             _CONSTS.clear()
-        graph = load_graph(src.path, shapes)
+        graph = load_graph(src.proto(), shapes)
         _PREPARED[key] = (graph, make_plan(graph, run_args))
     return _PREPARED[key]
 
@@ -223,17 +236,20 @@ def _op_names(plan: Plan) -> list[str]:
 
 
 def run_fixed_batch(
-    model: Path | str,
+    model: ModelLike,
     samples: Samples,
     settings: dict,
     device: str | None = None,
     *,
     backend: str | object | None = None,
     check_scales: bool = True,
+    model_key: str | None = None,
 ) -> BatchResult:
     """Run ``model`` on a batch of samples, each exactly as EZKL computes its witness.
 
-    ``model`` is a path to an .onnx file (the plan is cached per path and mtime). ``samples`` is a list of per-sample input lists (floats,
+    ``model`` is a path to an .onnx file or a loaded ``onnx.ModelProto`` (parsed once; the plan
+    is cached per model, keyed by the file's path and mtime, or by the proto's serialized bytes'
+    hash unless ``model_key`` names it). ``samples`` is a list of per-sample input lists (floats,
     one array-like per model input), or stacked arrays with a leading batch axis: a list of one
     array per model input, or a single array for a single-input model. ``settings`` is EZKL's
     settings.json (its ``run_args`` give the scales). ``backend``: ``"triton"`` (the kernels),
@@ -242,7 +258,7 @@ def run_fixed_batch(
     equal the settings' ``model_output_scales`` (a mismatch means the lowering differs from
     EZKL's).
     """
-    src = _Source(model)
+    src = _Source(model, model_key)
     run_args = settings["run_args"]
     per_input = _stack_inputs(samples)
     shapes = _shapes_for(_declared_shapes(src), [x[0] for x in per_input])
@@ -269,16 +285,17 @@ def run_fixed_batch(
 
 
 def run_fixed(
-    model_path: Path | str,
+    model_path: ModelLike,
     inputs: Sequence[Any],
     settings: dict,
     device: str | None = None,
     *,
     backend: str | object | None = None,
     check_scales: bool = True,
+    model_key: str | None = None,
 ) -> EngineResult:
-    """Run ``model_path`` on one sample's ``inputs`` (floats, one
+    """Run ``model_path`` (a path or a loaded ModelProto) on one sample's ``inputs`` (floats, one
     array per model input) the way EZKL computes its witness: :func:`run_fixed_batch` with a
     batch of one (same arguments)."""
     return run_fixed_batch(model_path, [list(inputs)], settings, device, backend=backend,
-                           check_scales=check_scales).sample(0)
+                           check_scales=check_scales, model_key=model_key).sample(0)
