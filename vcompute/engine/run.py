@@ -25,6 +25,7 @@ import torch
 from vcompute.errors import UsageError
 
 from . import backends
+from .backends import Backend
 from .graph import Graph, ModelLike, load_graph, model_input_shapes
 from .ops import run_step
 from .quantize import Plan, make_plan, quantize_input
@@ -191,7 +192,7 @@ def _shapes_for(declared: list[tuple[int | None, ...]], sample: list[np.ndarray]
 # -- execution --------------------------------------------------------------------------------
 
 
-def _execute(graph: Graph, plan: Plan, be, dev: str, per_input: list[np.ndarray]
+def _execute(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: list[np.ndarray]
              ) -> list[torch.Tensor]:
     """Run every step for a batch; returns each output as a CPU (B, values) int64 tensor."""
     nb = per_input[0].shape[0]
@@ -208,7 +209,7 @@ def _execute(graph: Graph, plan: Plan, be, dev: str, per_input: list[np.ndarray]
     return [values[o].reshape(nb, -1).cpu() for o in graph.outputs]
 
 
-def _execute_exact(graph: Graph, plan: Plan, be, dev: str, per_input: list[np.ndarray]
+def _execute_exact(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: list[np.ndarray]
                    ) -> list[torch.Tensor]:
     """:func:`_execute`, one sample at a time when the batch trips an overflow guard.
 
@@ -241,7 +242,7 @@ def run_fixed_batch(
     settings: dict,
     device: str | None = None,
     *,
-    backend: str | object | None = None,
+    backend: str | Backend | None = None,
     check_scales: bool = True,
     model_key: str | None = None,
 ) -> BatchResult:
@@ -290,7 +291,7 @@ def run_fixed(
     settings: dict,
     device: str | None = None,
     *,
-    backend: str | object | None = None,
+    backend: str | Backend | None = None,
     check_scales: bool = True,
     model_key: str | None = None,
 ) -> EngineResult:

@@ -8,11 +8,15 @@ depends only on the input integer, so results do not depend on the batch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..fixedpoint import round_half_away
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 MAX_TABLE = 1 << 20  # dense-table entries; wider inputs use a table of their distinct values
 
@@ -147,7 +151,7 @@ def _dense_table(fn: str, lo: int, hi: int, extra: dict, a: float | None) -> np.
     return vals[lo - clo: hi - clo + 1]
 
 
-def apply_table(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = None) -> torch.Tensor:
+def apply_table(be: Backend, x: torch.Tensor, fn: str, extra: dict, a: float | None = None) -> torch.Tensor:
     """Apply EZKL's integer function ``fn`` through a host-built table and the lookup kernel.
 
     Dense table over [min, max] when that range is small; otherwise a table over the distinct

@@ -7,15 +7,22 @@ absorption rule, which lives with the other generic rules in :mod:`..graph`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..ir import UnsupportedOpError
 from ._batch import images
 from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Conv")
-def lower_conv(lw, n: OnnxNode) -> None:
+def lower_conv(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x = n.attrs, n.ins, n.x
     if ins[1] not in lw.consts:
         raise UnsupportedOpError("Conv", "kernel must be a constant")
@@ -58,7 +65,7 @@ def _conv_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("conv", scale=_conv_scale, prepare=_bias_at_product_scale)
-def run_conv(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_conv(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     node = step.node
     x = args[0]
     (t, b), (l, r) = node.attrs["pads"]

@@ -7,6 +7,8 @@ run one GEMM per sample and matrix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -14,9 +16,14 @@ from ..ir import UnsupportedOpError
 from ._batch import align
 from .registry import OnnxNode, ezkl_op, lowers, sum_scales
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Gemm")
-def lower_gemm(lw, n: OnnxNode) -> None:
+def lower_gemm(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x, out = n.attrs, n.ins, n.x, n.out
     if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
         raise UnsupportedOpError("Gemm", "transA, alpha != 1 or beta != 1")
@@ -42,7 +49,7 @@ def lower_gemm(lw, n: OnnxNode) -> None:
 
 
 @lowers("MatMul")
-def lower_matmul(lw, n: OnnxNode) -> None:
+def lower_matmul(lw: Lowerer, n: OnnxNode) -> None:
     x = n.x
     if x is None:
         raise UnsupportedOpError("MatMul", "constant first input")
@@ -55,7 +62,7 @@ def lower_matmul(lw, n: OnnxNode) -> None:
 
 
 @ezkl_op("einsum", scale=sum_scales)
-def run_einsum(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_einsum(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``a @ b`` for ``a`` (B, ..., M, K) and ``b`` (B or 1, ..., K, N)."""
     a, b = args
     nb = max(a.shape[0], b.shape[0])
