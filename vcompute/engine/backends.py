@@ -15,9 +15,30 @@ which :mod:`vcompute.engine.ops` executes a plan.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+
+
+class Backend(Protocol):
+    """The integer primitives an op executes on (the kernels' int64 API)."""
+
+    def describe(self) -> str: ...
+    def int_matmul(self, a: torch.Tensor, b: torch.Tensor,
+                   bias: torch.Tensor | None = None) -> torch.Tensor: ...
+    def int_conv2d(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride,
+                   padding, dilation=(1, 1), groups: int = 1) -> torch.Tensor: ...
+    def div_round(self, x: torch.Tensor, divisor: int) -> torch.Tensor: ...
+    def int_add(self, a: torch.Tensor, b: torch.Tensor, a_shift: int = 0,
+                b_shift: int = 0) -> torch.Tensor: ...
+    def int_sub(self, a: torch.Tensor, b: torch.Tensor, a_shift: int = 0,
+                b_shift: int = 0) -> torch.Tensor: ...
+    def int_mul(self, a: torch.Tensor, b: torch.Tensor, a_shift: int = 0,
+                b_shift: int = 0) -> torch.Tensor: ...
+    def relu(self, x: torch.Tensor) -> torch.Tensor: ...
+    def table_lookup(self, x: torch.Tensor, table: torch.Tensor, offset: int) -> torch.Tensor: ...
+    def max_pool2d(self, x: torch.Tensor, kernel, stride, padding=(0, 0)) -> torch.Tensor: ...
+    def sum_pool2d(self, x: torch.Tensor, kernel, stride, padding=(0, 0)) -> torch.Tensor: ...
 
 
 class TritonBackend:
@@ -144,7 +165,7 @@ def default_backend(device: str) -> str:
     return "triton" if torch.device(device).type == "cuda" else "torch"
 
 
-def resolve(backend: str | object | None, device: str) -> tuple[object, str]:
+def resolve(backend: str | Backend | None, device: str) -> tuple[Backend, str]:
     """``(backend object, device it computes on)`` for a name, ``None`` or a backend object."""
     if backend is None:
         backend = default_backend(device)

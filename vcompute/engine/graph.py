@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import onnx
@@ -30,6 +30,9 @@ from .ir import Graph, Node, UnsupportedOpError
 from .ops.nonlinear import LOOKUP_OPS  # noqa: F401  (re-exported: EZKL's lookup ops by ONNX name)
 from .ops.registry import OnnxNode
 
+#: a model as callers hand it: a path to an .onnx file, or an already-loaded ModelProto
+ModelLike = Union[str, Path, onnx.ModelProto]
+
 # ONNX ops evaluated only to fold constants (shape arithmetic and the like).
 _FOLDABLE = {
     "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Reshape",
@@ -37,7 +40,8 @@ _FOLDABLE = {
     "Equal", "Where", "Expand", "Neg", "Sqrt", "Reciprocal", "Floor", "Ceil", "Flatten",
 }
 
-__all__ = ["Graph", "Lowerer", "Node", "UnsupportedOpError", "load_graph", "model_input_shapes"]
+__all__ = ["Graph", "Lowerer", "ModelLike", "Node", "UnsupportedOpError", "load_graph",
+           "load_model", "model_input_shapes"]
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -265,22 +269,29 @@ def _absorb_unit_reshapes(graph: Graph) -> None:
             node.op = "view"
 
 
-def load_graph(model_path: Path | str, input_shapes: list[tuple[int, ...]]) -> Graph:
-    """Load ``model_path`` and lower it for the given (concrete) input shapes."""
-    model = onnx.load(str(model_path))
+def load_model(model: ModelLike) -> onnx.ModelProto:
+    """The ModelProto of ``model``: parsed from a path, or the proto itself."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return onnx.load(str(model))
+
+
+def load_graph(model: ModelLike, input_shapes: list[tuple[int, ...]]) -> Graph:
+    """Lower ``model`` (a path or a loaded ModelProto) for the given (concrete) input shapes."""
+    proto = load_model(model)
     try:
-        model = shape_inference.infer_shapes(model)
+        proto = shape_inference.infer_shapes(proto)
     except Exception:  # shape inference is advisory: we compute shapes ourselves
         pass
-    return Lowerer(model, [tuple(int(d) for d in s) for s in input_shapes]).lower()
+    return Lowerer(proto, [tuple(int(d) for d in s) for s in input_shapes]).lower()
 
 
-def model_input_shapes(model_path: Path | str) -> list[tuple[int | None, ...]]:
-    """The declared input shapes (``None`` for symbolic dims)."""
-    model = onnx.load(str(model_path))
-    inits = {t.name for t in model.graph.initializer}
+def model_input_shapes(model: ModelLike) -> list[tuple[int | None, ...]]:
+    """The declared input shapes (``None`` for symbolic dims) of a path or a ModelProto."""
+    proto = load_model(model)
+    inits = {t.name for t in proto.graph.initializer}
     shapes = []
-    for vi in model.graph.input:
+    for vi in proto.graph.input:
         if vi.name in inits:
             continue
         dims = vi.type.tensor_type.shape.dim

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,12 +22,16 @@ from ._ezkl import check_rebase, decomp_limit
 from ._tables import _TABLES, MAX_TABLE, _dense_table, lookup_values
 from .registry import EZKL_OPS, LOWERINGS, EzklOp, Lowering, OnnxNode, ScaleCtx, ezkl_op, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..quantize import Step
+
 for _m in pkgutil.iter_modules(__path__):
     if not _m.name.startswith("_") and _m.name != "registry":
         importlib.import_module(f"{__name__}.{_m.name}")
 
 
-def run_step(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_step(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """One planned step on ``be``: the op (args and result carry a leading batch axis), then
     EZKL's ``RebaseScale`` division when the plan asks for it (refused, as EZKL refuses it,
     when a divisor beyond the decomposition limit meets an exact quotient:

@@ -7,8 +7,13 @@ front of every node's shape: a node of shape ``s`` holds a ``(B, *s)`` tensor, a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 
 def batch_of(args: list[torch.Tensor]) -> int:
@@ -41,7 +46,7 @@ def images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, *x.shape[2:])
 
 
-def reduce_max(be, x: torch.Tensor, axes: list[int], out_shape) -> torch.Tensor:
+def reduce_max(be: Backend, x: torch.Tensor, axes: list[int], out_shape) -> torch.Tensor:
     """Max over ``axes`` (axes of ``x`` itself) as one pooling window per kept position."""
     keep = [i for i in range(x.dim()) if i not in axes]
     xt = x.permute(*keep, *axes).contiguous()
@@ -50,7 +55,7 @@ def reduce_max(be, x: torch.Tensor, axes: list[int], out_shape) -> torch.Tensor:
     return be.max_pool2d(xt.reshape(1, 1, m, k), (1, k), (1, k), (0, 0)).reshape(out_shape)
 
 
-def reduce_sum(be, x: torch.Tensor, axes: list[int], out_shape) -> torch.Tensor:
+def reduce_sum(be: Backend, x: torch.Tensor, axes: list[int], out_shape) -> torch.Tensor:
     """Exact sum over ``axes`` (axes of ``x`` itself) as one GEMM with a ones column."""
     keep = [i for i in range(x.dim()) if i not in axes]
     xt = x.permute(*keep, *axes).contiguous()

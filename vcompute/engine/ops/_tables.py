@@ -8,6 +8,7 @@ depends only on the input integer, so results do not depend on the batch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,9 +16,12 @@ import torch
 from ..fixedpoint import round_half_away
 from ..ir import UnsupportedOpError
 
-MAX_TABLE = 1 << 20
+if TYPE_CHECKING:
+    from ..backends import Backend
+
+MAX_TABLE = 1 << 20  # dense-table entries; wider inputs use a table of their distinct values
 #: table values are clipped here (Rust saturates at i128 bounds): a result this large is refused
-SATURATED = 2 ** 62  # dense-table entries; wider inputs use a table of their distinct values
+SATURATED = 2 ** 62
 
 _ERF_COF = [
     -1.3026537197817094, 6.419697923564902e-1, 1.9476473204185836e-2, -9.56151478680863e-3,
@@ -158,7 +162,7 @@ def _dense_table(fn: str, lo: int, hi: int, extra: dict, a: float | None) -> np.
     return vals[lo - clo: hi - clo + 1]
 
 
-def apply_table(be, x: torch.Tensor, fn: str, extra: dict, a: float | None = None) -> torch.Tensor:
+def apply_table(be: Backend, x: torch.Tensor, fn: str, extra: dict, a: float | None = None) -> torch.Tensor:
     """Apply EZKL's integer function ``fn`` through a host-built table and the lookup kernel.
 
     Dense table over [min, max] when that range is small; otherwise a table over the distinct

@@ -6,6 +6,8 @@ tract turns ``Relu`` and ``Max(x, 0)`` into a Max with 0, which EZKL maps to ReL
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -14,20 +16,25 @@ from ..ir import UnsupportedOpError
 from ._batch import aligned, batch_of, expand_to
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Relu")
-def lower_relu(lw, n: OnnxNode) -> None:
+def lower_relu(lw: Lowerer, n: OnnxNode) -> None:
     lw.new("relu", [n.x], lw.shapes[n.x], n.op, name=n.out)
 
 
 @lowers("LeakyRelu")
-def lower_leaky(lw, n: OnnxNode) -> None:
+def lower_leaky(lw: Lowerer, n: OnnxNode) -> None:
     lw.new("leaky", [n.x], lw.shapes[n.x], n.op, name=n.out,
            alpha=float(np.float32(n.attrs.get("alpha", 0.01))))
 
 
 @lowers("Clip")
-def lower_clip(lw, n: OnnxNode) -> None:
+def lower_clip(lw: Lowerer, n: OnnxNode) -> None:
     ins, a, x, out = n.ins, n.attrs, n.x, n.out
     lo = ins[1] if len(ins) > 1 and ins[1] else None
     hi = ins[2] if len(ins) > 2 and ins[2] else None
@@ -47,7 +54,7 @@ def lower_clip(lw, n: OnnxNode) -> None:
 
 
 @lowers("Max", "Min")
-def lower_max_min(lw, n: OnnxNode) -> None:
+def lower_max_min(lw: Lowerer, n: OnnxNode) -> None:
     op, ins = n.op, n.ins
     if len(ins) != 2:
         raise UnsupportedOpError(op, "only two inputs")
@@ -61,7 +68,7 @@ def lower_max_min(lw, n: OnnxNode) -> None:
                name=n.out)
 
 
-def max_min_const(lw, op: str, x: str, c: np.ndarray, out: str) -> None:
+def max_min_const(lw: Lowerer, op: str, x: str, c: np.ndarray, out: str) -> None:
     """``Max``/``Min`` of ``x`` and a constant (utilities.rs "Max": Max with a single 0 is a
     ReLU, i.e. ``LeakyReLU(slope=0)``)."""
     c32 = np.asarray(c, dtype=np.float32)
@@ -73,7 +80,7 @@ def max_min_const(lw, op: str, x: str, c: np.ndarray, out: str) -> None:
 
 
 @ezkl_op("relu", scale=keep_scale)
-def run_relu(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_relu(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return be.relu(args[0])
 
 
@@ -85,7 +92,7 @@ def _leaky_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("leaky", scale=_leaky_scale)
-def run_leaky(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_leaky(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     pos = be.relu(x)
     neg = be.int_sub(x, pos)
@@ -94,7 +101,7 @@ def run_leaky(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("max", "min", scale=keep_scale, homogenous=True)
-def run_max_min(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_max_min(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``max(a, b) = b + relu(a - b)``, ``min(a, b) = a - relu(a - b)`` (at the common scale)."""
     sh = step.in_shifts
     a, b = aligned(args, step.node.shape)

@@ -18,12 +18,19 @@ and columns (tract's adjustments). All verified against EZKL witnesses.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..ir import UnsupportedOpError
 from ._batch import images
 from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
 
 
 def _strides(op: str, a: dict, nsp: int) -> list[int]:
@@ -36,7 +43,7 @@ def _strides(op: str, a: dict, nsp: int) -> list[int]:
     return s
 
 
-def _common(op: str, lw, n: OnnxNode) -> tuple[np.ndarray, int]:
+def _common(op: str, lw: Lowerer, n: OnnxNode) -> tuple[np.ndarray, int]:
     """The constant kernel and the number of spatial dims (1 or 2), checking what EZKL checks."""
     a, ins = n.attrs, n.ins
     if ins[1] not in lw.consts:
@@ -54,7 +61,7 @@ def _common(op: str, lw, n: OnnxNode) -> tuple[np.ndarray, int]:
 
 
 @lowers("Conv")
-def lower_conv(lw, n: OnnxNode) -> None:
+def lower_conv(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x = n.attrs, n.ins, n.x
     w, nsp = _common("Conv", lw, n)
     s = _strides("Conv", a, nsp)
@@ -74,7 +81,7 @@ def lower_conv(lw, n: OnnxNode) -> None:
 
 
 @lowers("ConvTranspose")
-def lower_conv_transpose(lw, n: OnnxNode) -> None:
+def lower_conv_transpose(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x = n.attrs, n.ins, n.x
     op = "ConvTranspose"
     w, nsp = _common(op, lw, n)
@@ -137,7 +144,7 @@ def _kernel4(w: torch.Tensor) -> torch.Tensor:
 
 
 @ezkl_op("conv", scale=_conv_scale, prepare=_bias_at_product_scale)
-def run_conv(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_conv(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     node = step.node
     x = args[0]
     (t, b), (l, r) = node.attrs["pads"]
@@ -151,7 +158,7 @@ def run_conv(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("deconv", scale=_conv_scale, prepare=_bias_at_product_scale)
-def run_deconv(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_deconv(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a = step.node.attrs
     x = images(args[0])
     nb, c, h, w = x.shape

@@ -8,6 +8,7 @@ tract's rewrites decide the EZKL ops: ``Div(x, c)`` is ``Mul(x, 1f32/c)``; ``Mul
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,9 +18,14 @@ from ._batch import aligned
 from .nonlinear import lower_recip
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers, sum_scales
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Add", "Sub", "Mul", "Div")
-def lower_arith(lw, n: OnnxNode) -> None:
+def lower_arith(lw: Lowerer, n: OnnxNode) -> None:
     op, ins, out = n.op, n.ins, n.out
     c0, c1 = ins[0] in lw.consts, ins[1] in lw.consts
     if c0 and c1:
@@ -61,7 +67,7 @@ def lower_arith(lw, n: OnnxNode) -> None:
 
 
 @lowers("Pow")
-def lower_pow(lw, n: OnnxNode) -> None:
+def lower_pow(lw: Lowerer, n: OnnxNode) -> None:
     """EZKL's "Pow" arm, after tract's ``declutter_pow``: a constant base is an exp lookup with
     that base; a constant scalar exponent 0.5 is SQRT, 1 nothing, an integer ``e`` POW(e) --
     with ``e as u32``, so ``e <= 0`` is POW(0): **the input unchanged, at scale 0**; any other
@@ -95,19 +101,19 @@ def lower_pow(lw, n: OnnxNode) -> None:
 
 
 @lowers("Abs", "Neg")
-def lower_abs_neg(lw, n: OnnxNode) -> None:
+def lower_abs_neg(lw: Lowerer, n: OnnxNode) -> None:
     lw.new(n.op.lower(), [n.x], lw.shapes[n.x], n.op, name=n.out)
 
 
 @ezkl_op("add", "sub", scale=keep_scale, homogenous=True)
-def run_add_sub(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_add_sub(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a, b = aligned(args, step.node.shape)
     f = be.int_add if step.node.op == "add" else be.int_sub
     return f(a, b, step.in_shifts[0], step.in_shifts[1])
 
 
 @ezkl_op("mult", scale=sum_scales)
-def run_mult(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_mult(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a, b = aligned(args, step.node.shape)
     return be.int_mul(a, b)
 
@@ -117,7 +123,7 @@ def _pow_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("pow", scale=_pow_scale)
-def run_pow(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_pow(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     y = x  # POW(0) (an exponent <= 0 cast to u32) lays out the input unchanged
     for _ in range(step.node.attrs["n"] - 1):
@@ -130,18 +136,18 @@ def _identity_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("identity", scale=_identity_scale, rebased=False)
-def run_identity(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_identity(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """Multiplying by ``2^-k`` only raises the scale: the integers do not change."""
     return args[0]
 
 
 @ezkl_op("abs", scale=keep_scale)
-def run_abs(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_abs(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``|x| = 2 relu(x) - x``."""
     r = be.relu(args[0])
     return be.int_sub(r, args[0], 1, 0)
 
 
 @ezkl_op("neg", scale=keep_scale)
-def run_neg(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_neg(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return be.int_sub(torch.zeros_like(args[0]), args[0])

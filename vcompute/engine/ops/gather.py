@@ -18,12 +18,19 @@ No arithmetic: the output keeps the data's scale. What EZKL does differently fro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..ir import UnsupportedOpError
 from ._ezkl import per_sample
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
 
 
 def _const_index(lw, name: str, n: int | None) -> np.ndarray:
@@ -36,7 +43,7 @@ def _const_index(lw, name: str, n: int | None) -> np.ndarray:
 
 
 @lowers("Gather")
-def lower_gather(lw, n: OnnxNode) -> None:
+def lower_gather(lw: Lowerer, n: OnnxNode) -> None:
     x = lw.input_ref(n.ins[0], "gather_data")
     shp = lw.shapes[x]
     ax = n.attrs.get("axis", 0) % len(shp)
@@ -53,7 +60,7 @@ def lower_gather(lw, n: OnnxNode) -> None:
 
 
 @lowers("GatherElements")
-def lower_gather_elements(lw, n: OnnxNode) -> None:
+def lower_gather_elements(lw: Lowerer, n: OnnxNode) -> None:
     x = lw.input_ref(n.ins[0], "gather_data")
     shp = lw.shapes[x]
     ax = n.attrs.get("axis", 0) % len(shp)
@@ -68,7 +75,7 @@ def lower_gather_elements(lw, n: OnnxNode) -> None:
 
 
 @lowers("GatherND")
-def lower_gather_nd(lw, n: OnnxNode) -> None:
+def lower_gather_nd(lw: Lowerer, n: OnnxNode) -> None:
     if n.attrs.get("batch_dims", 0) != 0:
         raise UnsupportedOpError("GatherND", "batch_dims != 0 (not verified against EZKL)")
     x = lw.input_ref(n.ins[0], "gather_data")
@@ -84,7 +91,7 @@ def lower_gather_nd(lw, n: OnnxNode) -> None:
 
 
 @lowers("ScatterElements", "ScatterND")
-def lower_scatter(lw, n: OnnxNode) -> None:
+def lower_scatter(lw: Lowerer, n: OnnxNode) -> None:
     x = lw.input_ref(n.ins[0], "scatter_data")
     shp = lw.shapes[x]
     u_const = n.ins[2] in lw.consts
@@ -104,7 +111,7 @@ def lower_scatter(lw, n: OnnxNode) -> None:
 
 
 @lowers("OneHot")
-def lower_onehot(lw, n: OnnxNode) -> None:
+def lower_onehot(lw: Lowerer, n: OnnxNode) -> None:
     if n.x is None or n.ins[1] not in lw.consts:
         raise UnsupportedOpError("OneHot", "constant indices or non-constant depth")
     depth = int(np.asarray(lw.consts[n.ins[1]]).reshape(-1)[0])
@@ -131,7 +138,7 @@ def _idx_args(step, args):
 
 
 @ezkl_op("gather", scale=keep_scale)
-def run_gather(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_gather(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     ax = step.node.attrs["axis"]
     x, idx, _ = _idx_args(step, args)
     _index(idx, x.shape[ax + 1], "Gather")
@@ -145,7 +152,7 @@ def run_gather(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("gather_elements", scale=keep_scale)
-def run_gather_elements(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_gather_elements(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     ax = step.node.attrs["axis"]
     x, idx, _ = _idx_args(step, args)
     _index(idx, x.shape[ax + 1], "GatherElements")
@@ -153,7 +160,7 @@ def run_gather_elements(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("gather_nd", scale=keep_scale)
-def run_gather_nd(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_gather_nd(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x, idx, _ = _idx_args(step, args)
     k = idx.shape[-1]
     for j in range(k):
@@ -182,7 +189,7 @@ def _shift(be, t: torch.Tensor, s: int) -> torch.Tensor:
 
 
 @ezkl_op("scatter_elements", "scatter_nd", scale=_scatter_scale, homogenous=(0, 2))
-def run_scatter(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_scatter(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     node = step.node
     x, idx, rest = _idx_args(step, args)
     upd = rest[0]
@@ -223,7 +230,7 @@ def _zero_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("onehot", scale=_zero_scale)
-def run_onehot(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_onehot(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a = step.node.attrs
     idx = _index(args[0], a["depth"], "OneHot")
     y = torch.nn.functional.one_hot(idx, a["depth"]).to(torch.int64)  # new last axis

@@ -19,11 +19,18 @@ No arithmetic (the scale is kept), but EZKL's layouts differ from ONNX in places
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..ir import UnsupportedOpError
 from .registry import OnnxNode, ezkl_op, keep_scale, lowers
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
 
 _NO_EZKL_OP = {
     "Tile": "tract's Tile maps to no EZKL op",
@@ -34,12 +41,12 @@ _NO_EZKL_OP = {
 
 
 @lowers(*_NO_EZKL_OP, check_inputs=False)
-def lower_refused(lw, n: OnnxNode) -> None:
+def lower_refused(lw: Lowerer, n: OnnxNode) -> None:
     raise UnsupportedOpError(n.op, _NO_EZKL_OP[n.op] + " (EZKL refuses the model)")
 
 
 @lowers("Pad")
-def lower_pad(lw, n: OnnxNode) -> None:
+def lower_pad(lw: Lowerer, n: OnnxNode) -> None:
     a, ins = n.attrs, n.ins
     mode = a.get("mode", b"constant")
     if mode not in (b"constant", "constant"):
@@ -63,7 +70,7 @@ def lower_pad(lw, n: OnnxNode) -> None:
 
 
 @lowers("Expand")
-def lower_expand(lw, n: OnnxNode) -> None:
+def lower_expand(lw: Lowerer, n: OnnxNode) -> None:
     if n.ins[1] not in lw.consts:
         raise UnsupportedOpError("Expand", "non-constant shape")
     shp = lw.shapes[n.x]
@@ -78,7 +85,7 @@ def lower_expand(lw, n: OnnxNode) -> None:
 
 
 @lowers("Trilu")
-def lower_trilu(lw, n: OnnxNode) -> None:
+def lower_trilu(lw: Lowerer, n: OnnxNode) -> None:
     k = 0
     if len(n.ins) > 1 and n.ins[1]:
         if n.ins[1] not in lw.consts:
@@ -91,7 +98,7 @@ def lower_trilu(lw, n: OnnxNode) -> None:
 
 
 @lowers("EyeLike", check_inputs=False)
-def lower_eyelike(lw, n: OnnxNode) -> None:
+def lower_eyelike(lw: Lowerer, n: OnnxNode) -> None:
     src = n.ins[0]
     shp = lw.consts[src].shape if src in lw.consts else lw.shapes.get(lw.ref(src))
     if shp is None or len(shp) != 2:
@@ -101,7 +108,7 @@ def lower_eyelike(lw, n: OnnxNode) -> None:
 
 
 @lowers("Resize")
-def lower_resize(lw, n: OnnxNode) -> None:
+def lower_resize(lw: Lowerer, n: OnnxNode) -> None:
     a, ins = n.attrs, n.ins
     if a.get("mode", b"nearest") not in (b"nearest", "nearest"):
         raise UnsupportedOpError("Resize", "only nearest (EZKL refuses linear/cubic)")
@@ -120,7 +127,7 @@ def lower_resize(lw, n: OnnxNode) -> None:
 
 
 @ezkl_op("pad", scale=keep_scale)
-def run_pad(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_pad(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     flat = []
     for b, e in reversed(step.node.attrs["pads"]):
         flat += [b, e]
@@ -128,7 +135,7 @@ def run_pad(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("expand", scale=keep_scale)
-def run_expand(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_expand(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """EZKL's left-aligned expand: keep the first ``out[i]`` entries of each input axis (or
     broadcast a unit one), then let any extra output axes repeat the whole."""
     x = args[0]
@@ -141,7 +148,7 @@ def run_expand(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("trilu", scale=keep_scale)
-def run_trilu(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_trilu(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     shp = step.node.shape
     if len(shp) < 3:  # no batch coordinates: EZKL's loops never run
@@ -156,7 +163,7 @@ def run_trilu(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("resize", scale=keep_scale)
-def run_resize(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_resize(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     for i, f in enumerate(step.node.attrs["factors"]):
         if f != 1:

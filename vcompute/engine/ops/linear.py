@@ -7,6 +7,8 @@ run one GEMM per sample and matrix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -14,9 +16,14 @@ from ..ir import UnsupportedOpError
 from ._batch import align
 from .registry import OnnxNode, ezkl_op, lowers, sum_scales
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Gemm")
-def lower_gemm(lw, n: OnnxNode) -> None:
+def lower_gemm(lw: Lowerer, n: OnnxNode) -> None:
     """tract's Gemm (``onnx/src/ops/math/gemm.rs``): ``EinSum(A, B)`` (transA/transB are the
     equation), then ``Mul(alpha)`` if alpha != 1, then ``Add(beta * C)`` if beta != 0 and C is
     given -- a constant C is folded with beta in f32 into one constant, a runtime C is
@@ -64,7 +71,7 @@ def lower_gemm(lw, n: OnnxNode) -> None:
 
 
 @lowers("MatMul")
-def lower_matmul(lw, n: OnnxNode) -> None:
+def lower_matmul(lw: Lowerer, n: OnnxNode) -> None:
     if all(i in lw.consts for i in n.ins):
         raise UnsupportedOpError("MatMul", "both operands constant")
     x = lw.input_ref(n.ins[0], "matmul_a")
@@ -77,7 +84,7 @@ def lower_matmul(lw, n: OnnxNode) -> None:
 
 
 @ezkl_op("einsum", scale=sum_scales)
-def run_einsum(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_einsum(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``a @ b`` for ``a`` (B, ..., M, K) and ``b`` (B or 1, ..., K, N)."""
     a, b = args
     nb = max(a.shape[0], b.shape[0])

@@ -16,6 +16,8 @@ EZKL decomposes the difference of every ordering comparison: ``|a - b|`` beyond
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 import torch
@@ -24,6 +26,11 @@ from ..ir import UnsupportedOpError
 from ._batch import aligned, batch_of
 from ._ezkl import check_bool, check_range, decomp_limit
 from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
            onnx.TensorProto.BFLOAT16)
@@ -34,7 +41,7 @@ COMPARISONS = {"Greater": "greater", "Less": "less", "GreaterOrEqual": "greater_
 
 
 @lowers("Cast", check_inputs=False)
-def lower_cast(lw, n: OnnxNode) -> None:
+def lower_cast(lw: Lowerer, n: OnnxNode) -> None:
     if n.ins[0] not in lw.consts and lw.ref(n.ins[0]) not in lw.nodes:
         raise UnsupportedOpError("Cast", "input not produced by a supported op")
     x = lw.ref(n.ins[0])
@@ -46,7 +53,7 @@ def lower_cast(lw, n: OnnxNode) -> None:
 
 
 @lowers(*COMPARISONS)
-def lower_compare(lw, n: OnnxNode) -> None:
+def lower_compare(lw: Lowerer, n: OnnxNode) -> None:
     if all(i in lw.consts for i in n.ins):
         raise UnsupportedOpError(n.op, "both inputs constant")
     a = lw.input_ref(n.ins[0], "cmp")
@@ -56,7 +63,7 @@ def lower_compare(lw, n: OnnxNode) -> None:
 
 
 @lowers("Where")
-def lower_where(lw, n: OnnxNode) -> None:
+def lower_where(lw: Lowerer, n: OnnxNode) -> None:
     if n.ins[0] in lw.consts:
         raise UnsupportedOpError("Where", "constant mask")
     ins = [lw.input_ref(i, "where") for i in n.ins]
@@ -65,7 +72,7 @@ def lower_where(lw, n: OnnxNode) -> None:
 
 
 @lowers("And", "Or", "Xor", "Not")
-def lower_logic(lw, n: OnnxNode) -> None:
+def lower_logic(lw: Lowerer, n: OnnxNode) -> None:
     ins = [lw.input_ref(i, "logic") for i in n.ins]
     shape = np.broadcast_shapes(*(lw.shapes[i] for i in ins))
     lw.new(n.op.lower(), ins, shape, n.op, name=n.out)
@@ -88,7 +95,7 @@ def _shifted(be, step, args):
 
 
 @ezkl_op("greater", "less", "greater_equal", "less_equal", scale=_zero_scale, homogenous=True)
-def run_compare(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_compare(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``greater(a, b) = sign(a - b) == 1``; ``greater_equal(a, b) = greater(a + 1, b)``;
     ``less(a, b) = greater(b, a)``; ``less_equal(a, b) = greater_equal(b, a)``
     (``layouts.rs::greater`` ...): the difference is decomposed, hence range-checked."""
@@ -104,7 +111,7 @@ def run_compare(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("equals", scale=_equals_scale, homogenous=True)
-def run_equals(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_equals(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a, b = _shifted(be, step, args)
     return (a == b).to(torch.int64)
 
@@ -115,7 +122,7 @@ def _iff_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("iff", scale=_iff_scale, homogenous=(1, 2))
-def run_iff(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_iff(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``layouts.rs::iff``: ``a * mask + b * (1 - mask)`` with a 0/1 mask."""
     m, a, b = _shifted(be, step, args)
     check_bool(m, step.node.onnx_op, "the mask of Where")
@@ -124,7 +131,7 @@ def run_iff(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("and", "or", "xor", "not", scale=_zero_scale)
-def run_logic(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_logic(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``and = a b``, ``or = iff(a, a, b)``, ``not = iff(a, 0, 1)``,
     ``xor = and(a, not b) + and(b, not a)`` on range-checked 0/1 operands."""
     xs = aligned(args, step.node.shape)

@@ -8,11 +8,18 @@ integers come from host-built f64 tables (:mod:`._tables`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ._tables import apply_table
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
 
 # ONNX element-wise ops that EZKL evaluates as a lookup table, and EZKL's name for the function
 LOOKUP_OPS = {
@@ -37,21 +44,21 @@ LOOKUP_OPS = {
 
 
 @lowers(*LOOKUP_OPS)
-def lower_lookup(lw, n: OnnxNode) -> None:
+def lower_lookup(lw: Lowerer, n: OnnxNode) -> None:
     lw.new("lookup", [n.x], lw.shapes[n.x], n.op, name=n.out, fn=LOOKUP_OPS[n.op])
 
 
 @lowers("Sqrt")
-def lower_sqrt(lw, n: OnnxNode) -> None:
+def lower_sqrt(lw: Lowerer, n: OnnxNode) -> None:
     lw.new("sqrt", [n.x], lw.shapes[n.x], n.op, name=n.out)
 
 
 @lowers("Reciprocal")
-def lower_reciprocal(lw, n: OnnxNode) -> None:
+def lower_reciprocal(lw: Lowerer, n: OnnxNode) -> None:
     lower_recip(lw, n.x, n.out)
 
 
-def lower_recip(lw, x: str, out: str) -> None:
+def lower_recip(lw: Lowerer, x: str, out: str) -> None:
     """``1/x``: EZKL's ``RECIP``, or ``RSQRT`` when ``x`` is a single-use ``Sqrt``
     (tract's ``declutter_recip``). Also used by ``Div(x, y)``."""
     src = lw.nodes.get(x)
@@ -79,12 +86,12 @@ def _recip_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("lookup", "sqrt", scale=_table_scale)
-def run_lookup(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_lookup(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     node = step.node
     fn = node.attrs["fn"] if node.op == "lookup" else node.op
     return apply_table(be, args[0], fn, step.extra, node.attrs.get("a"))
 
 
 @ezkl_op("recip", "rsqrt", scale=_recip_scale)
-def run_recip(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_recip(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return apply_table(be, args[0], step.node.op, step.extra)

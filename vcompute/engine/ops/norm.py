@@ -10,14 +10,19 @@ expands them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..ir import UnsupportedOpError
 from .registry import OnnxNode, lowers
 
+if TYPE_CHECKING:
+    from ..graph import Lowerer
+
 
 @lowers("BatchNormalization")
-def lower_batchnorm(lw, n: OnnxNode) -> None:
+def lower_batchnorm(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x, out = n.attrs, n.ins, n.x, n.out
     if not all(i in lw.consts for i in ins[1:5]):
         raise UnsupportedOpError("BatchNormalization", "non-constant parameters")
@@ -42,7 +47,7 @@ def lower_batchnorm(lw, n: OnnxNode) -> None:
 
 
 @lowers("LayerNormalization")
-def lower_layernorm(lw, n: OnnxNode) -> None:
+def lower_layernorm(lw: Lowerer, n: OnnxNode) -> None:
     a, ins, x = n.attrs, n.ins, n.x
     if not all(i in lw.consts for i in ins[1:] if i):
         raise UnsupportedOpError("LayerNormalization", "non-constant scale/bias")
@@ -55,7 +60,7 @@ def lower_layernorm(lw, n: OnnxNode) -> None:
 
 
 @lowers("InstanceNormalization")
-def lower_instancenorm(lw, n: OnnxNode) -> None:
+def lower_instancenorm(lw: Lowerer, n: OnnxNode) -> None:
     """tract's expansion (``onnx/src/ops/nn/instance_norm.rs``): the statistics run over every
     axis but 1 -- **the N axis included**, so with N > 1 the samples' statistics mix (ONNX keeps
     them apart); then the same ops as LayerNormalization, scale and bias per channel."""

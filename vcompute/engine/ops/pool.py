@@ -7,6 +7,8 @@ itself and calls the kernels with padding 0. Batched, the samples' images pool i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -14,9 +16,14 @@ from ..ir import UnsupportedOpError
 from ._batch import images
 from .registry import OnnxNode, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("MaxPool", "AveragePool")
-def lower_pool(lw, n: OnnxNode) -> None:
+def lower_pool(lw: Lowerer, n: OnnxNode) -> None:
     op, a, x = n.op, n.attrs, n.x
     if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1])):
         raise UnsupportedOpError(op, "ceil_mode or dilations")
@@ -47,7 +54,7 @@ def _pad2d(x: torch.Tensor, pads) -> torch.Tensor:
 
 
 @ezkl_op("maxpool", "sumpool", scale=keep_scale)
-def run_pool(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_pool(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     node = step.node
     x = images(_pad2d(args[0], node.attrs["pads"]))
     if node.op == "maxpool":

@@ -28,16 +28,23 @@ EZKL pins then equal the step's own).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..ir import UnsupportedOpError
 from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 _GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
 
-def _check(lw, n: OnnxNode) -> None:
+def _check(lw: Lowerer, n: OnnxNode) -> None:
     a, op = n.attrs, n.op
     if a.get("direction", b"forward") not in (b"forward", "forward"):
         raise UnsupportedOpError(op, "reverse/bidirectional (not verified against EZKL)")
@@ -92,7 +99,7 @@ class _Unroller:
 
 
 @lowers("RNN", "GRU", "LSTM")
-def lower_recurrent(lw, n: OnnxNode) -> None:
+def lower_recurrent(lw: Lowerer, n: OnnxNode) -> None:
     _check(lw, n)
     op, ins = n.op, n.ins
     ng = _GATES[op]
@@ -180,6 +187,6 @@ def _guard_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("recurrent_input", scale=_guard_scale, rebased=False)
-def run_guard(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_guard(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """No EZKL node: the sequence input as it is (the scale rule checks the configuration)."""
     return args[0]

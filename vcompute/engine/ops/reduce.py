@@ -16,15 +16,22 @@ passes the decomposition limit and some remainder is 0 (``_ezkl.check_rebase``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ._batch import batch_of, batched_axes, reduce_max, reduce_sum
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("ReduceMax")
-def lower_reducemax(lw, n: OnnxNode) -> None:
+def lower_reducemax(lw: Lowerer, n: OnnxNode) -> None:
     x, op, a = n.x, n.op, n.attrs
     shp = lw.shapes[x]
     axes = lw.reduce_axes(a, n.ins, len(shp))
@@ -38,7 +45,7 @@ def lower_reducemax(lw, n: OnnxNode) -> None:
 
 
 @lowers("GlobalAveragePool", "ReduceMean", "ReduceSum")
-def lower_sum_mean(lw, n: OnnxNode) -> None:
+def lower_sum_mean(lw: Lowerer, n: OnnxNode) -> None:
     x, op, a = n.x, n.op, n.attrs
     shp = lw.shapes[x]
     if op == "GlobalAveragePool":
@@ -82,7 +89,7 @@ _EXPANDED = {
 
 
 @lowers(*_EXPANDED)
-def lower_reduce_expanded(lw, n: OnnxNode) -> None:
+def lower_reduce_expanded(lw: Lowerer, n: OnnxNode) -> None:
     x, op, a = n.x, n.op, n.attrs
     shp = lw.shapes[x]
     axes = lw.reduce_axes(a, n.ins, len(shp))
@@ -107,12 +114,12 @@ def _out_shape(step, args) -> tuple[int, ...]:
 
 
 @ezkl_op("reducemax", scale=keep_scale)
-def run_reducemax(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_reducemax(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return reduce_max(be, args[0], batched_axes(step.node.attrs["axes"]), _out_shape(step, args))
 
 
 @ezkl_op("sum", scale=keep_scale)
-def run_sum(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_sum(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return reduce_sum(be, args[0], batched_axes(step.node.attrs["axes"]), _out_shape(step, args))
 
 
@@ -121,7 +128,7 @@ def _meanofsquares_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("meanofsquares", scale=_meanofsquares_scale)
-def run_meanofsquares(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_meanofsquares(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """``layouts.rs::mean_of_squares_axes``: ``sum(x^2) / n``, rounded."""
     x = args[0]
     axes = batched_axes(step.node.attrs["axes"])
@@ -130,7 +137,7 @@ def run_meanofsquares(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("reducemin", scale=keep_scale)
-def run_reducemin(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_reducemin(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     axes = batched_axes(step.node.attrs["axes"])
     return -reduce_max(be, -args[0], axes, _out_shape(step, args))
 
@@ -141,7 +148,7 @@ def _prod_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("prod", scale=_prod_scale)
-def run_prod(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_prod(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     axes = batched_axes(step.node.attrs["axes"])
     keep = [i for i in range(x.dim()) if i not in axes]

@@ -25,6 +25,7 @@ import torch
 from ..ir import Node, UnsupportedOpError
 
 if TYPE_CHECKING:
+    from ..backends import Backend
     from ..graph import Lowerer
     from ..quantize import Step
 
@@ -59,7 +60,7 @@ LowerFn = Callable[["Lowerer", OnnxNode], None]
 ScaleRule = Callable[[ScaleCtx], int]
 #: ``(backend, step, args) -> result``; every arg and the result carry a leading batch axis
 #: (size B, or 1 for constants shared by all samples)
-ExecFn = Callable[[Any, "Step", list[torch.Tensor]], torch.Tensor]
+ExecFn = Callable[["Backend", "Step", list[torch.Tensor]], torch.Tensor]
 #: ``(node, in_scales, is_const, requant)``: adjust input scales before the rule (conv bias)
 PrepareFn = Callable[[Node, list[int], list[bool], Callable[[str, int], None]], None]
 

@@ -13,26 +13,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..ir import UnsupportedOpError
 from ._ezkl import check_range, decomp_limit
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Floor", "Ceil", "Round")
-def lower_floor(lw, n: OnnxNode) -> None:
+def lower_floor(lw: Lowerer, n: OnnxNode) -> None:
     op = {"Floor": "floor", "Ceil": "ceil", "Round": "round_half_even"}[n.op]
     lw.new(op, [n.x], lw.shapes[n.x], n.op, name=n.out)
 
 
 @lowers("Sign")
-def lower_sign(lw, n: OnnxNode) -> None:
+def lower_sign(lw: Lowerer, n: OnnxNode) -> None:
     lw.new("sign", [n.x], lw.shapes[n.x], n.op, name=n.out)
 
 
 @lowers("BitShift")
-def lower_bitshift(lw, n: OnnxNode) -> None:
+def lower_bitshift(lw: Lowerer, n: OnnxNode) -> None:
     k = lw.consts.get(n.ins[1])
     if k is None or k.size != 1 or n.x is None:
         raise UnsupportedOpError("BitShift", "only a tensor shifted by a constant scalar")
@@ -48,7 +55,7 @@ def _floor_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("floor", "ceil", "round_half_even", scale=_floor_scale)
-def run_floor(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_floor(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     x = args[0]
     s = step.in_scales[0]
     if s == 0:  # integers already: EZKL's Cast at scale 0 is no op
@@ -76,6 +83,6 @@ def _sign_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("sign", scale=_sign_scale)
-def run_sign(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_sign(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     check_range(args[0], step.extra["limit"], step.node.onnx_op, "the input of Sign")
     return torch.sign(args[0])

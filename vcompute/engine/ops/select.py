@@ -9,14 +9,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..ir import UnsupportedOpError
 from .registry import OnnxNode, ScaleCtx, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("ArgMax", "ArgMin")
-def lower_arg(lw, n: OnnxNode) -> None:
+def lower_arg(lw: Lowerer, n: OnnxNode) -> None:
     if n.attrs.get("select_last_index", 0):
         raise UnsupportedOpError(n.op, "select_last_index=1 (no EZKL op)")
     shp = lw.shapes[n.x]
@@ -32,7 +39,7 @@ def lower_arg(lw, n: OnnxNode) -> None:
 
 
 @lowers("TopK")
-def lower_topk(lw, n: OnnxNode) -> None:
+def lower_topk(lw: Lowerer, n: OnnxNode) -> None:
     if len(n.proto.output) > 1 and n.proto.output[1] and lw.onnx_uses.get(n.proto.output[1]):
         raise UnsupportedOpError("TopK", "the indices output is used (EZKL's TopK has only "
                                          "the values)")
@@ -51,7 +58,7 @@ def _zero_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("argmax", "argmin", scale=_zero_scale)
-def run_arg(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_arg(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     ax = step.node.attrs["axis"] + 1
     f = torch.argmax if step.node.op == "argmax" else torch.argmin
     # torch returns the first index among equal extremes, as EZKL does
@@ -59,7 +66,7 @@ def run_arg(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @ezkl_op("topk", scale=keep_scale)
-def run_topk(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_topk(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a = step.node.attrs
     v = torch.sort(args[0], dim=a["axis"] + 1, descending=a["largest"]).values
     return v.narrow(a["axis"] + 1, 0, a["k"]).contiguous()

@@ -9,6 +9,8 @@ absorbs it into the einsum, so EZKL has no node there and never rebases it
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -16,12 +18,18 @@ from ..ir import UnsupportedOpError
 from ._batch import batch_of
 from .registry import OnnxNode, ezkl_op, keep_scale, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
+
 @lowers("Identity", "Dropout", check_inputs=False)
-def lower_identity(lw, n: OnnxNode) -> None:
+def lower_identity(lw: Lowerer, n: OnnxNode) -> None:
     lw.alias[n.out] = lw.ref(n.ins[0])
 
 
-def _reshape_target(lw, n: OnnxNode, shp: tuple[int, ...]) -> tuple[int, ...]:
+def _reshape_target(lw: Lowerer, n: OnnxNode, shp: tuple[int, ...]) -> tuple[int, ...]:
     """The output shape of Flatten/Reshape/Squeeze/Unsqueeze for an input of shape ``shp``."""
     op, a, ins = n.op, n.attrs, n.ins
     if op == "Flatten":
@@ -52,7 +60,7 @@ def _reshape_target(lw, n: OnnxNode, shp: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @lowers("Flatten", "Reshape", "Squeeze", "Unsqueeze")
-def lower_reshape(lw, n: OnnxNode) -> None:
+def lower_reshape(lw: Lowerer, n: OnnxNode) -> None:
     shp = lw.shapes[n.x]
     oshape = _reshape_target(lw, n, shp)
     if oshape == tuple(shp):
@@ -62,14 +70,14 @@ def lower_reshape(lw, n: OnnxNode) -> None:
 
 
 @lowers("Transpose")
-def lower_transpose(lw, n: OnnxNode) -> None:
+def lower_transpose(lw: Lowerer, n: OnnxNode) -> None:
     shp = lw.shapes[n.x]
     perm = tuple(n.attrs.get("perm", list(range(len(shp)))[::-1]))
     lw.new("transpose", [n.x], tuple(shp[p] for p in perm), n.op, name=n.out, perm=perm)
 
 
 @lowers("Concat")
-def lower_concat(lw, n: OnnxNode) -> None:
+def lower_concat(lw: Lowerer, n: OnnxNode) -> None:
     parts = [lw.input_ref(i, "concat") for i in n.ins]
     ax = n.attrs["axis"] % len(lw.shapes[parts[0]])
     shp = list(lw.shapes[parts[0]])
@@ -78,7 +86,7 @@ def lower_concat(lw, n: OnnxNode) -> None:
 
 
 @lowers("Slice")
-def lower_slice(lw, n: OnnxNode) -> None:
+def lower_slice(lw: Lowerer, n: OnnxNode) -> None:
     ins, x = n.ins, n.x
     if not all(i in lw.consts for i in ins[1:] if i):
         raise UnsupportedOpError("Slice", "non-constant starts/ends")
@@ -105,28 +113,28 @@ def lower_slice(lw, n: OnnxNode) -> None:
 
 
 @ezkl_op("reshape", scale=keep_scale)
-def run_reshape(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_reshape(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0].reshape(args[0].shape[0], *step.node.shape)
 
 
 @ezkl_op("view", scale=keep_scale, rebased=False)
-def run_view(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_view(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0].reshape(args[0].shape[0], *step.node.shape)
 
 
 @ezkl_op("transpose", scale=keep_scale)
-def run_transpose(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_transpose(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return args[0].permute(0, *(p + 1 for p in step.node.attrs["perm"])).contiguous()
 
 
 @ezkl_op("slice", scale=keep_scale)
-def run_slice(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_slice(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     a = step.node.attrs
     return args[0].narrow(a["axis"] + 1, a["start"], a["end"] - a["start"]).contiguous()
 
 
 @ezkl_op("concat", scale=keep_scale, homogenous=True)
-def run_concat(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_concat(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     """Concatenation after aligning scales (a left shift of the lower-scale parts)."""
     nb = batch_of(args)
     parts = [a if s == 0 else be.int_mul(a, torch.ones(1, dtype=torch.int64, device=a.device), s, 0)
@@ -136,7 +144,7 @@ def run_concat(be, step, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 @lowers("Split")
-def lower_split(lw, n: OnnxNode) -> None:
+def lower_split(lw: Lowerer, n: OnnxNode) -> None:
     """tract splits into one slice per output (no arithmetic)."""
     x, a, ins = n.x, n.attrs, n.ins
     shp = list(lw.shapes[x])

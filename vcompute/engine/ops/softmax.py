@@ -6,6 +6,8 @@ Batched, every (sample, row) pair is one row of the same max / exp lookup / sum 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -14,9 +16,14 @@ from ._batch import reduce_sum
 from ._tables import apply_table
 from .registry import OnnxNode, ScaleCtx, ezkl_op, lowers
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..graph import Lowerer
+    from ..quantize import Step
+
 
 @lowers("Softmax")
-def lower_softmax(lw, n: OnnxNode) -> None:
+def lower_softmax(lw: Lowerer, n: OnnxNode) -> None:
     shp = lw.shapes[n.x]
     ax = n.attrs.get("axis", -1) % len(shp)
     lw.new("softmax", [n.x], shp, n.op, name=n.out, axis=ax)
@@ -32,11 +39,11 @@ def _softmax_scale(c: ScaleCtx) -> int:
 
 
 @ezkl_op("softmax", scale=_softmax_scale)
-def run_softmax(be, step, args: list[torch.Tensor]) -> torch.Tensor:
+def run_softmax(be: Backend, step: Step, args: list[torch.Tensor]) -> torch.Tensor:
     return softmax(be, args[0], step.node.attrs["axis"] + 1, step.extra)
 
 
-def softmax(be, x: torch.Tensor, axis: int, extra: dict) -> torch.Tensor:
+def softmax(be: Backend, x: torch.Tensor, axis: int, extra: dict) -> torch.Tensor:
     """EZKL's softmax of ``x`` along its axis ``axis``; every other axis indexes a row."""
     perm = [i for i in range(x.dim()) if i != axis] + [axis]
     xt = x.permute(*perm).contiguous()

@@ -19,10 +19,15 @@ constant factor, ADD/SUB, MIN, ReLU), so the scales and roundings follow from th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..ir import UnsupportedOpError
 from .registry import OnnxNode, lowers
+
+if TYPE_CHECKING:
+    from ..graph import Lowerer
 
 
 def _c(lw, v, hint: str) -> str:
@@ -42,7 +47,7 @@ def _mul(lw, x: str, c, op: str, out: str | None = None) -> str:
 
 
 @lowers("PRelu")
-def lower_prelu(lw, n: OnnxNode) -> None:
+def lower_prelu(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     slope = lw.consts.get(n.ins[1])
     if slope is None:
@@ -58,7 +63,7 @@ def _exp_minus_one(lw, x: str, op: str) -> str:
 
 
 @lowers("Elu")
-def lower_elu(lw, n: OnnxNode) -> None:
+def lower_elu(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     alpha = np.float32(n.attrs.get("alpha", 1.0))
     m = lw.new("less", [_c(lw, 0.0, "zero"), x], shp, "Elu")
@@ -69,7 +74,7 @@ def lower_elu(lw, n: OnnxNode) -> None:
 
 
 @lowers("Selu")
-def lower_selu(lw, n: OnnxNode) -> None:
+def lower_selu(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     alpha = np.float32(n.attrs.get("alpha", 1.67326319217681884765625))
     gamma = np.float32(n.attrs.get("gamma", 1.05070102214813232421875))
@@ -82,7 +87,7 @@ def lower_selu(lw, n: OnnxNode) -> None:
 
 
 @lowers("Celu")
-def lower_celu(lw, n: OnnxNode) -> None:
+def lower_celu(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     alpha = np.float32(n.attrs.get("alpha", 1.0))
     xa = x if alpha == 1.0 else _mul(lw, x, np.float32(1.0) / alpha, "Celu")
@@ -93,7 +98,7 @@ def lower_celu(lw, n: OnnxNode) -> None:
 
 
 @lowers("Softplus")
-def lower_softplus(lw, n: OnnxNode) -> None:
+def lower_softplus(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     e = lw.new("lookup", [x], shp, "Softplus", fn="exp")
     e1 = lw.new("add", [e, _c(lw, 1.0, "one")], shp, "Softplus")
@@ -101,7 +106,7 @@ def lower_softplus(lw, n: OnnxNode) -> None:
 
 
 @lowers("Softsign")
-def lower_softsign(lw, n: OnnxNode) -> None:
+def lower_softsign(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     a = lw.new("abs", [x], shp, "Softsign")
     a1 = lw.new("add", [a, _c(lw, 1.0, "one")], shp, "Softsign")
@@ -110,7 +115,7 @@ def lower_softsign(lw, n: OnnxNode) -> None:
 
 
 @lowers("HardSigmoid")
-def lower_hardsigmoid(lw, n: OnnxNode) -> None:
+def lower_hardsigmoid(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     alpha = np.float32(n.attrs.get("alpha", 0.2))
     beta = np.float32(n.attrs.get("beta", 0.5))
@@ -121,7 +126,7 @@ def lower_hardsigmoid(lw, n: OnnxNode) -> None:
 
 
 @lowers("ThresholdedRelu")
-def lower_thresholded_relu(lw, n: OnnxNode) -> None:
+def lower_thresholded_relu(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     alpha = np.float32(n.attrs.get("alpha", 1.0))
     m = lw.new("less", [_c(lw, alpha, "alpha"), x], shp, "ThresholdedRelu")
@@ -129,7 +134,7 @@ def lower_thresholded_relu(lw, n: OnnxNode) -> None:
 
 
 @lowers("Shrink")
-def lower_shrink(lw, n: OnnxNode) -> None:
+def lower_shrink(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     lam = np.float32(n.attrs.get("lambd", 0.5))
     bias = _c(lw, n.attrs.get("bias", 0.0), "bias")  # one constant, used twice
@@ -143,7 +148,7 @@ def lower_shrink(lw, n: OnnxNode) -> None:
 
 
 @lowers("LogSoftmax")
-def lower_logsoftmax(lw, n: OnnxNode) -> None:
+def lower_logsoftmax(lw: Lowerer, n: OnnxNode) -> None:
     x, shp = n.x, lw.shapes[n.x]
     ax = n.attrs.get("axis", -1) % len(shp)
     sm = lw.new("softmax", [x], shp, "LogSoftmax", axis=ax)
