@@ -16,7 +16,7 @@ nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'ezkl', ezkl.__version__)" | tee -a "$OUT/device.txt"
 
 echo "== kernels and engine on the GPU (pytest -m 'not slow': gpu-marked tests included)"
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_kernels_*.py tests/test_engine.py 2>&1 \
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_kernels_*.py tests/test_engine.py tests/engine/test_ops.py 2>&1 \
   | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 
 echo "== bundled models: prove with the engine on the GPU, bit-exact against the witness"

@@ -84,3 +84,20 @@ def test_op_case_batched(path: Path) -> None:
     assert not msg, f"{rec['name']} (batch row 0 vs the witness): {msg}"
     msg = _first_difference(res.outputs_fixed[1], alone or want)
     assert not msg, f"{rec['name']} (batch row 1 vs the same sample alone): {msg}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", BATCHABLE, ids=[p.stem for p in BATCHABLE])
+def test_op_case_gpu(path: Path) -> None:
+    """The shipped path: Triton kernels and torch int64 ops on a CUDA device, batch of two."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    rec, inputs, settings = _load(path)
+    res = run_fixed_batch(path.with_suffix(".onnx"), [inputs, inputs], settings,
+                          device="cuda:0", backend="triton")
+    want = [[int(v) for v in o] for o in rec["outputs"]]
+    for b in range(2):
+        msg = _first_difference(res.outputs_fixed[b], want)
+        assert not msg, f"{rec['name']} (GPU, batch row {b}): {msg}"
