@@ -48,6 +48,10 @@ def lower_gather(lw: Lowerer, n: OnnxNode) -> None:
     shp = lw.shapes[x]
     ax = n.attrs.get("axis", 0) % len(shp)
     if n.ins[1] in lw.consts:
+        raw = np.asarray(lw.consts[n.ins[1]])
+        if raw.shape == (1,) and int(raw[0]) < -1:
+            # tract turns a one-element index into a Slice: negative starts are not verified
+            raise UnsupportedOpError("Gather", "a single negative constant index (not verified)")
         idx = _const_index(lw, n.ins[1], shp[ax])
         if np.any(idx >= shp[ax]):
             raise UnsupportedOpError("Gather", "constant index out of range (EZKL panics)")
