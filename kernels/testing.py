@@ -1,4 +1,9 @@
-"""Comparison helpers for the kernel tests: exact equality with a message saying what differed."""
+"""Helpers for the kernel tests: exact equality with a message saying what differed, and limb helpers.
+
+The int64 references the kernels are compared with live in :mod:`vcompute.kernels.reference`
+(also the engine's CPU backend); ``int_mm_reference`` here is a second, GPU-side check for
+large GEMMs through cuBLAS int8.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,6 @@ def assert_same(actual: torch.Tensor, expected: torch.Tensor, what: str = "") ->
             f"{prefix}{int(diff.sum())} of {diff.numel()} values differ; first at index {idx}: "
             f"got {int(actual[idx])}, expected {int(expected[idx])}"
         )
-
-
-def ref_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain int64 reference on the CPU (exact when the result fits int64)."""
-    c = a.cpu() @ b.cpu()
-    return c + bias.cpu() if bias is not None else c
 
 
 def torch_limbs(x: torch.Tensor, n: int) -> list[torch.Tensor]:
@@ -49,26 +48,3 @@ def int_mm_reference(a: torch.Tensor, b: torch.Tensor, limbs: int) -> torch.Tens
         for j, bj in enumerate(bl):
             c += torch._int_mm(ai, bj).to(torch.int64) << (8 * (i + j))
     return c
-
-
-def ref_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
-               padding: tuple[int, int, int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
-    """Plain int64 conv reference on the CPU (exact when the result fits int64); padding is (t, l, b, r)."""
-    x, w = x.cpu(), w.cpu()
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = stride, padding, dilation
-    nb, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    xp = torch.nn.functional.pad(x, (pl, pr, pt, pb))
-    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    og = o // groups
-    out = torch.zeros((nb, o, ho, wo), dtype=torch.int64)
-    for r in range(kh):
-        for s in range(kw):
-            patch = xp[:, :, r * dh : r * dh + sh * (ho - 1) + 1 : sh, s * dw : s * dw + sw * (wo - 1) + 1 : sw]
-            for g in range(groups):
-                out[:, g * og : (g + 1) * og] += torch.einsum(
-                    "nchw,oc->nohw", patch[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og, :, r, s])
-    if bias is not None:
-        out += bias.cpu()[None, :, None, None]
-    return out

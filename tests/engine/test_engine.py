@@ -268,10 +268,9 @@ class _LandedKernels:
     """
 
     def __init__(self):
-        from vcompute.engine.ops import TritonBackend
-        from vcompute.engine.reference import ReferenceBackend
+        from vcompute.engine.backends import TorchBackend, TritonBackend
 
-        self.tri, self.ref = TritonBackend("cpu"), ReferenceBackend("cpu")
+        self.tri, self.ref = TritonBackend("cpu"), TorchBackend()
         self.used: set[str] = set()
         self._mods = {"int_matmul": "gemm", "int_conv2d": "conv", "div_round": "rescale",
                       "int_add": "elementwise", "int_sub": "elementwise",
@@ -313,15 +312,15 @@ def test_bundled_models(tmp_path, bundled):
 
 
 def test_unsupported_op(tmp_path):
-    model = Fn(lambda s, x: torch.floor(x) + 1.0).eval()
-    path = tmp_path / "floor.onnx"
+    model = Fn(lambda s, x: x.repeat(1, 2) + 1.0).eval()  # ONNX Tile: EZKL has no op for it
+    path = tmp_path / "tile.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 4),), str(path), opset_version=17, dynamo=False)
     settings = {"run_args": {"input_scale": 7, "param_scale": 7, "scale_rebase_multiplier": 1}}
-    with pytest.raises(UnsupportedOpError, match="Floor") as info:
+    with pytest.raises(UnsupportedOpError, match="Tile") as info:
         run_fixed(path, [np.zeros((1, 4))], settings, backend="reference")
-    assert info.value.op_type == "Floor"
+    assert info.value.op_type == "Tile"
 
 
 def test_witness_felt_decoding():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vcompute.kernels.conv import ConvConfig, int_conv1d, int_conv2d
-from vcompute.kernels.testing import assert_same, ref_conv2d
+from vcompute.kernels.reference import int_conv2d as ref_conv2d
+from vcompute.kernels.testing import assert_same
 
 CONFIGS = [ConvConfig(16, 16, 32, 1, 1, 1), ConvConfig(32, 64, 32, 4, 2, 4), ConvConfig(64, 32, 64, 4, 1, 8)]
 

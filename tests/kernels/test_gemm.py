@@ -8,7 +8,8 @@ import torch
 
 import vcompute.kernels as kernels
 from vcompute.kernels.gemm import GemmConfig, int_matmul, limbs_needed, padded_limbs, split_limbs
-from vcompute.kernels.testing import assert_same, int_mm_reference, ref_matmul
+from vcompute.kernels.reference import int_matmul as ref_matmul
+from vcompute.kernels.testing import assert_same, int_mm_reference
 
 CONFIGS = [
     GemmConfig(16, 16, 32, 1, 1, 1),

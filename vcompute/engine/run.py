@@ -1,25 +1,34 @@
-"""Public entry point: run an ONNX model in EZKL's fixed-point arithmetic.
+"""Public entry points: run an ONNX model in EZKL's fixed-point arithmetic.
 
-``run_fixed`` quantizes the inputs as EZKL does, lowers the model to the op list EZKL computes
-(:mod:`.graph`), assigns scales (:mod:`.quantize`) and runs every op on the Triton kernels
-(:mod:`.ops`). Its ``outputs_fixed`` are the integers EZKL's witness holds for the outputs.
+``run_fixed_batch`` quantizes each sample's inputs as EZKL does, lowers the model to the op list
+EZKL computes (:mod:`.graph`), assigns scales (:mod:`.quantize`) and runs every op on an integer
+backend (:mod:`.ops`, :mod:`.backends`) for all samples at once: the plan is batch 1, as EZKL's
+circuit is, and execution puts the samples on a leading batch axis (one GEMM over every
+sample's rows, one conv over every sample's images). Each sample's ``outputs_fixed`` are the
+integers EZKL's witness holds for that sample alone: integer arithmetic is exact, so batching
+cannot change a bit. ``run_fixed`` is the one-sample case.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
+import onnx
 import torch
 
 from vcompute.errors import UsageError
 
-from .graph import Graph, load_graph, model_input_shapes
-from .ops import TritonBackend, run_step
-from .quantize import make_plan, quantize_input
+from . import backends
+from .backends import Backend
+from .graph import Graph, ModelLike, load_graph, model_input_shapes
+from .ops import run_step
+from .quantize import Plan, make_plan, quantize_input
 
 
 class ScaleMismatchError(UsageError):
@@ -28,6 +37,8 @@ class ScaleMismatchError(UsageError):
 
 @dataclass
 class EngineResult:
+    """One sample's outputs: ``outputs_fixed[k]`` are output k's integers, flat."""
+
     outputs_fixed: list[list[int]]
     outputs: list[list[float]]
     output_scales: list[int]
@@ -36,28 +47,81 @@ class EngineResult:
     ops: list[str] = field(default_factory=list)
 
 
-_PREPARED: dict[tuple, tuple[Graph, object]] = {}
+@dataclass
+class BatchResult:
+    """Outputs of a batch: ``outputs_fixed[i][k]`` are sample i's output k, flat integers."""
+
+    outputs_fixed: list[list[list[int]]]
+    outputs: list[list[list[float]]]
+    output_scales: list[int]
+    device: str
+    time_ms: float  # the whole batch
+    ops: list[str] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.outputs_fixed)
+
+    def sample(self, i: int) -> EngineResult:
+        """Sample ``i`` as a one-sample result (``time_ms`` is the batch's)."""
+        return EngineResult(self.outputs_fixed[i], self.outputs[i], self.output_scales,
+                            self.device, self.time_ms, self.ops)
+
+
+# -- the model and its cached plan ------------------------------------------------------------
+
+
+class _Source:
+    """A model handed over as a path or a ModelProto: its cache key, parsed at most once."""
+
+    def __init__(self, model: ModelLike, key: str | None = None) -> None:
+        self._proto = model if isinstance(model, onnx.ModelProto) else None
+        self._path = None if self._proto is not None else Path(model)
+        if key is not None:
+            self.key: tuple = ("key", key)
+        elif self._proto is not None:
+            self.key = ("sha256", hashlib.sha256(self._proto.SerializeToString()).hexdigest())
+        else:
+            st = self._path.stat()
+            self.key = ("path", str(self._path.resolve()), st.st_mtime_ns, st.st_size)
+
+    def proto(self) -> onnx.ModelProto:
+        if self._proto is None:
+            self._proto = onnx.load(str(self._path))
+        return self._proto
+
+
+_DECLARED: dict[tuple, list[tuple[int | None, ...]]] = {}
+_PREPARED: dict[tuple, tuple[Graph, Plan]] = {}
 _CONSTS: dict[tuple, dict[str, torch.Tensor]] = {}
+_MAX_CACHED = 32
 
 
-def _prepared(model_path: Path, shapes, run_args: dict):
-    """Lowered graph and plan, cached per (model file, mtime, input shapes, run_args)."""
-    st = model_path.stat()
-    key = (str(model_path.resolve()), st.st_mtime_ns, st.st_size, tuple(shapes),
-           json.dumps(run_args, sort_keys=True, default=str))
+def _declared_shapes(src: _Source) -> list[tuple[int | None, ...]]:
+    if src.key not in _DECLARED:
+        if len(_DECLARED) > _MAX_CACHED:
+            _DECLARED.clear()
+        _DECLARED[src.key] = model_input_shapes(src.proto())
+    return _DECLARED[src.key]
+
+
+def _prepared(src: _Source, shapes, run_args: dict) -> tuple[Graph, Plan]:
+    """Lowered graph and plan, cached per (model key, input shapes, run_args)."""
+    key = (src.key, tuple(shapes), json.dumps(run_args, sort_keys=True, default=str))
     if key not in _PREPARED:
-        if len(_PREPARED) > 32:
+        if len(_PREPARED) > _MAX_CACHED:
             _PREPARED.clear()
             _CONSTS.clear()
-        graph = load_graph(model_path, shapes)
+        graph = load_graph(src.proto(), shapes)
         _PREPARED[key] = (graph, make_plan(graph, run_args))
     return _PREPARED[key]
 
 
-def _device_consts(plan, dev: str) -> dict[str, torch.Tensor]:
+def _device_consts(plan: Plan, dev: str) -> dict[str, torch.Tensor]:
+    """The plan's quantized constants on ``dev``, with a batch axis of 1 (shared by samples)."""
     key = (id(plan), dev)
     if key not in _CONSTS:
-        _CONSTS[key] = {name: torch.from_numpy(np.ascontiguousarray(q)).to(dev)
+        _CONSTS[key] = {name: torch.from_numpy(np.ascontiguousarray(q)).to(dev).unsqueeze(0)
                         for name, q in plan.consts.items()}
     return _CONSTS[key]
 
@@ -68,24 +132,51 @@ def _pick_device(device: str | None) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def _backend(name, device: str):
-    if not isinstance(name, str):  # a backend object with the kernels' API (tests, debugging)
-        return name
-    if name == "triton":
-        return TritonBackend(device)
-    if name == "reference":
-        from .reference import ReferenceBackend
+# -- the samples ------------------------------------------------------------------------------
 
-        return ReferenceBackend(device)
-    raise ValueError(f"unknown backend {name!r}")
+Samples = Any  # list of per-sample input lists, or stacked arrays (see run_fixed_batch)
 
 
-def _shapes_for(model_path: Path, inputs: list[np.ndarray]) -> list[tuple[int, ...]]:
-    declared = model_input_shapes(model_path)
-    if len(declared) != len(inputs):
-        raise UsageError(f"model has {len(declared)} inputs, got {len(inputs)}")
+def _is_array(v: Any) -> bool:
+    return isinstance(v, (np.ndarray, torch.Tensor))
+
+
+def _stack_inputs(samples: Samples) -> list[np.ndarray]:
+    """Per model input, the samples' values stacked on a leading batch axis."""
+    if _is_array(samples):  # a single-input model's samples, stacked
+        return [np.asarray(samples)]
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise UsageError("samples must be a non-empty list of per-sample input lists, "
+                         "or stacked arrays with a leading batch axis")
+    if all(_is_array(s) for s in samples):  # one stacked array per model input
+        per_input = [np.asarray(s) for s in samples]
+        if len({a.shape[0] if a.ndim else -1 for a in per_input}) != 1 or per_input[0].ndim == 0:
+            raise UsageError("stacked inputs need the same leading batch size, got shapes "
+                             f"{[a.shape for a in per_input]}")
+        return per_input
+    if not all(isinstance(s, (list, tuple)) for s in samples):
+        raise UsageError("samples must be a list of per-sample input lists (lists or tuples), "
+                         "or a list of stacked arrays (one per model input)")
+    n = len(samples[0])
+    if any(len(s) != n for s in samples):
+        raise UsageError(f"samples hold different numbers of inputs: {[len(s) for s in samples]}")
+    per_input = []
+    for k in range(n):
+        vals = [np.asarray(s[k]) for s in samples]
+        if len({v.shape for v in vals}) != 1:
+            raise UsageError(f"input {k} has different shapes across samples: "
+                             f"{sorted({v.shape for v in vals})}")
+        per_input.append(np.stack(vals))
+    return per_input
+
+
+def _shapes_for(declared: list[tuple[int | None, ...]], sample: list[np.ndarray]
+                ) -> list[tuple[int, ...]]:
+    """Each input's concrete (batch-1 circuit) shape, from one sample's arrays."""
+    if len(declared) != len(sample):
+        raise UsageError(f"model has {len(declared)} inputs, got {len(sample)}")
     shapes = []
-    for d, x in zip(declared, inputs):
+    for d, x in zip(declared, sample):
         x = np.asarray(x)
         if x.ndim == len(d) and all(a is None or a == b for a, b in zip(d, x.shape)):
             shapes.append(tuple(x.shape))
@@ -98,26 +189,81 @@ def _shapes_for(model_path: Path, inputs: list[np.ndarray]) -> list[tuple[int, .
     return shapes
 
 
-def run_fixed(
-    model_path: Path,
-    inputs: list[np.ndarray],
+# -- execution --------------------------------------------------------------------------------
+
+
+def _execute(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: list[np.ndarray]
+             ) -> list[torch.Tensor]:
+    """Run every step for a batch; returns each output as a CPU (B, values) int64 tensor."""
+    nb = per_input[0].shape[0]
+    values: dict[str, torch.Tensor] = {}
+    for name in graph.inputs:
+        node = graph.nodes[name]
+        k = node.attrs["index"]
+        x = np.asarray(per_input[k]).reshape(nb, *node.shape)
+        q = quantize_input(x, plan.input_scales[k], node.attrs["float"])
+        values[name] = torch.from_numpy(q).to(dev)
+    values.update(_device_consts(plan, dev))
+    for name, step in plan.steps.items():
+        values[name] = run_step(be, step, [values[i] for i in step.node.inputs])
+    return [values[o].reshape(nb, -1).cpu() for o in graph.outputs]
+
+
+def _execute_exact(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: list[np.ndarray]
+                   ) -> list[torch.Tensor]:
+    """:func:`_execute`, one sample at a time when the batch trips an overflow guard.
+
+    The guards bound a result by the largest operands in the batch, which can come from
+    different samples; one sample alone is refused only if it could overflow itself.
+    """
+    nb = per_input[0].shape[0]
+    try:
+        return _execute(graph, plan, be, dev, per_input)
+    except OverflowError:
+        if nb == 1:
+            raise
+    parts = [_execute(graph, plan, be, dev, [x[i:i + 1] for x in per_input]) for i in range(nb)]
+    return [torch.cat([p[k] for p in parts]) for k in range(len(graph.outputs))]
+
+
+def _op_names(plan: Plan) -> list[str]:
+    """The ONNX ops the plan runs, consecutive repeats collapsed."""
+    names: list[str] = []
+    for step in plan.steps.values():
+        o = step.node.onnx_op or step.node.op
+        if not names or names[-1] != o:
+            names.append(o)
+    return names
+
+
+def run_fixed_batch(
+    model: ModelLike,
+    samples: Samples,
     settings: dict,
     device: str | None = None,
     *,
-    backend: str | object = "triton",
+    backend: str | Backend | None = None,
     check_scales: bool = True,
-) -> EngineResult:
-    """Run ``model_path`` on ``inputs`` (floats) the way EZKL computes its witness.
+    model_key: str | None = None,
+) -> BatchResult:
+    """Run ``model`` on a batch of samples, each exactly as EZKL computes its witness.
 
-    ``settings`` is the content of EZKL's settings.json (its ``run_args`` give the scales).
-    ``backend="reference"`` runs the torch int64 reference instead of the kernels (tests and
-    debugging only). With ``check_scales`` the output scales must equal the settings'
-    ``model_output_scales`` (a mismatch means the lowering differs from EZKL's).
+    ``model`` is a path to an .onnx file or a loaded ``onnx.ModelProto`` (parsed once; the plan
+    is cached per model, keyed by the file's path and mtime, or by the proto's serialized bytes'
+    hash unless ``model_key`` names it). ``samples`` is a list of per-sample input lists (floats,
+    one array-like per model input), or stacked arrays with a leading batch axis: a list of one
+    array per model input, or a single array for a single-input model. ``settings`` is EZKL's
+    settings.json (its ``run_args`` give the scales). ``backend``: ``"triton"`` (the kernels),
+    ``"torch"`` (exact int64 on the CPU; ``"reference"`` is its former name), or ``None`` for
+    Triton on a CUDA device and torch elsewhere. With ``check_scales`` the output scales must
+    equal the settings' ``model_output_scales`` (a mismatch means the lowering differs from
+    EZKL's).
     """
-    model_path = Path(model_path)
+    src = _Source(model, model_key)
     run_args = settings["run_args"]
-    shapes = _shapes_for(model_path, inputs)
-    graph, plan = _prepared(model_path, shapes, run_args)
+    per_input = _stack_inputs(samples)
+    shapes = _shapes_for(_declared_shapes(src), [x[0] for x in per_input])
+    graph, plan = _prepared(src, shapes, run_args)
     expected = settings.get("model_output_scales")
     if check_scales and expected is not None and list(expected) != plan.output_scales:
         raise ScaleMismatchError(
@@ -125,31 +271,32 @@ def run_fixed(
             f"ops: {[s.node.onnx_op for s in plan.steps.values()]}"
         )
 
-    # The reference is plain torch int64, whose matmul CUDA does not implement: always the CPU.
-    dev = "cpu" if backend == "reference" else _pick_device(device)
-    be = _backend(backend, dev)
+    be, dev = backends.resolve(backend, _pick_device(device))
     t0 = time.perf_counter()
-    values: dict[str, torch.Tensor] = {}
-    for name in graph.inputs:
-        node = graph.nodes[name]
-        x = np.asarray(inputs[node.attrs["index"]]).reshape(node.shape)
-        q = quantize_input(x, plan.input_scales[node.attrs["index"]], node.attrs["float"])
-        values[name] = torch.from_numpy(q).to(dev)
-    values.update(_device_consts(plan, dev))
-    ops: list[str] = []
-    for name, step in plan.steps.items():
-        args = [values[i] for i in step.node.inputs]
-        values[name] = run_step(be, step, args, values)
-        ops.append(step.node.onnx_op or step.node.op)
-    outs = [values[o].reshape(-1).cpu() for o in graph.outputs]
+    outs = _execute_exact(graph, plan, be, dev, per_input)
     if dev.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - t0) * 1000.0
 
-    fixed = [[int(v) for v in o.tolist()] for o in outs]
-    floats = [[v / 2.0 ** s for v in o] for o, s in zip(fixed, plan.output_scales)]
-    dedup: list[str] = []
-    for o in ops:
-        if not dedup or dedup[-1] != o:
-            dedup.append(o)
-    return EngineResult(fixed, floats, plan.output_scales, be.describe(), elapsed, dedup)
+    nb = per_input[0].shape[0]
+    fixed = [[[int(v) for v in o[i].tolist()] for o in outs] for i in range(nb)]
+    floats = [[[v / 2.0 ** s for v in o] for o, s in zip(sample, plan.output_scales)]
+              for sample in fixed]
+    return BatchResult(fixed, floats, plan.output_scales, be.describe(), elapsed, _op_names(plan))
+
+
+def run_fixed(
+    model_path: ModelLike,
+    inputs: Sequence[Any],
+    settings: dict,
+    device: str | None = None,
+    *,
+    backend: str | Backend | None = None,
+    check_scales: bool = True,
+    model_key: str | None = None,
+) -> EngineResult:
+    """Run ``model_path`` (a path or a loaded ModelProto) on one sample's ``inputs`` (floats, one
+    array per model input) the way EZKL computes its witness: :func:`run_fixed_batch` with a
+    batch of one (same arguments)."""
+    return run_fixed_batch(model_path, [list(inputs)], settings, device, backend=backend,
+                           check_scales=check_scales, model_key=model_key).sample(0)

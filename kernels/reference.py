@@ -1,0 +1,307 @@
+"""Exact int64 torch implementations of every kernel's contract: the one integer reference.
+
+Each function here has the signature and semantics of the Triton wrapper of the same name in
+``kernels/`` (int64 in, int64 out, exact), with the same argument checks and the same overflow
+bounds: an OverflowError *before* computing when a result could leave int64, never a wrapped
+value. Two users:
+
+* the kernel tests, which compare every kernel with these (``tests/test_kernels_*.py``);
+* the engine's CPU backend (``backend="torch"``, the default without a GPU).
+
+Everything is computed on the CPU (CUDA has no int64 matmul; integer matmul and conv on the CPU
+accumulate exactly in int64 within the bounds checked) and returned on the input's device. The
+int8-limb limits of the Triton kernels (the int32 accumulator's ``K < 131072``) do not apply:
+they are not part of the arithmetic contract. Nothing here touches floating point.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vcompute.kernels._checks import (
+    INT64_MAX,
+    INT64_MIN,
+    check_fits_int64,
+    check_int64,
+    max_abs,
+    padding4,
+    pair,
+    same_device,
+)
+
+#: ``div_round`` inputs must satisfy |x| < 2**52 for the f64 computation EZKL does to be exact
+DIV_ROUND_LIMIT = 2**52
+
+
+def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.cpu()
+
+
+# -- GEMM and convolution ---------------------------------------------------------------------
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact ``a @ b + bias``: [M, K] x [K, N] (+ [N]) -> int64 [M, N].
+
+    OverflowError when ``K * max|a| * max|b| + max|bias|`` could reach 2^63.
+    """
+    check_int64("a", a, 2)
+    check_int64("b", b, 2)
+    if bias is not None:
+        check_int64("bias", bias, 1)
+    out_device = same_device(a=a, b=b, bias=bias)
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2:
+        raise ValueError(f"int_matmul: inner dims differ: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+    if bias is not None and bias.shape[0] != n:
+        raise ValueError(f"int_matmul: bias has {bias.shape[0]} entries, expected N={n}")
+    a, b, bias = _cpu(a), _cpu(b), _cpu(bias)
+    a_max, b_max, bias_max = max_abs(a), max_abs(b), max_abs(bias)
+    check_fits_int64(f"int_matmul K={k}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
+                     k * a_max * b_max + bias_max)
+    out = a @ b if k else torch.zeros((m, n), dtype=torch.int64)
+    if bias is not None:
+        out = out + bias
+    return out.to(out_device)
+
+
+def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0,
+               dilation: int | tuple[int, int] = 1, groups: int = 1) -> torch.Tensor:
+    """Exact 2-D convolution: x [N, C, H, W], w [O, C/groups, kh, kw] (+ bias [O]) -> int64
+    [N, O, Ho, Wo], zero padding (an int, (h, w) or (top, left, bottom, right)).
+
+    OverflowError when ``K * max|x| * max|w| + max|bias|`` (K = C/groups*kh*kw) could reach 2^63.
+    Runs as an im2col GEMM per group.
+    """
+    check_int64("x", x, 4)
+    check_int64("w", w, 4)
+    if bias is not None:
+        check_int64("bias", bias, 1)
+    out_device = same_device(x=x, w=w, bias=bias)
+    (nb, c, h, wd), (o, cg, kh, kw) = x.shape, w.shape
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pl, pb, pr = padding4(padding)
+    if groups < 1 or c % groups or o % groups or cg != c // groups:
+        raise ValueError(f"int_conv2d: x has {c} channels, w is {tuple(w.shape)}, groups={groups}: "
+                         f"need C and O divisible by groups and w.shape[1] == C/groups")
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"int_conv2d: stride {stride} and dilation {dilation} must be >= 1")
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"int_conv2d: bias has {bias.shape[0]} entries, expected O={o}")
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
+    x, w, bias = _cpu(x), _cpu(w), _cpu(bias)
+    k = cg * kh * kw
+    x_max, w_max, bias_max = max_abs(x), max_abs(w), max_abs(bias)
+    check_fits_int64(f"int_conv2d K={k}, max|x|={x_max}, max|w|={w_max}, max|bias|={bias_max}",
+                     k * x_max * w_max + bias_max)
+    xp = F.pad(x, (pl, pr, pt, pb))
+    # im2col: cols[n, c, r*kw + s, p] = xp[n, c, ho*sh + r*dh, wo*sw + s*dw] (p = ho*Wo + wo)
+    taps = [xp[:, :, r * dh: r * dh + sh * (ho - 1) + 1: sh, s * dw: s * dw + sw * (wo - 1) + 1: sw]
+            for r in range(kh) for s in range(kw)]
+    cols = torch.stack(taps, dim=2).reshape(nb, groups, k, ho * wo)
+    out = torch.matmul(w.reshape(groups, o // groups, k), cols)  # [N, G, O/G, Ho*Wo]
+    out = out.reshape(nb, o, ho, wo)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out.to(out_device)
+
+
+def int_conv1d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: int = 1, padding: int | tuple[int, int] = 0, dilation: int = 1,
+               groups: int = 1) -> torch.Tensor:
+    """Exact 1-D conv: x [N, C, L], w [O, C/groups, k] -> int64 [N, O, Lo]: :func:`int_conv2d`
+    with a height of 1; padding is (left, right) or an int."""
+    check_int64("x", x, 3)
+    check_int64("w", w, 3)
+    p_lo, p_hi = pair(padding, "padding")
+    if isinstance(stride, (tuple, list)) or isinstance(dilation, (tuple, list)):
+        raise ValueError("int_conv1d: stride and dilation are single ints")
+    out = int_conv2d(x.unsqueeze(2), w.unsqueeze(2), bias, stride=(1, stride),
+                     padding=(0, p_lo, 0, p_hi), dilation=(1, dilation), groups=groups)
+    return out.squeeze(2)
+
+
+# -- rescaling ----------------------------------------------------------------------------------
+
+
+def div_round(x: torch.Tensor, divisor: int) -> torch.Tensor:
+    """``round(x / divisor)``, ties away from zero (EZKL's f64 ``round`` of the quotient).
+
+    ``divisor`` is an int in [1, 2**53); OverflowError if any ``|x| >= 2**52``.
+    """
+    check_int64("x", x)
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or not 1 <= divisor < 2**53:
+        raise ValueError(f"div_round: divisor must be an int in [1, 2^53), got {divisor!r}")
+    out_device = x.device
+    x = x.cpu()
+    biggest = max_abs(x)
+    if biggest >= DIV_ROUND_LIMIT:
+        raise OverflowError(f"div_round: |x| reaches {biggest} >= 2^52, where EZKL's f64 division is no longer exact")
+    ax = x.abs()
+    q = torch.div(ax, divisor, rounding_mode="floor")
+    q = q + (2 * (ax - q * divisor) >= divisor).to(torch.int64)
+    return torch.where(x < 0, -q, q).to(out_device)
+
+
+# -- element-wise -------------------------------------------------------------------------------
+
+
+def _as_tensor(name: str, v: torch.Tensor | int, like: torch.Tensor | int) -> torch.Tensor:
+    """A Python int becomes a 0-dim int64 tensor on the other operand's device."""
+    if isinstance(v, torch.Tensor):
+        check_int64(name, v)
+        return v
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be an int64 tensor or an int, got {type(v).__name__}")
+    dev = like.device if isinstance(like, torch.Tensor) else None
+    return torch.tensor(v, dtype=torch.int64, device=dev)
+
+
+def _binary(op: str, a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int,
+            b_shift: int) -> torch.Tensor:
+    name = f"int_{op}"
+    a, b = _as_tensor("a", a, b), _as_tensor("b", b, a)
+    for sname, s in (("a_shift", a_shift), ("b_shift", b_shift)):
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 62:
+            raise ValueError(f"{name}: {sname} must be an int in [0, 62], got {s!r}")
+    out_device = same_device(a=a, b=b)
+    try:
+        a, b = torch.broadcast_tensors(a.cpu(), b.cpu())
+    except RuntimeError as e:
+        raise ValueError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} do not broadcast") from e
+    ma, mb = max_abs(a) << a_shift, max_abs(b) << b_shift
+    bound = ma * mb if op == "mul" else ma + mb
+    check_fits_int64(f"{name} max|a|*2^{a_shift}={ma}, max|b|*2^{b_shift}={mb}", bound)
+    if a_shift:
+        a = a << a_shift
+    if b_shift:
+        b = b << b_shift
+    out = a + b if op == "add" else a - b if op == "sub" else a * b
+    return out.contiguous().to(out_device)
+
+
+def int_add(a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int = 0, b_shift: int = 0) -> torch.Tensor:
+    """``(a << a_shift) + (b << b_shift)`` with broadcasting (OverflowError if it could wrap)."""
+    return _binary("add", a, b, a_shift, b_shift)
+
+
+def int_sub(a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int = 0, b_shift: int = 0) -> torch.Tensor:
+    """``(a << a_shift) - (b << b_shift)`` with broadcasting (OverflowError if it could wrap)."""
+    return _binary("sub", a, b, a_shift, b_shift)
+
+
+def int_mul(a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int = 0, b_shift: int = 0) -> torch.Tensor:
+    """``(a << a_shift) * (b << b_shift)`` with broadcasting (OverflowError if it could wrap)."""
+    return _binary("mul", a, b, a_shift, b_shift)
+
+
+# -- activations and lookups --------------------------------------------------------------------
+
+
+def _check_bound(name: str, v: int | None) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or not INT64_MIN <= v <= INT64_MAX:
+        raise ValueError(f"{name} must be an int64 value or None, got {v!r}")
+
+
+def clip(x: torch.Tensor, lo: int | None = None, hi: int | None = None) -> torch.Tensor:
+    """``min(max(x, lo), hi)`` elementwise; a None bound is not applied (ValueError if lo > hi)."""
+    check_int64("x", x)
+    _check_bound("lo", lo)
+    _check_bound("hi", hi)
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"clip: lo={lo} > hi={hi}")
+    return torch.clamp(x, min=lo, max=hi)
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """``max(x, 0)`` elementwise."""
+    return clip(x, 0, None)
+
+
+def max_scalar(x: torch.Tensor, v: int) -> torch.Tensor:
+    """``max(x, v)`` elementwise."""
+    return clip(x, v, None)
+
+
+def min_scalar(x: torch.Tensor, v: int) -> torch.Tensor:
+    """``min(x, v)`` elementwise."""
+    return clip(x, None, v)
+
+
+def table_lookup(x: torch.Tensor, table: torch.Tensor, offset: int) -> torch.Tensor:
+    """``table[x - offset]`` elementwise: ``offset`` is the input value of ``table[0]``.
+
+    ValueError naming the ranges if any ``x`` lies outside ``[offset, offset + len(table) - 1]``.
+    """
+    check_int64("x", x)
+    check_int64("table", table, 1)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"table_lookup: offset must be an int, got {offset!r}")
+    out_device = same_device(x=x, table=table)
+    x, table = x.cpu(), table.cpu()
+    if x.numel() == 0:
+        return torch.empty_like(x).to(out_device)
+    lo, hi = int(x.min()), int(x.max())
+    first, last = offset, offset + table.numel() - 1
+    if lo < first or hi > last:
+        outside = int(((x < first) | (x > last)).sum())
+        raise ValueError(f"table_lookup: inputs span [{lo}, {hi}] but the table covers [{first}, {last}] "
+                         f"({table.numel()} entries); {outside} of {x.numel()} inputs fall outside")
+    return table[x - offset].to(out_device)
+
+
+# -- pooling ------------------------------------------------------------------------------------
+
+
+def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool) -> torch.Tensor:
+    name = "max_pool2d" if is_max else "sum_pool2d"
+    check_int64("x", x, 4)
+    kh, kw = pair(kernel, "kernel")
+    sh, sw = pair(stride if stride is not None else (kh, kw), "stride")
+    pt, pl, pb, pr = padding4(padding)
+    if min(kh, kw, sh, sw) < 1:
+        raise ValueError(f"{name}: kernel {kernel} and stride {stride} must be >= 1")
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        raise ValueError(f"{name}: padding {padding} must be smaller than the kernel {kh}x{kw}")
+    nb, c, h, w = x.shape
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{name}: output would be {ho}x{wo} for input {h}x{w}, kernel {kh}x{kw}")
+    out_device = x.device
+    x = x.cpu()
+    if not is_max:
+        check_fits_int64(f"{name} window {kh}x{kw}, max|x|={max_abs(x)}", kh * kw * max_abs(x))
+    xp = F.pad(x, (pl, pr, pt, pb), value=INT64_MIN if is_max else 0)
+    win = xp.unfold(2, kh, sh).unfold(3, kw, sw)[:, :, :ho, :wo]  # N, C, Ho, Wo, kh, kw
+    out = win.amax(dim=(-1, -2)) if is_max else win.sum(dim=(-1, -2))
+    return out.to(out_device)
+
+
+def max_pool2d(x: torch.Tensor, kernel: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+               padding: int | tuple[int, ...] = 0) -> torch.Tensor:
+    """Max over each window of x [N, C, H, W] -> [N, C, Ho, Wo]; padded cells hold the int64
+    minimum, so they never win."""
+    return _pool(x, kernel, stride, padding, True)
+
+
+def sum_pool2d(x: torch.Tensor, kernel: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+               padding: int | tuple[int, ...] = 0) -> torch.Tensor:
+    """Exact sum over each window of x [N, C, H, W] -> [N, C, Ho, Wo]; padded cells are 0.
+
+    OverflowError if ``kh * kw * max|x|`` could reach 2^63.
+    """
+    return _pool(x, kernel, stride, padding, False)
+
+
+__all__ = [
+    "int_matmul", "int_conv2d", "int_conv1d", "div_round", "int_add", "int_sub", "int_mul",
+    "relu", "clip", "max_scalar", "min_scalar", "table_lookup", "max_pool2d", "sum_pool2d",
+]

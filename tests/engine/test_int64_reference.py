@@ -1,0 +1,108 @@
+"""kernels/reference.py holds the kernels' contract in plain int64 torch: the kernel tests'
+reference and the engine's CPU backend. It must give the kernels' bits, and refuse (never wrap)
+exactly where the kernels refuse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vcompute.kernels as kernels
+from vcompute.kernels import reference as ref
+from vcompute.kernels.testing import assert_same
+
+
+def _rand(shape, mag, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("mag", [100, 2**13, 2**30])
+def test_elementwise_and_rescale_match_kernels(mag):
+    a, b = _rand((3, 1, 5), mag, 1), _rand((4, 5), mag, 2)
+    for fn in ("int_add", "int_sub", "int_mul"):
+        for sa, sb in ((0, 0), (3, 0), (0, 7)):
+            if fn == "int_mul" and mag == 2**30 and (sa or sb):
+                continue  # would overflow: covered below
+            assert_same(getattr(ref, fn)(a, b, sa, sb), getattr(kernels, fn)(a, b, sa, sb),
+                        f"{fn} shifts {sa},{sb}")
+    assert_same(ref.int_add(a, 5), kernels.int_add(a, 5), "python int operand")
+    for d in (1, 2, 3, 7, 2**10, 2**20 + 1):
+        assert_same(ref.div_round(a, d), kernels.div_round(a, d), f"div_round by {d}")
+    ties = torch.tensor([-5, -3, -1, 1, 3, 5, 0], dtype=torch.int64)
+    assert ref.div_round(ties, 2).tolist() == [-3, -2, -1, 1, 2, 3, 0]  # halves away from zero
+
+
+def test_activations_and_lookup_match_kernels():
+    x = _rand((2, 3, 7), 1000, 3)
+    assert_same(ref.relu(x), kernels.relu(x), "relu")
+    assert_same(ref.clip(x, -10, 20), kernels.clip(x, -10, 20), "clip")
+    assert_same(ref.max_scalar(x, 5), kernels.max_scalar(x, 5), "max_scalar")
+    assert_same(ref.min_scalar(x, -5), kernels.min_scalar(x, -5), "min_scalar")
+    table = _rand((2001,), 2**40, 4)
+    assert_same(ref.table_lookup(x, table, -1000), kernels.table_lookup(x, table, -1000), "lookup")
+    for impl in (ref, kernels):
+        with pytest.raises(ValueError, match="table covers"):
+            impl.table_lookup(x, table[:10], -1000)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), None, 0), ((3, 3), (2, 1), (1, 1)),
+                                                   ((3, 2), (1, 2), (2, 0, 1, 1))])
+def test_pools_match_kernels(kernel, stride, padding):
+    x = _rand((2, 3, 7, 6), 2**20, 5) - 2**21  # mostly negative: padding must never win a max
+    assert_same(ref.max_pool2d(x, kernel, stride, padding),
+                kernels.max_pool2d(x, kernel, stride, padding), "max_pool2d")
+    assert_same(ref.sum_pool2d(x, kernel, stride, padding),
+                kernels.sum_pool2d(x, kernel, stride, padding), "sum_pool2d")
+
+
+def test_gemm_and_conv_match_kernels():
+    a, b, bias = _rand((9, 33), 2**20, 6), _rand((33, 5), 2**20, 7), _rand((5,), 2**40, 8)
+    assert_same(ref.int_matmul(a, b, bias), kernels.int_matmul(a, b, bias), "int_matmul")
+    x, w = _rand((2, 4, 7, 8), 2**13, 9), _rand((6, 2, 3, 3), 2**13, 10)
+    cb = _rand((6,), 2**26, 11)
+    args = ((2, 1), (1, 0, 2, 1), (2, 1), 2)
+    assert_same(ref.int_conv2d(x, w, cb, *args), kernels.int_conv2d(x, w, cb, *args), "conv2d")
+    x1, w1 = _rand((2, 4, 13), 2**13, 12), _rand((6, 2, 3), 2**13, 13)
+    assert_same(ref.int_conv1d(x1, w1, cb, 2, (1, 2), 2, 2),
+                kernels.int_conv1d(x1, w1, cb, stride=2, padding=(1, 2), dilation=2, groups=2),
+                "conv1d")
+
+
+def test_overflow_is_refused_not_wrapped():
+    """Where int64 could wrap, the reference raises OverflowError as the kernels do."""
+    big = torch.full((2, 4), 2**31, dtype=torch.int64)
+    with pytest.raises(OverflowError, match="int_matmul"):
+        ref.int_matmul(big, big.t().contiguous())  # 4 * 2^62 = 2^64
+    ok = torch.full((2, 1), 2**31, dtype=torch.int64)
+    assert ref.int_matmul(ok, ok.t().contiguous()).tolist() == [[2**62] * 2] * 2
+    with pytest.raises(OverflowError, match="int_mul"):
+        ref.int_mul(big, 2 * big)  # 2^63
+    with pytest.raises(OverflowError, match="int_add"):
+        ref.int_add(big, big, 32, 0)
+    with pytest.raises(OverflowError, match="int_conv2d"):
+        ref.int_conv2d(torch.full((1, 2, 3, 3), 2**31, dtype=torch.int64),
+                       torch.full((1, 2, 2, 2), 2**31, dtype=torch.int64))
+    with pytest.raises(OverflowError, match="sum_pool2d"):
+        ref.sum_pool2d(torch.full((1, 1, 2, 2), 2**62, dtype=torch.int64), 2)
+    with pytest.raises(OverflowError, match="2\\^52"):
+        ref.div_round(torch.tensor([2**52]), 3)
+    for impl in (ref, kernels):  # the same bound on both sides of the limit
+        impl.int_matmul(torch.tensor([[2**62]]), torch.tensor([[1]]))
+        with pytest.raises(OverflowError):
+            impl.int_matmul(torch.tensor([[2**62, 2**62]]), torch.tensor([[1], [1]]))
+
+
+def test_rejects_what_the_kernels_reject():
+    x = torch.ones((1, 1, 4, 4), dtype=torch.int64)
+    for impl in (ref, kernels):
+        with pytest.raises(TypeError):
+            impl.int_matmul(torch.ones((2, 2)), torch.ones((2, 2)))
+        with pytest.raises(ValueError, match="inner dims"):
+            impl.int_matmul(torch.ones((2, 3), dtype=torch.int64), torch.ones((2, 3), dtype=torch.int64))
+        with pytest.raises(ValueError, match="padding"):
+            impl.max_pool2d(x, 2, 2, 2)
+        with pytest.raises(ValueError, match="divisor"):
+            impl.div_round(x, 0)
+        with pytest.raises(ValueError, match="shift"):
+            impl.int_add(x, x, 63, 0)
