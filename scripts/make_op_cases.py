@@ -581,8 +581,8 @@ def _gemm_rnn() -> None:
              {"w": W}, scale=s)
 
     r3 = np.random.default_rng(3)
-    T, Bt, I, H = 4, 2, 3, 2
-    X = np.round(r3.uniform(-1, 1, (T, Bt, I)), 2).astype(np.float32)
+    T, Bt, Isz, H = 4, 2, 3, 2
+    X = np.round(r3.uniform(-1, 1, (T, Bt, Isz)), 2).astype(np.float32)
 
     def w(*sh):
         return np.round(r3.uniform(-0.8, 0.8, sh), 2).astype(np.float32)
@@ -590,7 +590,7 @@ def _gemm_rnn() -> None:
     shp = {"y": [T, 1, Bt, H], "yh": [1, Bt, H], "yc": [1, Bt, H]}
     for s in (7, 10):
         for op, ng in (("RNN", 1), ("GRU", 3), ("LSTM", 4)):
-            inits = {"W": w(1, ng * H, I), "R": w(1, ng * H, H), "B": w(1, 2 * ng * H)}
+            inits = {"W": w(1, ng * H, Isz), "R": w(1, ng * H, H), "B": w(1, 2 * ng * H)}
             combos = [["y"], ["yh"], ["y", "yh"]]
             if op == "LSTM":
                 combos += [["yc"], ["yh", "yc"], ["y", "yc"], ["y", "yh", "yc"]]
@@ -600,14 +600,14 @@ def _gemm_rnn() -> None:
                     names.pop()
                 case(f"{op}_out_{'_'.join(outs)}_s{s}", op,
                      [N(op, ["x", "W", "R", "B"], names, hidden_size=H)],
-                     [("x", F, [T, Bt, I])], [(o, F, shp[o]) for o in outs], [X], inits, scale=s)
+                     [("x", F, [T, Bt, Isz])], [(o, F, shp[o]) for o in outs], [X], inits, scale=s)
     case("GRU_m2_s7", "GRU", [N("GRU", ["x", "W", "R", "B"], ["y"], hidden_size=H)],
-         [("x", F, [T, Bt, I])], [("y", F, shp["y"])], [X],
-         {"W": w(1, 3 * H, I), "R": w(1, 3 * H, H), "B": w(1, 6 * H)}, mult=2, engine="refuse",
+         [("x", F, [T, Bt, Isz])], [("y", F, shp["y"])], [X],
+         {"W": w(1, 3 * H, Isz), "R": w(1, 3 * H, H), "B": w(1, 6 * H)}, mult=2, engine="refuse",
          note="state scales with a rebase multiplier != 1 are not verified: the engine refuses")
-    inits = {"W": w(1, 4 * H, I), "R": w(1, 4 * H, H), "B": w(1, 8 * H)}
+    inits = {"W": w(1, 4 * H, Isz), "R": w(1, 4 * H, H), "B": w(1, 8 * H)}
     case("LSTM_calibrated", "LSTM", [N("LSTM", ["x", "W", "R", "B"], ["y", "yh"], hidden_size=H)],
-         [("x", F, [T, Bt, I])], [("y", F, shp["y"]), ("yh", F, shp["yh"])], [X], inits,
+         [("x", F, [T, Bt, Isz])], [("y", F, shp["y"]), ("yh", F, shp["yh"])], [X], inits,
          scale=None)
 
 
