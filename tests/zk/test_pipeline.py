@@ -104,24 +104,25 @@ def test_summary_claiming_other_outputs_is_rejected(proof_copy) -> None:
 
 
 def test_model_engine_cannot_run_still_proves_with_exact_null(tmp_path: Path) -> None:
-    """Floor: EZKL proves it, the engine does not run it; summary says so and claims nothing."""
+    """1-D max pooling: EZKL proves it, the engine refuses it (not verified against EZKL yet); the
+    summary says so, claims nothing, and the proof still lands."""
     import onnx
     import onnx.helper as oh
 
     graph = oh.make_graph(
-        [oh.make_node("Mul", ["x", "k"], ["m"]), oh.make_node("Floor", ["m"], ["y"])],
+        [oh.make_node("Mul", ["x", "k"], ["m"]), oh.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2], strides=[2])],
         "g",
-        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
-        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1, 2])],
         [oh.make_tensor("k", onnx.TensorProto.FLOAT, [1], [3.0])],
     )
-    model = tmp_path / "floor.onnx"
+    model = tmp_path / "maxpool1d.onnx"
     onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), str(model))
     data = tmp_path / "input.json"
     data.write_text(json.dumps({"input_data": [[0.3, -0.7, 1.2, 0.05]]}))
     summary = pipeline.prove(pipeline.ProveRequest(model=model, input=data, out=tmp_path / "out", evm=False))
     assert summary["engine_exact"] is None
-    assert "Floor" in summary["engine_reason"], summary["engine_reason"]
+    assert "MaxPool" in summary["engine_reason"], summary["engine_reason"]
     assert summary["partial"] is True and summary["warnings"][0]["stage"] == "engine"
     verify(tmp_path / "out")
     assert summary["float_outputs"] is not None and summary["max_abs_error"] < 0.01
@@ -197,3 +198,27 @@ def test_failed_prove_leaves_no_out_dir(tmp_path: Path) -> None:
 def test_default_out_dir_is_named_after_the_models_folder() -> None:
     assert pipeline.default_out(CIRCUITS / "mlp" / "model.onnx") == Path("out/mlp")
     assert pipeline.default_out(Path("nets/lenet.onnx")) == Path("out/lenet")
+
+
+def test_input_beyond_the_calibrated_lookup_range_is_refused_before_proving(tmp_path: Path) -> None:
+    """EZKL's prove never returns on such a witness (seen with 23.0.5): one clear line instead."""
+    import onnx
+    import onnx.helper as oh
+
+    graph = oh.make_graph(
+        [oh.make_node("MatMul", ["x", "w"], ["m"]), oh.make_node("Sigmoid", ["m"], ["y"])],
+        "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2])],
+        [oh.make_tensor("w", onnx.TensorProto.FLOAT, [4, 2], [0.5, -0.25, 0.75, 0.1, -0.3, 0.6, 0.2, -0.8])],
+    )
+    model = tmp_path / "sigmoid.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), str(model))
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"input_data": [[0.1, -0.2, 0.3, -0.1]]}))
+    far = tmp_path / "far.json"
+    far.write_text(json.dumps({"input_data": [[60.0, -70.0, 80.0, -50.0]]}))
+    request = pipeline.ProveRequest(model=model, input=far, calibration_data=calibration, out=tmp_path / "out", evm=False)
+    with pytest.raises(UsageError, match="outside the range the circuit was calibrated for"):
+        pipeline.prove(request)
+    assert not (tmp_path / "out").exists()

@@ -252,6 +252,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
 
     with stages.run("witness"):
         wit = proving.witness(input_path, circ.compiled_path, staging / "witness.json", the_keys.vk, the_srs.path, log=log)
+        proving.check_lookup_range(wit, settings)
     fixed = proving.felts_to_ints(wit["outputs"])
 
     engine: dict[str, Any] = {"engine_exact": None, "engine_reason": "skipped (--no-engine)"}
