@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from vcompute.kernels.runtime import device as kernels_device
+
 #: operand a (gemm) / x (conv) / the first elementwise operand lies outside its planned limbs or bound
 FLAG_A_RANGE = 1
 #: operand b (gemm) / w (conv) / the second elementwise operand lies outside its planned limbs or bound
@@ -42,8 +44,9 @@ def describe_flag(code: int) -> str:
 
 
 def new_flag(device: torch.device | str | None = None) -> torch.Tensor:
-    """A single zeroed int32 flag on ``device`` (what the kernels' ``flag=`` argument takes)."""
-    return torch.zeros(1, dtype=torch.int32, device=device)
+    """A single zeroed int32 flag (what the kernels' ``flag=`` argument takes) on ``device``,
+    by default the device the kernels run on."""
+    return torch.zeros(1, dtype=torch.int32, device=device or kernels_device())
 
 
 def check_flag(flag: torch.Tensor, what: str = "kernel") -> None:
@@ -56,6 +59,7 @@ def check_flag(flag: torch.Tensor, what: str = "kernel") -> None:
 class ErrorFlags:
     """One int32 flag per op of a forward pass, in one device tensor, read back with one sync.
 
+    The flags live on ``device``, by default the device the kernels run on.
     ``slot(name)`` hands out a 1-element view for a kernel's ``flag=`` argument (the same name
     gets the same slot); ``check()`` copies all flags to the host once and raises OverflowError
     naming every op whose flag is set; ``reset()`` zeroes them on the device (no sync), e.g.
@@ -65,7 +69,7 @@ class ErrorFlags:
     def __init__(self, device: torch.device | str | None = None, capacity: int = 256) -> None:
         if capacity < 1:
             raise ValueError(f"ErrorFlags capacity must be >= 1, got {capacity}")
-        self.tensor = torch.zeros(capacity, dtype=torch.int32, device=device)
+        self.tensor = torch.zeros(capacity, dtype=torch.int32, device=device or kernels_device())
         self.names: list[str] = []
 
     def slot(self, name: str) -> torch.Tensor:

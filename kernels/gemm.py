@@ -93,6 +93,27 @@ class GemmConfig:
 
 
 DEFAULT_GEMM_CONFIG = GemmConfig()
+#: one-limb outputs keep the int64 output tile within this many bytes (the epilogue's layout change
+#: goes through shared memory: a 128 x 256 int64 tile needs 256 KB, over Hopper's 227 KB)
+MAX_OUT_TILE_BYTES = 128 * 1024
+
+
+def default_config(m: int, la: int, lb: int) -> GemmConfig:
+    """The tile config a call without one gets (a fixed rule, never timed; bits do not depend on it).
+
+    DEFAULT_GEMM_CONFIG, except: few rows (``m * la <= 64``, a layer at small batch) get a narrow
+    tile (16-64 x 64) so that many programs stream the weights in parallel; one-limb operands get
+    block_n halved until the int64 output tile fits MAX_OUT_TILE_BYTES.
+    """
+    if m * la <= 64:
+        return GemmConfig(block_m=max(16, triton.next_power_of_2(m * la)), block_n=64, block_k=128,
+                          num_warps=4, num_stages=4, group_m=1)
+    cfg = DEFAULT_GEMM_CONFIG
+    block_n = cfg.block_n
+    while (cfg.block_m // la) * (block_n // lb) * 8 > MAX_OUT_TILE_BYTES and block_n > 16:
+        block_n //= 2
+    return cfg if block_n == cfg.block_n else GemmConfig(cfg.block_m, block_n, cfg.block_k, cfg.num_warps,
+                                                         cfg.num_stages, cfg.group_m, cfg.tma, cfg.persistent)
 
 
 #: split-kernel modes: plain, measure the range (atomic min/max), check against planned bounds (flag)
@@ -482,7 +503,7 @@ def limb_matmul(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor
     M, la, K = a_limbs.shape
     N, lb, K2 = b_limbs.shape
     assert K == K2 and K % 16 == 0 and a_limbs.dtype == b_limbs.dtype == torch.int8
-    cfg = config or DEFAULT_GEMM_CONFIG
+    cfg = config or default_config(M, la, lb)
     cfg.check(la, lb)
     return _launch(a_limbs, b_limbs, bias, cfg, epilogue, flag)[0]
 
@@ -556,7 +577,7 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor | PackedOperand, bias: torch.Ten
     in the int32 ``flag`` (kernels.flags) and the output is invalid; read the flag once after the
     whole forward pass. Without ``flag`` an internal one is checked here (one sync).
 
-    The output is on ``a``'s device; bits are the same for every ``config``.
+    The output is on ``a``'s device; bits are the same for every ``config`` (None: ``default_config``).
     """
     what = "int_matmul"
     check_int64("a", a, 2)
@@ -665,5 +686,5 @@ def fit_limbs(x: torch.Tensor, spec: torch.Tensor, lo: int, hi: int) -> torch.Te
 
 
 __all__ = ["GemmConfig", "DEFAULT_GEMM_CONFIG", "PackedOperand", "int_matmul", "pack_weight", "split_limbs",
-           "limbs_needed", "limb_capacity", "padded_limbs", "limb_matmul", "check_accumulator_bound",
+           "limbs_needed", "limb_capacity", "padded_limbs", "limb_matmul", "default_config", "check_accumulator_bound",
            "split_speculative", "split_planned", "fit_limbs"]

@@ -26,17 +26,22 @@ DIV_ROUND_LIMIT = 2**52
 @triton.jit
 def round_div(x, d, SHIFT: tl.constexpr):
     """sign(x) * floor(|x| / d + 1/2): EZKL's division, ties away from zero (the one formula every
-    fused epilogue reuses). ``d`` > 0; SHIFT >= 0 means d == 2**SHIFT (shifts instead of a division);
-    needs |x| < 2**62 (callers check |x| < 2**52, EZKL's exactness limit, beforehand)."""
-    ax = tl.where(x < 0, -x, x)
-    if SHIFT >= 0:
-        q = ax >> SHIFT
-        r = ax & ((1 << SHIFT) - 1)
+    fused epilogue reuses). ``d`` > 0; SHIFT >= 0 means d == 2**SHIFT. Needs |x| < 2**62 (callers
+    check |x| < 2**52, EZKL's exactness limit, beforehand).
+
+    For d = 2^s (s >= 1) it is ``(x + 2^(s-1) - [x < 0]) >> s`` with a flooring shift: for x >= 0
+    that is floor(x/d + 1/2); for x < 0 it is floor((x + d/2 - 1)/d) = ceil((x - d/2)/d) =
+    -floor(|x|/d + 1/2). Three integer ops instead of a division, the cheap case of every rebase.
+    """
+    if SHIFT == 0:
+        return x
+    elif SHIFT > 0:
+        return (x + ((1 << (SHIFT - 1)) - (x < 0).to(tl.int64))) >> SHIFT
     else:
+        ax = tl.where(x < 0, -x, x)
         q = ax // d
-        r = ax - q * d
-    q += (2 * r >= d).to(tl.int64)
-    return tl.where(x < 0, -q, q)
+        q += (2 * (ax - q * d) >= d).to(tl.int64)
+        return tl.where(x < 0, -q, q)
 
 
 @triton.jit

@@ -299,12 +299,74 @@ def fused_rows(sizes: list[int], cfg: GemmConfig) -> list[dict]:
         epi = Epilogue.make("bench", 13, False, "relu")
         row["core_fused_ms"] = bench(lambda: limb_matmul(al, bl, bias, cfg, epilogue=epi, flag=flag))
         row["core_plain_ms"] = bench(lambda: limb_matmul(al, bl, bias, cfg))
+        # where the epilogue's time goes: each part alone (the same GEMM kernel, other constexprs)
+        parts = {"div": (Epilogue(8192), None), "div_relu": (Epilogue(8192, lo=0), None), "check": (Epilogue(), flag)}
+        for name, (e, f) in parts.items():
+            row[f"core_{name}_ms"] = bench(lambda: limb_matmul(al, bl, bias, cfg, epilogue=e, flag=f))
+        if s == 4096:
+            from vcompute.kernels.gemm import _launch
+
+            for name, e, f in (("plain", Epilogue(), None), ("fused", epi, flag)):
+                h = _launch(al, bl, bias, cfg, e, f)[1]
+                row[f"core_{name}_regs_spills"] = [getattr(h, "n_regs", None), getattr(h, "n_spills", None)]
         row["flag_clear"] = int(flag.item()) == 0
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         del a, b, a8, b8c, al, bl, ref
         torch.cuda.empty_cache()
     return rows
+
+
+FUSED_SWEEP = [
+    GemmConfig(),
+    GemmConfig(128, 256, 128, 8, 3, 8, persistent=True),
+    GemmConfig(128, 256, 128, 8, 4, 8),
+    GemmConfig(128, 256, 64, 8, 4, 8),
+    GemmConfig(128, 128, 128, 8, 4, 8),
+    GemmConfig(128, 128, 128, 8, 4, 8, persistent=True),
+    GemmConfig(256, 128, 128, 8, 3, 8),
+]
+
+
+def fused_sweep(sizes: list[int]) -> list[dict]:
+    """The fused, checked 2x2-limb GEMM kernel (bias, rescale, relu, flag) per candidate config."""
+    out = []
+    epi = Epilogue.make("bench", 13, False, "relu")
+    for s in sizes:
+        g = torch.Generator(device="cuda").manual_seed(s)
+        a = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64, generator=g)
+        b = torch.randint(-(2**13), 2**13, (s, s), device="cuda", dtype=torch.int64, generator=g)
+        bias = torch.randint(-(2**26), 2**26, (s,), device="cuda", dtype=torch.int64, generator=g)
+        al, bl = split_limbs(a, 2), split_limbs(b.t(), 2)
+        flag = new_flag("cuda")
+        ref = limb_matmul(al, bl, bias, GemmConfig(), epilogue=epi, flag=flag)
+        for cfg in FUSED_SWEEP:
+            rec = {"size": s, "config": cfg.__dict__}
+            try:
+                rec["exact"] = exact(limb_matmul(al, bl, bias, cfg, epilogue=epi, flag=flag), ref)
+                rec["fused_ms"] = bench(lambda: limb_matmul(al, bl, bias, cfg, epilogue=epi, flag=flag))
+                rec["plain_ms"] = bench(lambda: limb_matmul(al, bl, bias, cfg))
+            except Exception as e:  # noqa: BLE001 - a config that does not compile is reported
+                rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            out.append(rec)
+            print(json.dumps(rec), file=sys.stderr, flush=True)
+        del a, b, al, bl, ref
+        torch.cuda.empty_cache()
+    return out
+
+
+def host_us(fn, calls: int = 200) -> float:
+    """Host (wall-clock) microseconds per call of fn issued back to back, one sync at the end."""
+    import time
+
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) * 1e6 / calls
 
 
 def layer_rows(ms: list[int], k: int = 4096, n: int = 4096) -> list[dict]:
@@ -324,12 +386,15 @@ def layer_rows(ms: list[int], k: int = 4096, n: int = 4096) -> list[dict]:
             a8 = torch.randint(-128, 128, (m, k), device="cuda", dtype=torch.int8, generator=g)
             b8c = col_major(torch.randint(-128, 128, (k, n), device="cuda", dtype=torch.int8, generator=g))
             row["cublas_int8_ms"] = bench(lambda: torch._int_mm(a8, b8c))
-        variants, flag = _gemm_layer_variants(a, b, bias, GemmConfig())
+        variants, flag = _gemm_layer_variants(a, b, bias, None)  # default_config: the rule a caller without a config gets
         for name, fn in variants.items():
             row[f"{name}_exact"] = exact(fn(), ref)
             row[f"{name}_ms"] = bench(fn)
             if name.startswith("planned"):
                 row[f"{name}_graph_ms"] = bench_graph(fn)
+        if m == 1:
+            row["fp16_layer_host_us"] = host_us(float_layer)
+            row["planned_packed_host_us"] = host_us(variants["planned_packed"])
         row["flag_clear"] = int(flag.item()) == 0
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
@@ -442,6 +507,8 @@ def print_table(result: dict) -> None:
         print("conv layer", json.dumps(r))
     for r in result.get("elementwise", []):
         print("elementwise", json.dumps(r))
+    for r in result.get("fused_sweep", []):
+        print("fused sweep", json.dumps(r))
 
 
 def main() -> int:
@@ -485,6 +552,7 @@ def main() -> int:
         result["layers"] = layer_rows([1, 16, 256, 4096])
         result["conv_fused"] = conv_fused_rows()
         result["elementwise"] = elementwise_rows()
+        result["fused_sweep"] = fused_sweep([s for s in args.sizes if s >= 4096][-2:])
     if not args.skip_gemm:
         result["overhead"] = [overhead(512), overhead(2048)]
     if args.json:

@@ -19,7 +19,15 @@ from vcompute.kernels.flags import (
     ErrorFlags,
     new_flag,
 )
-from vcompute.kernels.gemm import GemmConfig, int_matmul, limb_capacity, pack_weight
+from vcompute.kernels.gemm import (
+    DEFAULT_GEMM_CONFIG,
+    MAX_OUT_TILE_BYTES,
+    GemmConfig,
+    default_config,
+    int_matmul,
+    limb_capacity,
+    pack_weight,
+)
 from vcompute.kernels.rescale import div_round
 from vcompute.kernels.testing import assert_same, ref_epilogue, ref_matmul
 
@@ -239,6 +247,22 @@ def test_empty_reduction_and_zero_operands_run_the_epilogue():
     assert int_matmul(torch.zeros((0, 3), dtype=torch.int64), _rand((3, 5), -9, 9, 1), bias, rescale_shift=3).shape == (0, 5)
 
 
+def test_default_config_rule():
+    """Without a config: narrow tiles for few rows, one-limb output tiles within the shared-memory
+    budget, the tuned default otherwise; the same bits as an explicit config either way."""
+    small = default_config(1, 2, 2)
+    assert (small.block_m, small.block_n) == (16, 64) and default_config(32, 2, 2).block_m == 64
+    assert default_config(33, 2, 2) is DEFAULT_GEMM_CONFIG and default_config(1000, 2, 2) is DEFAULT_GEMM_CONFIG
+    for la, lb in ((1, 1), (1, 2), (2, 1)):
+        c = default_config(1000, la, lb)
+        assert (c.block_m // la) * (c.block_n // lb) * 8 <= MAX_OUT_TILE_BYTES
+    a = _rand((3, 70), -(2**13), 2**13, 13)
+    b = _rand((70, 40), -(2**13), 2**13, 14)
+    ref = _reference(a, b, None, 13, False, "relu", None)
+    assert_same(int_matmul(a, b, rescale_shift=13, activation="relu"), ref, "default config, 3 rows")
+    assert_same(int_matmul(a, b, config=CONFIGS[3], rescale_shift=13, activation="relu"), ref, "explicit default")
+
+
 def test_rejects_bad_arguments():
     a = torch.ones((2, 3), dtype=torch.int64)
     b = torch.ones((3, 2), dtype=torch.int64)
@@ -312,6 +336,28 @@ def test_gpu_cuda_graph_capture_and_flag():
     a[5, 7] = 2**16
     graph.replay()
     assert int(flag.item()) == FLAG_A_RANGE
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rows", [1, 7, 300])
+def test_gpu_default_config_every_limb_mix(rows):
+    """config=None with the fused, checked epilogue for every limb mix up to 4 (the int64 output
+    tile of one-limb operands must fit shared memory) and few rows (the narrow-tile rule)."""
+    g = torch.Generator(device="cuda").manual_seed(rows)
+    mags = {1: 127, 2: 2**13, 4: 2**23}  # 2^23 needs 4 limbs; K * 2^46 stays far from 2^52
+    for la in (1, 2, 4):
+        for lb in (1, 2, 4):
+            a = torch.randint(-mags[la], mags[la], (rows, 100), device="cuda", dtype=torch.int64, generator=g)
+            b = torch.randint(-mags[lb], mags[lb], (100, 200), device="cuda", dtype=torch.int64, generator=g)
+            bias = torch.randint(-(2**30), 2**30, (200,), device="cuda", dtype=torch.int64, generator=g)
+            ref = _reference(a.cpu(), b.cpu(), bias.cpu(), 5, True, None, (-(2**40), 2**40))
+            kw = dict(rescale_shift=5, bias_after_rescale=True, clip=(-(2**40), 2**40))
+            f = new_flag()
+            got = int_matmul(a, b, bias, limbs=(la, lb), bounds=(mags[la], mags[lb]), flag=f, **kw)
+            assert int(f.item()) == 0
+            assert_same(got, ref, f"default config, {rows} rows, limbs {la}x{lb}")
+            assert_same(int_matmul(a, b, bias, **kw), ref, f"adaptive default config, {rows} rows, limbs {la}x{lb}")
 
 
 @pytest.mark.gpu
