@@ -24,6 +24,13 @@ Overflow guards (``OverflowError`` before the GEMM runs; only the range-measurin
   * int64 result: ``K * max|a| * max|b| + max|bias| < 2**63``.
 Within those bounds every intermediate is exact (int32 and int64 arithmetic wrap modulo 2^32 and
 2^64, and the true values fit).
+
+Planned path (``limbs=``): the limb counts come from bounds known at plan time, so nothing is
+measured and nothing syncs. The host checks what the plan implies (the two bounds above with the
+planned magnitudes); the split kernel checks every value against its planned range on the device
+and ORs an error code into an int32 flag (:mod:`kernels.flags`) that the caller reads once per
+forward pass. Constant operands can be split once (:func:`pack_weight`). The epilogue can also
+add the bias, rescale and clip (:mod:`kernels.epilogue`), bit-identical to separate kernels.
 """
 
 from __future__ import annotations
