@@ -77,24 +77,42 @@ def report(err, mask, flag_ptr):
 
 
 @triton.jit
+def any_cell(cond, mask):
+    """1 if ``cond`` holds at any real cell (``mask``) of a 2-D tile, else 0 (an int32 scalar)."""
+    return tl.max(tl.max((cond & mask).to(tl.int32), axis=1), axis=0)
+
+
+@triton.jit
 def apply_epilogue(res, bias, mask, flag_ptr, d, lo, hi,
                    HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr, DIV: tl.constexpr,
                    HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr):
     """The int64 output tile after ``+ bias`` (before or after the rescale), rescale and clamp.
 
     ``bias`` broadcasts against ``res`` (a [1, N] row); ``mask`` marks the tile's real cells.
+    Each check is reduced to a scalar right away (no per-cell error tile stays live: the GEMM's
+    epilogue is register-bound), and one atomic reports the tile's codes.
     """
-    err = tl.zeros(res.shape, dtype=tl.int32)
+    code = 0
     if HAS_BIAS:
         if not BIAS_AFTER:
-            res, err = checked_add(res, bias, err, CHECK)
-    res, err = checked_rescale(res, err, d, DIV, CHECK)
+            s = res + bias
+            if CHECK:
+                code |= any_cell(((res ^ s) & (bias ^ s)) < 0, mask) * _ADD_CODE
+            res = s
+    if DIV != -2:
+        if CHECK:
+            code |= any_cell((res >= _LIMIT) | (res <= -_LIMIT), mask) * _LIMIT_CODE
+        res = round_div(res, d, DIV)
     if HAS_BIAS:
         if BIAS_AFTER:
-            res, err = checked_add(res, bias, err, CHECK)
+            s = res + bias
+            if CHECK:
+                code |= any_cell(((res ^ s) & (bias ^ s)) < 0, mask) * _ADD_CODE
+            res = s
     res = clamp(res, lo, hi, HAS_LO, HAS_HI)
     if CHECK:
-        report(err, mask, flag_ptr)
+        if code != 0:
+            tl.atomic_or(flag_ptr, code)
     return res
 
 
@@ -166,4 +184,4 @@ class Epilogue:
 
 NO_EPILOGUE = Epilogue()
 
-__all__ = ["Epilogue", "NO_EPILOGUE", "apply_epilogue", "checked_add", "checked_rescale", "clamp", "report", "bit_or"]
+__all__ = ["Epilogue", "NO_EPILOGUE", "apply_epilogue", "any_cell", "checked_add", "checked_rescale", "clamp", "report", "bit_or"]

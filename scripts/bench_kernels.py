@@ -392,7 +392,13 @@ def layer_rows(ms: list[int], k: int = 4096, n: int = 4096) -> list[dict]:
             row[f"{name}_ms"] = bench(fn)
             if name.startswith("planned"):
                 row[f"{name}_graph_ms"] = bench_graph(fn)
-        if m == 1:
+        if m <= 16:  # the narrow default tile with pointer loads instead of TMA (no descriptor per launch)
+            pb, ptr = pack_weight(b), GemmConfig(16, 64, 128, 4, 4, 1, tma=False)
+            fn = lambda: int_matmul(a, pb, bias, ptr, limbs=2, flag=flag, rescale_shift=13, activation="relu")  # noqa: E731
+            row["planned_packed_pointer_exact"] = exact(fn(), ref)
+            row["planned_packed_pointer_ms"] = bench(fn)
+            row["planned_packed_pointer_graph_ms"] = bench_graph(fn)
+            row["planned_packed_pointer_host_us"] = host_us(fn)
             row["fp16_layer_host_us"] = host_us(float_layer)
             row["planned_packed_host_us"] = host_us(variants["planned_packed"])
         row["flag_clear"] = int(flag.item()) == 0
