@@ -48,3 +48,29 @@ def int_mm_reference(a: torch.Tensor, b: torch.Tensor, limbs: int) -> torch.Tens
         for j, bj in enumerate(bl):
             c += torch._int_mm(ai, bj).to(torch.int64) << (8 * (i + j))
     return c
+
+
+def ref_div_round(x: torch.Tensor, d: int) -> torch.Tensor:
+    """EZKL's division with plain torch int64 ops: ``sign(x) * floor(|x| / d + 1/2)`` (ties away from zero),
+    on x's device."""
+    ax = x.abs()
+    q = ax // d
+    q += (2 * (ax - q * d) >= d).to(torch.int64)
+    return torch.where(x < 0, -q, q)
+
+
+def ref_epilogue(x: torch.Tensor, bias: torch.Tensor | None = None, divisor: int = 1, bias_after: bool = False,
+                 lo: int | None = None, hi: int | None = None) -> torch.Tensor:
+    """The unfused epilogue with plain torch ops on x's device: ``clamp(div_round(x + bias, divisor)
+    [+ bias], lo, hi)``; ``bias`` must already broadcast against ``x``."""
+    if bias is not None and not bias_after:
+        x = x + bias.to(x.device)
+    if divisor > 1:
+        x = ref_div_round(x, divisor)
+    if bias is not None and bias_after:
+        x = x + bias.to(x.device)
+    if lo is not None:
+        x = x.clamp(min=lo)
+    if hi is not None:
+        x = x.clamp(max=hi)
+    return x
