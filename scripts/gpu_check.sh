@@ -20,7 +20,7 @@ python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/kernels tests/engin
   | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 
 echo "== bundled models: prove with the engine on the GPU, bit-exact against the witness"
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/zk/test_pipeline.py tests/test_infer.py 2>&1 \
+python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/zk/test_pipeline.py tests/test_inference.py 2>&1 \
   | tee "$OUT/pytest-pipeline.log" | tail -n 5 || status=1
 for m in mlp cnn; do
   python3 -m vcompute.cli prove "circuits/$m/model.onnx" --input "circuits/$m/input.json" --out "$OUT/prove-$m" --no-evm --json \

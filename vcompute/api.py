@@ -156,7 +156,7 @@ def infer(
     device: str | None = None,
 ) -> InferResult:
     """Run ``model`` on the fixed-point engine: the integers ``prove`` would attest for the same options."""
-    from vcompute import infer as inference
+    from vcompute import inference
     from vcompute.zk import circuit
 
     options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)

@@ -9,7 +9,7 @@ import onnx
 import onnx.helper as oh
 import pytest
 
-from vcompute import infer as inference
+from vcompute import inference
 from vcompute.errors import UsageError
 
 from tests.conftest import CIRCUITS
