@@ -3,11 +3,19 @@
 The cache key holds the model's hash and every option that changes the circuit, but not the
 input being proven: a second ``prove`` of the same model with a new input reuses the
 circuit (and so the keys). Without ``--calibration-data`` the first input calibrates.
+
+When EZKL's calibration finds no parameters, ``build`` retries on a documented ladder of wider
+settings (``LADDER``) and records the rung that worked in the entry's ``meta.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,11 +90,12 @@ def circuit_key(model_sha: str, options: CircuitOptions, calibration_sha: str | 
     )
 
 
-def _run_args(options: CircuitOptions) -> ezkl.PyRunArgs:
+def _run_args(options: CircuitOptions, decomp_legs: int = 2) -> ezkl.PyRunArgs:
     args = ezkl.PyRunArgs()
     args.input_visibility = options.input_visibility
     args.output_visibility = options.output_visibility
     args.param_visibility = options.param_visibility
+    args.decomp_legs = decomp_legs
     return args
 
 
@@ -97,6 +106,165 @@ def _explain(stage: str, model: Path, error: ezkl_call.EzklError) -> UsageError:
         return UsageError(f"EZKL cannot take {model}: unsupported ONNX op {op}")
     first = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
     return UsageError(f"EZKL could not {stage} {model}: {first}")
+
+
+# -- the calibration ladder ------------------------------------------------------------------------
+#
+# EZKL's calibration (``execute.rs::calibrate``) tries every (input scale <= param scale) pair of
+# the scales given (default 11..13) times every rebase multiplier, runs the model's fixed-point
+# forward pass on the calibration data at each, and keeps the pairs whose forward pass succeeds
+# and whose lookup tables and range checks fit ``max_logrows``. When none does it fails with
+# "could not find any suitable parameters". Why a pair fails, as EZKL logs it:
+#
+# * a value too large for EZKL's range check: |v| > decomp_base^decomp_legs - 1 = 2^28 - 1
+#   ("decomposition error ... too large"); every input, output, ReLU input, comparison and
+#   rebase quotient is checked. A larger decomp_legs widens that bound; lower scales shrink v.
+# * a lookup range too large for any table (``LookupRangeTooLarge``, > 12 * 2^26 / margin), or
+#   too many table columns under --max-logrows (``ExtendedKTooLarge``): lower scales shrink the
+#   range; a smaller ``lookup_safety_margin`` (EZKL pads the observed range by this factor)
+#   shrinks the tables, at the price of inputs outside the calibration range failing later.
+#
+# So the ladder widens, in order of cost to the user: the range check first (precision kept, a
+# few more constraints), then lower scales (less precision), then the lookup margin. The target
+# is not a rung: EZKL uses it only to choose among parameter sets that passed. max_logrows is
+# not one either: without --max-logrows EZKL already allows 2^26 rows, its largest SRS.
+# A user's --scales and --max-logrows are kept on every rung (rungs that would only change the
+# scales are then skipped); the target is always the user's.
+
+DEFAULT_SCALES = (11, 12, 13)  # what EZKL tries when given none (execute.rs)
+REBASE_MULTIPLIERS = (1, 2, 10)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One calibration attempt: the settings it widens relative to EZKL's defaults."""
+
+    name: str
+    why: str
+    scales: tuple[int, ...] | None = None  # None: the user's --scales, else EZKL's default 11..13
+    decomp_legs: int = 2  # range checks cover |v| <= 16384^legs - 1
+    lookup_safety_margin: float = 2.0
+    scale_rebase_multiplier: tuple[int, ...] = REBASE_MULTIPLIERS
+
+
+LADDER: tuple[Rung, ...] = (
+    Rung("default", "EZKL's defaults"),
+    Rung("wide-range", "range checks widened to |v| < 16384^3 (decomp_legs 3) for large values", decomp_legs=3),
+    Rung("low-scales", "scales 7..10: smaller fixed-point values and lookup tables", scales=(7, 8, 9, 10)),
+    Rung("low-scales-wide-range", "scales 7..10 and decomp_legs 3", scales=(7, 8, 9, 10), decomp_legs=3),
+    Rung(
+        "lowest-scales-tight-lookups",
+        "scales 4..7, decomp_legs 3, lookup margin 1 (tables cover exactly the calibration range)",
+        scales=(4, 5, 6, 7), decomp_legs=3, lookup_safety_margin=1.0,
+    ),
+)
+
+#: EZKL's words when no (scale, multiplier) pair worked: the failures the ladder retries.
+_NO_PARAMETERS = re.compile(r"could not find any suitable parameters|calibration failed", re.IGNORECASE)
+
+
+def ladder(options: CircuitOptions) -> list[tuple[Rung, dict[str, Any]]]:
+    """The rungs this run tries, each with the exact calibration settings, duplicates removed."""
+    rungs, seen = [], set()
+    for rung in LADDER:
+        scales = options.scales if options.scales else rung.scales
+        settings = {
+            "target": options.target,
+            "scales": list(scales) if scales else None,
+            "scale_rebase_multiplier": list(rung.scale_rebase_multiplier),
+            "lookup_safety_margin": rung.lookup_safety_margin,
+            "decomp_legs": rung.decomp_legs,
+            "max_logrows": options.max_logrows,
+        }
+        key = json.dumps(settings, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            rungs.append((rung, settings))
+    return rungs
+
+
+class _Reasons(logging.Handler):
+    """Collects EZKL's logged errors during a calibration: why each (scale, multiplier) pair failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(_ANSI.sub("", record.getMessage()))
+
+    def summary(self) -> str:
+        """The most common specific reason (EZKL's graph errors beat its generic 'forward pass failed')."""
+        specific = [m for m in self.messages if not m.startswith(("forward pass failed", "Calibration failed", "i-scale"))]
+        pool = specific or [m.split("reason: ", 1)[-1] for m in self.messages if "reason: " in m]
+        if not pool:
+            return "no reason logged"
+        shapes = Counter(re.sub(r"-?\d+", "N", m) for m in pool)
+        common = shapes.most_common(1)[0][0]
+        example = next(m for m in pool if re.sub(r"-?\d+", "N", m) == common)
+        return example.strip().replace("\n", " ")[:240]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def _collect_reasons() -> Iterator[_Reasons]:
+    handler = _Reasons()
+    logger = logging.getLogger("ezkl")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    scales = settings["scales"]
+    text = f"scales {'11..13' if scales is None else ','.join(map(str, scales))}, decomp_legs {settings['decomp_legs']}"
+    if settings["lookup_safety_margin"] != 2.0:
+        text += f", lookup margin {settings['lookup_safety_margin']:g}"
+    return text
+
+
+def _calibrate(model: Path, calibration_data: Path, settings_path: Path, options: CircuitOptions, log: Path | None) -> dict[str, Any]:
+    """Climb the ladder until a rung calibrates; returns the record of which one did (for meta.json)."""
+    failed: list[dict[str, str]] = []
+    rungs = ladder(options)
+    for rung, chosen in rungs:
+        try:
+            ezkl_call.call(ezkl.gen_settings, str(model), str(settings_path), _run_args(options, chosen["decomp_legs"]), log=log)
+        except ezkl_call.EzklError as exc:
+            raise _explain("read", model, exc) from None
+        with _collect_reasons() as reasons:
+            try:
+                ok = ezkl_call.call(
+                    ezkl.calibrate_settings,
+                    str(calibration_data),
+                    str(model),
+                    str(settings_path),
+                    chosen["target"],
+                    chosen["lookup_safety_margin"],
+                    chosen["scales"],
+                    chosen["scale_rebase_multiplier"],
+                    chosen["max_logrows"],
+                    log=log,
+                )
+                error = None if ok else "calibrate_settings returned false"
+            except ezkl_call.EzklError as exc:
+                if not _NO_PARAMETERS.search(str(exc)):
+                    raise _explain("calibrate", model, exc) from None
+                error = str(exc)
+        if error is None:
+            return {"rung": LADDER.index(rung), "name": rung.name, "why": rung.why, "settings": chosen, "failed": failed}
+        failed.append({"rung": rung.name, "settings": _describe(chosen), "reason": reasons.summary()})
+    kept = [f"--{k.replace('_', '-')}" for k, v in (("scales", options.scales), ("max_logrows", options.max_logrows)) if v]
+    kept_text = f"; your {' and '.join(kept)} kept on every rung" if kept else ""
+    raise UsageError(
+        f"EZKL found no circuit parameters for {model} on any of {len(rungs)} calibration rungs"
+        f" ({'; '.join(f['rung'] + ': ' + f['settings'] for f in failed)}){kept_text}; last reason:"
+        f" {failed[-1]['reason']}"
+    )
 
 
 def build(
@@ -110,40 +278,26 @@ def build(
     """Return the cached circuit for this model and options, calibrating and compiling if needed.
 
     ``calibration_sha`` is the hash of a user-named calibration file, or None when the data
-    is the input being proven (then the input does not enter the key).
+    is the input being proven (then the input does not enter the key). ``meta["calibration"]``
+    records the ladder rung that calibrated (see ``LADDER``) and why earlier rungs failed.
     """
     key = circuit_key(model_sha, options, calibration_sha)
     entry = entry_dir("circuits", key)
     if (entry / "model.compiled").exists():
         meta = json.loads((entry / "meta.json").read_text())
+        meta.setdefault("calibration", {"rung": 0, "name": LADDER[0].name, "why": LADDER[0].why, "failed": []})
         return Circuit(key, entry, cached=True, meta=meta)
     with atomic_dir(entry) as tmp:
         settings = tmp / "settings.json"
-        try:
-            ezkl_call.call(ezkl.gen_settings, str(model), str(settings), _run_args(options), log=log)
-        except ezkl_call.EzklError as exc:
-            raise _explain("read", model, exc) from None
-        try:
-            ok = ezkl_call.call(
-                ezkl.calibrate_settings,
-                str(calibration_data),
-                str(model),
-                str(settings),
-                options.target,
-                2.0,
-                list(options.scales) if options.scales else None,
-                [1, 2, 10],
-                options.max_logrows,
-                log=log,
-            )
-        except ezkl_call.EzklError as exc:
-            raise _explain("calibrate", model, exc) from None
-        if not ok:
-            raise UsageError(f"EZKL could not calibrate {model} within the given scales and logrows cap")
+        calibration = _calibrate(model, calibration_data, settings, options, log)
         try:
             ezkl_call.call(ezkl.compile_circuit, str(model), str(tmp / "model.compiled"), str(settings), log=log)
         except ezkl_call.EzklError as exc:
             raise _explain("compile", model, exc) from None
-        meta = {"calibration_sha256": calibration_sha, "calibrated_on_input": calibration_sha is None}
+        meta = {
+            "calibration_sha256": calibration_sha,
+            "calibrated_on_input": calibration_sha is None,
+            "calibration": calibration,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
     return Circuit(key, entry, cached=False, meta=meta)
