@@ -322,6 +322,9 @@ def version() -> None:
     _out.print(f"vcompute {__version__} (ezkl {ezkl_call.version()})")
 
 
+from vcompute.cli import check as _check  # noqa: E402,F401  (registers 'vcompute check')
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
