@@ -8,7 +8,7 @@ features (logrows, public instances, lookups, range checks, constants, advice co
 estimate ``vcompute check`` makes before calibration). Proving keys are written to a temporary
 directory and deleted.
 
-    python scripts/verifier_sizes.py circuits/mlp/model.onnx circuits/cnn/model.onnx ... > sizes.jsonl
+    python scripts/verifier_sizes.py [--keep SOL_DIR] [--max-logrows N] circuits/mlp/model.onnx circuits/cnn/model.onnx ... > sizes.jsonl
 
 Needs the npm toolchain in contracts/ (``make setup``). See ``vcompute/zk/check.py`` for the rule
 fitted to these numbers and the numbers themselves.
@@ -25,7 +25,7 @@ from pathlib import Path
 import ezkl
 
 
-def measure(model_path: Path) -> dict:
+def measure(model_path: Path, keep: Path | None = None, max_logrows: int | None = None) -> dict:
     from vcompute.evm.solc import compile_contract
     from vcompute.evm.verifier import VERIFIER_CONTRACT, generate_solidity
     from vcompute.inputs import sample_input, to_json
@@ -39,7 +39,7 @@ def measure(model_path: Path) -> dict:
         if not data.exists():
             data = tmp / "input.json"
             data.write_text(json.dumps(to_json(sample_input(model))))
-        circ = circuit.build(model.path, model.sha256, circuit.CircuitOptions(), data, None)
+        circ = circuit.build(model.path, model.sha256, circuit.CircuitOptions(max_logrows=max_logrows), data, None)
         settings = circ.settings()
         logrows = int(settings["run_args"]["logrows"])
         the_srs = srs.dev_srs(logrows)
@@ -48,6 +48,9 @@ def measure(model_path: Path) -> dict:
         generate_solidity(tmp / "vk.key", circ.settings_path, the_srs.path, sol)
         compiled, _ = compile_contract(sol.read_text(), VERIFIER_CONTRACT, filename="Verifier.sol")
         text = sol.read_text()
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"{model_path.parent.name}.sol").write_text(text)
         estimate = check.estimate_from_settings(check.gen_settings_only(model_path))
     return {
         "model": str(model_path),
@@ -66,5 +69,13 @@ def measure(model_path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print(json.dumps(measure(Path(arg))), flush=True)
+    args = sys.argv[1:]
+    keep, max_logrows = None, None
+    while args[:1] in (["--keep"], ["--max-logrows"]):
+        if args[0] == "--keep":
+            keep = Path(args[1])
+        else:
+            max_logrows = int(args[1])
+        args = args[2:]
+    for arg in args:
+        print(json.dumps(measure(Path(arg), keep, max_logrows)), flush=True)

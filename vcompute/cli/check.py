@@ -7,7 +7,7 @@ Registered on the typer app by one import in ``cli/app.py``; the work is in ``vc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -46,7 +46,7 @@ def facts_table(report: dict[str, Any]) -> Table:
     if engine.get("skipped"):
         engine_text = f"not run ({engine['skipped']})"
     elif engine["exact"]:
-        engine_text = "[green]runs every op, bit-identical to the witness[/]"
+        engine_text = "[green]lowers every op exactly[/] (each prove checks its integers against the witness)"
     else:
         ops = sorted({f.get("op") or "?" for f in engine["failures"]})
         engine_text = f"[yellow]cannot run {', '.join(ops)}[/]: prove still works, with engine_exact null"
@@ -59,13 +59,15 @@ def facts_table(report: dict[str, Any]) -> Table:
             f"~{est['logrows']} (rows 2^{parts['rows']}, tables 2^{parts['tables']}, constants 2^{parts['constants']};"
             f" {est['num_rows']} rows at gen_settings' scale 2^7). {est['logrows_is']}",
         )
+        if est.get("max_logrows") is not None and not est["fits_max_logrows"]:
+            table.add_row("--max-logrows", f"[bold red]2^{est['max_logrows']} rows is too few[/]: a table would need more than 12 columns; calibration will fail")
         table.add_row("public instances", str(est["public_instances"]))
         v = est["verifier"]
         fits = "[green]fits[/]" if v["fits_eip170"] else "[bold yellow]over[/]"
         table.add_row(
             "verifier (estimate)",
             f"~{_kb(v['estimated_bytes'])} deployed (up to {_kb(v['estimated_bytes_high'])}); {fits} EIP-170's"
-            f" {_kb(v['eip170_limit'])} → {v['verifier']}. Rule: {v['rule']}",
+            f" {_kb(v['eip170_limit'])} → {v['verifier']}. Rule: {v['rule']}" + (f". {v['caveat']}" if v.get("caveat") else ""),
         )
     table.add_row("took", f"{report['seconds']:.1f} s")
     return table
@@ -76,6 +78,7 @@ def check(
     model: Annotated[Path, typer.Argument(help="The ONNX model to check.", show_default=False)],
     input_visibility: Annotated[str, typer.Option(help="public | private | fixed | hashed (changes the public instances, so the verifier estimate).")] = "public",
     output_visibility: Annotated[str, typer.Option(help="public | private | fixed | hashed")] = "public",
+    max_logrows: Annotated[Optional[int], typer.Option(help="Cap the estimated circuit size, as prove's --max-logrows caps calibration (larger verifier).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """In seconds, before any calibration: can EZKL prove MODEL, does the engine run each op exactly,
@@ -88,9 +91,10 @@ def check(
     from vcompute.zk.circuit import CircuitOptions
 
     with user_errors():
-        CircuitOptions(input_visibility=input_visibility, output_visibility=output_visibility).check()
+        CircuitOptions(input_visibility=input_visibility, output_visibility=output_visibility, max_logrows=max_logrows).check()
         with _err.status("checking…"):
-            report = checking.check_model(model, {"input_visibility": input_visibility, "output_visibility": output_visibility})
+            visibility = {"input_visibility": input_visibility, "output_visibility": output_visibility}
+            report = checking.check_model(model, visibility, max_logrows)
         if as_json:
             print_json(report)
         else:

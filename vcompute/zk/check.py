@@ -50,6 +50,7 @@ MAX_CUTS = 16
 RESERVED_BLINDING_ROWS = 8  # ASSUMED_BLINDING_FACTORS 5 + RESERVED_BLINDING_ROWS_PAD 3
 MIN_LOGROWS = 6
 MAX_LOGROWS = 26
+MAX_NUM_LOOKUP_COLS = 12  # a table may spread over at most this many columns
 DEFAULT_CALIBRATED_SCALE = 13  # what calibration picks for most models (resources target)
 
 
@@ -139,7 +140,6 @@ def _probe_ezkl_child(model_path: str, out_path: str, visibility: dict[str, str]
     import ezkl
 
     proto = onnx.load(model_path)
-    keys = _onnx_keys(proto)
     failures: list[dict[str, Any]] = []
     result: dict[str, Any] = {"failures": failures, "settings": None, "complete": True}
     current = proto
@@ -156,7 +156,7 @@ def _probe_ezkl_child(model_path: str, out_path: str, visibility: dict[str, str]
             except BaseException as exc:  # RuntimeError, or pyo3's PanicException
                 error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 error = re.sub(r"^Failed to generate settings: ", "", error)
-                found = _locate_failures(error, records, current, keys)
+                found = _locate_failures(error, records, current, _onnx_keys(current))
                 failures.extend(found)
                 nodes = {f["index"] for f in found if f.get("index") is not None}
                 cut = _cut(current, nodes) if nodes else None
@@ -207,25 +207,42 @@ def _locate_failures(error: str, records: list[tuple[str, str]], proto: onnx.Mod
     return [entry(last, error)]
 
 
-def probe_ezkl(model_path: Path, visibility: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
-    """gen_settings in a child process (EZKL's logs stay out of ours); see the module docstring."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "probe.json"
+class EzklProbe:
+    """gen_settings in a child process (EZKL's logs and panics stay out of ours); see the module
+    docstring. Started at construction, so the caller can lower the model with the engine meanwhile."""
+
+    def __init__(self, model_path: Path, visibility: dict[str, str] | None = None, timeout: float = 300) -> None:
+        self.model_path, self.timeout = model_path, timeout
+        self._tmp = tempfile.TemporaryDirectory()
+        self.out = Path(self._tmp.name) / "probe.json"
         code = (
             "import sys, json; from vcompute.zk.check import _probe_ezkl_child;"
             " _probe_ezkl_child(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))"
         )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(model_path), str(self.out), json.dumps(visibility or {})],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+
+    def result(self) -> dict[str, Any]:
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", code, str(model_path), str(out), json.dumps(visibility or {})],
-                capture_output=True, text=True, timeout=timeout, env={**os.environ, "RUST_LOG": ""},
-            )
+            _, stderr = self.proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            raise UsageError(f"EZKL's gen_settings took more than {timeout:.0f} s on {model_path}") from None
-        if not out.exists():
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UsageError(f"EZKL's gen_settings crashed on {model_path} (exit {proc.returncode}): {tail[:300]}")
-        return json.loads(out.read_text())
+            self.proc.kill()
+            self.proc.communicate()
+            raise UsageError(f"EZKL's gen_settings took more than {self.timeout:.0f} s on {self.model_path}") from None
+        try:
+            if not self.out.exists():
+                tail = (stderr.strip().splitlines() or ["no output"])[-1]
+                raise UsageError(f"EZKL's gen_settings crashed on {self.model_path} (exit {self.proc.returncode}): {tail[:300]}")
+            return json.loads(self.out.read_text())
+        finally:
+            self._tmp.cleanup()
+
+
+def probe_ezkl(model_path: Path, visibility: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
+    """EZKL's verdict on every node (see ``EzklProbe``), waiting for it."""
+    return EzklProbe(model_path, visibility, timeout).result()
 
 
 def gen_settings_only(model_path: Path) -> dict[str, Any]:
@@ -332,7 +349,7 @@ def _log2_ceil(value: float) -> int:
     return int(math.ceil(math.log2(value))) if value > 1 else 0
 
 
-def estimate_from_settings(settings: dict[str, Any], scale: int = DEFAULT_CALIBRATED_SCALE) -> dict[str, Any]:
+def estimate_from_settings(settings: dict[str, Any], scale: int = DEFAULT_CALIBRATED_SCALE, max_logrows: int | None = None) -> dict[str, Any]:
     """EZKL's ``calc_min_logrows`` applied to what gen_settings measured (at its scale 7): an estimate of
     the calibrated logrows. A lookup table's size depends on the calibration data; it is assumed to
     cover inputs within +-1 at ``scale`` (usually 13) after EZKL's safety margin, which is what EZKL's
@@ -352,8 +369,12 @@ def estimate_from_settings(settings: dict[str, Any], scale: int = DEFAULT_CALIBR
     instances = public_instances(settings)
     floor = max(MIN_LOGROWS, _log2_ceil(instances + RESERVED_BLINDING_ROWS))
     logrows = min(max(floor, rows, table, constants, einsum), MAX_LOGROWS)
+    if max_logrows is not None:  # EZKL spreads rows and tables over more columns rather than exceed the cap
+        logrows = max(floor, min(logrows, max_logrows))
+    widest = max(range_size, lookup_span)
     return {
         "logrows": logrows,
+        "fits_cap": widest == 0 or table_columns(int(widest), logrows) <= MAX_NUM_LOOKUP_COLS,
         "parts": {"rows": rows, "tables": table, "constants": constants, "einsum": einsum, "instances": floor},
         "num_rows": settings.get("num_rows"),
         "instances": instances,
@@ -361,54 +382,120 @@ def estimate_from_settings(settings: dict[str, Any], scale: int = DEFAULT_CALIBR
     }
 
 
+#: Deployed sizes of EZKL's Halo2 verifier (EZKL 23.0.5, solc 0.8.37 with the optimizer, runs 200),
+#: measured with scripts/verifier_sizes.py: (model, logrows, public instances, lookups, range checks,
+#: shuffles, dynamic lookups, deployed bytes). The verifier loops over its public instances, so their
+#: number does not change its size (4l_relu_conv_fc: 794 instances, 13,442 bytes); what does is the
+#: circuit's arguments: each lookup table and range check, a shuffle (sorting: MaxPool, TopK), a dynamic
+#: lookup (Gather with a runtime index), and each extra column a table needs when it does not fit in
+#: 2^logrows rows (so a logrows cap makes the verifier larger: circuits/mlp is 13.4 kB at 2^15, 22.3 kB at 2^12).
+VERIFIER_MEASUREMENTS: tuple[tuple[str, int, int, int, int, int, int, int], ...] = (
+    ("circuits/mlp", 15, 12, 0, 2, 0, 0, 13_438),
+    ("circuits/cnn", 15, 67, 0, 2, 64, 0, 16_322),
+    ("circuits/price", 15, 5, 0, 2, 0, 0, 13_437),
+    ("circuits/mixed", 15, 13, 0, 3, 0, 0, 14_864),
+    ("circuits/constant", 15, 3, 0, 2, 0, 0, 13_439),
+    ("ezkl examples/1l_sigmoid", 15, 6, 1, 2, 0, 0, 15_274),
+    ("ezkl examples/1l_softmax", 15, 6, 1, 3, 1, 0, 19_659),
+    ("ezkl examples/2l_relu_sigmoid_small", 15, 6, 1, 2, 0, 0, 15_211),
+    ("ezkl examples/1l_average", 15, 39, 0, 2, 0, 0, 13_440),
+    ("ezkl examples/4l_relu_conv_fc", 15, 794, 0, 2, 0, 0, 13_442),
+    ("ezkl examples/1l_topk", 15, 10, 0, 2, 2, 0, 16_323),
+    ("ezkl examples/linear_regression", 15, 3, 0, 2, 0, 0, 13_439),
+    ("ezkl examples/1l_max_pool", 15, 39, 0, 2, 27, 0, 16_322),
+    ("ezkl examples/1l_gelu_noappx", 15, 6, 1, 2, 0, 0, 15_164),
+    ("sigmoid+tanh+exp", 15, 8, 3, 2, 0, 0, 18_776),
+    ("gather, runtime index", 15, 8, 0, 2, 0, 1, 16_321),
+    ("circuits/mlp --max-logrows 12", 12, 12, 0, 2, 0, 0, 22_263),
+    ("circuits/mixed --max-logrows 12", 12, 13, 0, 3, 0, 0, 23_438),
+)
+
+
 @dataclass(frozen=True)
 class SizeRule:
-    """Deployed verifier bytes ~ base + per_instance * public instances + per_lookup * lookups.
+    """Deployed verifier bytes ~ base + per table (range check or lookup) + per extra table column
+    + per shuffle / dynamic-lookup argument; fitted on ``VERIFIER_MEASUREMENTS``. ``margin`` is added
+    on top for the verdict (the largest miss on those models is 0.8%)."""
 
-    Fitted by least squares on verifiers measured with ``scripts/verifier_sizes.py`` (EZKL 23.0.5,
-    solc 0.8.37 with the optimizer); ``margin`` is the largest relative miss on those models.
-    """
+    base: float = 10_580.0
+    per_range_check: float = 1_430.0
+    per_lookup: float = 1_790.0
+    per_extra_column: float = 2_190.0
+    shuffle: float = 2_885.0
+    dynamic_lookup: float = 2_880.0
+    margin: float = 0.02
 
-    base: float
-    per_instance: float
-    per_lookup: float
-    margin: float
-    fitted_on: tuple[str, ...]
-
-    def bytes(self, instances: int, lookups: int) -> int:
-        return int(round(self.base + self.per_instance * instances + self.per_lookup * lookups))
-
-
-VERIFIER_SIZE = SizeRule(base=13_000.0, per_instance=0.0, per_lookup=0.0, margin=0.1, fitted_on=("circuits/mlp",))
+    def bytes(self, range_checks: int, lookups: int, extra_columns: int, shuffle: bool, dynamic_lookup: bool) -> int:
+        size = self.base + self.per_range_check * range_checks + self.per_lookup * lookups
+        size += self.per_extra_column * extra_columns + self.shuffle * shuffle + self.dynamic_lookup * dynamic_lookup
+        return int(round(size))
 
 
-def estimate_verifier(instances: int, lookups: int) -> dict[str, Any]:
-    size = VERIFIER_SIZE.bytes(instances, lookups)
+VERIFIER_SIZE = SizeRule()
+
+
+def table_columns(range_len: int, logrows: int) -> int:
+    """Columns EZKL gives a table of ``range_len`` under 2^logrows rows (table.rs ``num_cols_required``)."""
+    return range_len // (2**logrows - RESERVED_BLINDING_ROWS) + 1
+
+
+def verifier_features(settings: dict[str, Any], logrows: int, scale: int = DEFAULT_CALIBRATED_SCALE) -> dict[str, Any]:
+    """What the verifier's size depends on, from gen_settings (lookup tables assumed as in the logrows estimate)."""
+    range_checks = [hi - lo for lo, hi in settings.get("required_range_checks") or []]
+    lookups = len(settings.get("required_lookups") or [])
+    spans = range_checks + [2 * 2**scale] * lookups
+    return {
+        "range_checks": len(range_checks),
+        "lookups": lookups,
+        "extra_columns": sum(table_columns(span, logrows) - 1 for span in spans),
+        "shuffle": int(settings.get("num_shuffles") or 0) > 0,
+        "dynamic_lookup": int(settings.get("num_dynamic_lookups") or 0) > 0,
+    }
+
+
+def estimate_verifier(features: dict[str, Any], hashed: bool = False) -> dict[str, Any]:
+    size = VERIFIER_SIZE.bytes(**features)
     high = int(size * (1 + VERIFIER_SIZE.margin))
     fits = high <= EIP170_LIMIT
-    return {
+    rule = (
+        f"{VERIFIER_SIZE.base:.0f} + {VERIFIER_SIZE.per_range_check:.0f}/range check + {VERIFIER_SIZE.per_lookup:.0f}/lookup"
+        f" + {VERIFIER_SIZE.per_extra_column:.0f}/extra table column + {VERIFIER_SIZE.shuffle:.0f} if sorting"
+        f" + {VERIFIER_SIZE.dynamic_lookup:.0f} if dynamic lookups, +{VERIFIER_SIZE.margin:.0%};"
+        f" fitted on {len(VERIFIER_MEASUREMENTS)} measured verifiers (public instances do not count: the verifier loops over them)"
+    )
+    result = {
         "estimated_bytes": size,
         "estimated_bytes_high": high,
         "eip170_limit": EIP170_LIMIT,
         "fits_eip170": fits,
         "verifier": "single contract (Verifier.sol)" if fits else "reusable verifier + VK artifact (create_evm_verifier(reusable=True))",
-        "rule": (
-            f"{VERIFIER_SIZE.base:.0f} + {VERIFIER_SIZE.per_instance:.1f}/public instance + {VERIFIER_SIZE.per_lookup:.0f}/lookup"
-            f" bytes, +{VERIFIER_SIZE.margin:.0%} margin; fitted on {', '.join(VERIFIER_SIZE.fitted_on)}"
-        ),
+        "features": features,
+        "rule": rule,
     }
+    if hashed:
+        result["caveat"] = "hashed visibility adds EZKL's Poseidon chip, which the rule was not fitted on: expect more"
+    return result
 
 
 # -- the report ------------------------------------------------------------------------------------
 
 
-def check_model(path: Path, visibility: dict[str, str] | None = None) -> dict[str, Any]:
-    """The full report ``vcompute check`` prints; ``provable`` is False when EZKL refuses an op."""
+def check_model(path: Path, visibility: dict[str, str] | None = None, max_logrows: int | None = None) -> dict[str, Any]:
+    """The full report ``vcompute check`` prints; ``provable`` is False when EZKL refuses an op.
+
+    ``visibility`` (input/output visibility, as for prove) changes the public instances; ``max_logrows``
+    caps the estimated circuit size as prove's --max-logrows caps calibration."""
     start = time.perf_counter()
+    path = Path(path)
     model = load_model(path)
     proto = onnx.load(str(path))
-    ezkl_probe = probe_ezkl(path, visibility)
-    engine_probe = probe_engine(proto, model)
+    running = EzklProbe(path, visibility)  # a child process: the engine's lowering runs meanwhile
+    try:
+        engine_probe = probe_engine(proto, model)
+    except BaseException:
+        running.proc.kill()
+        raise
+    ezkl_probe = running.result()
 
     counts: OrderedDict[str, int] = OrderedDict()
     for node in proto.graph.node:
@@ -458,7 +545,8 @@ def check_model(path: Path, visibility: dict[str, str] | None = None) -> dict[st
         },
     }
     if provable and ezkl_probe.get("settings"):
-        est = estimate_from_settings(ezkl_probe["settings"])
+        est = estimate_from_settings(ezkl_probe["settings"], max_logrows=max_logrows)
+        hashed = "hashed" in (visibility or {}).values()
         report["estimate"] = {
             "logrows": est["logrows"],
             "logrows_is": (
@@ -466,10 +554,12 @@ def check_model(path: Path, visibility: dict[str, str] | None = None) -> dict[st
                 f" (lookup tables assumed to cover +-1 at scale 2^{DEFAULT_CALIBRATED_SCALE}); calibration decides"
             ),
             "logrows_parts": est["parts"],
+            "max_logrows": max_logrows,
+            "fits_max_logrows": est["fits_cap"],
             "num_rows": est["num_rows"],
             "public_instances": est["instances"],
             "lookups": est["lookups"],
-            "verifier": estimate_verifier(est["instances"], est["lookups"]),
+            "verifier": estimate_verifier(verifier_features(ezkl_probe["settings"], est["logrows"]), hashed),
         }
     else:
         report["estimate"] = None
