@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vcompute.cli.app import _err, _out, app, print_json, user_errors
@@ -23,14 +24,14 @@ def _kb(n: int) -> str:
 
 
 def ops_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"ops in {report['model']}", title_justify="left")
+    table = Table(title=f"ops in {escape(report['model'])}", title_justify="left")
     table.add_column("op")
     table.add_column("count", justify="right")
     table.add_column("EZKL")
     table.add_column("engine (exact)")
     table.add_column("why not", overflow="fold")
     for row in report["ops"]:
-        table.add_row(row["op"], str(row["count"] or ""), _MARK.get(row["ezkl"], row["ezkl"]), _MARK.get(row["engine"], row["engine"]), row["note"])
+        table.add_row(escape(row["op"]), str(row["count"] or ""), _MARK.get(row["ezkl"], row["ezkl"]), _MARK.get(row["engine"], row["engine"]), escape(row["note"]))
     return table
 
 
@@ -38,7 +39,7 @@ def facts_table(report: dict[str, Any]) -> Table:
     table = Table(show_header=False, title="verdict", title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
-    inputs = ", ".join(f"{i['name']}: {i['type']} {i['shape']}" for i in report["inputs"]) or "none (a constant graph)"
+    inputs = escape(", ".join(f"{i['name']}: {i['type']} {i['shape']}" for i in report["inputs"])) or "none (a constant graph)"
     table.add_row("inputs", inputs)
     ezkl = report["ezkl"]
     table.add_row("EZKL", "[green]takes every op[/]" if ezkl["accepts"] else f"[bold red]refuses {len(ezkl['failures'])} node(s)[/]")

@@ -90,11 +90,12 @@ def circuit_key(model_sha: str, options: CircuitOptions, calibration_sha: str | 
     )
 
 
-def _run_args(options: CircuitOptions, decomp_legs: int = 2) -> ezkl.PyRunArgs:
+def _run_args(options: CircuitOptions, decomp_legs: int = 2, decomp_base: int = 16384) -> ezkl.PyRunArgs:
     args = ezkl.PyRunArgs()
     args.input_visibility = options.input_visibility
     args.output_visibility = options.output_visibility
     args.param_visibility = options.param_visibility
+    args.decomp_base = decomp_base
     args.decomp_legs = decomp_legs
     return args
 
@@ -118,21 +119,30 @@ def _explain(stage: str, model: Path, error: ezkl_call.EzklError) -> UsageError:
 #
 # * a value too large for EZKL's range check: |v| > decomp_base^decomp_legs - 1 = 2^28 - 1
 #   ("decomposition error ... too large"); every input, output, ReLU input, comparison and
-#   rebase quotient is checked. A larger decomp_legs widens that bound; lower scales shrink v.
-# * a lookup range too large for any table (``LookupRangeTooLarge``, > 12 * 2^26 / margin), or
-#   too many table columns under --max-logrows (``ExtendedKTooLarge``): lower scales shrink the
-#   range; a smaller ``lookup_safety_margin`` (EZKL pads the observed range by this factor)
-#   shrinks the tables, at the price of inputs outside the calibration range failing later.
+#   rebase quotient is checked. More decomp_legs widen that bound at the same precision;
+#   lower scales shrink v at the cost of precision. Calibration never varies decomp_* itself.
+# * too many table columns under --max-logrows ("extended k is too large"): the 16384-row
+#   range-check table of the default decomposition needs 2^15 rows to fit in one column;
+#   decomp_base 128 with 4 legs checks the same 2^28 range with a 128-row table.
+# * a lookup range too large for any table (> 12 * 2^26 / margin): lower scales shrink it; a
+#   smaller ``lookup_safety_margin`` (EZKL pads the observed range by this factor) shrinks the
+#   tables, but an input beyond the calibrated range then breaks the proof (EZKL's prove can
+#   even hang on it), so the margin is lowered only on the last rung, and only to 1.5.
 #
 # So the ladder widens, in order of cost to the user: the range check first (precision kept, a
-# few more constraints), then lower scales (less precision), then the lookup margin. The target
-# is not a rung: EZKL uses it only to choose among parameter sets that passed. max_logrows is
-# not one either: without --max-logrows EZKL already allows 2^26 rows, its largest SRS.
-# A user's --scales and --max-logrows are kept on every rung (rungs that would only change the
-# scales are then skipped); the target is always the user's.
+# few more constraints), a smaller table when the user capped the rows, then lower scales (less
+# precision), then the lookup margin. A rung past the first is accepted only if EZKL's own
+# fidelity report on the calibration data is usable (``MAX_MEAN_ABS_PERCENT_ERROR``): very low
+# scales always "calibrate", to noise. The target is not a rung: EZKL uses it only to choose
+# among parameter sets that passed. max_logrows is not one either: without --max-logrows EZKL
+# already allows 2^26 rows, its largest SRS. A user's --scales and --max-logrows are kept on
+# every rung (rungs that would only change the scales are then skipped); the target is always
+# the user's. Pass --scales to force a scale the gate would refuse (rung 0 is never gated).
 
 DEFAULT_SCALES = (11, 12, 13)  # what EZKL tries when given none (execute.rs)
 REBASE_MULTIPLIERS = (1, 2, 10)
+#: A later rung whose calibration report shows a larger mean absolute percent error is refused.
+MAX_MEAN_ABS_PERCENT_ERROR = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,20 +152,26 @@ class Rung:
     name: str
     why: str
     scales: tuple[int, ...] | None = None  # None: the user's --scales, else EZKL's default 11..13
-    decomp_legs: int = 2  # range checks cover |v| <= 16384^legs - 1
+    decomp_base: int = 16384
+    decomp_legs: int = 2  # range checks cover |v| <= decomp_base^legs - 1
     lookup_safety_margin: float = 2.0
     scale_rebase_multiplier: tuple[int, ...] = REBASE_MULTIPLIERS
+    only_with_max_logrows: bool = False  # useful only when the user capped the rows
 
 
 LADDER: tuple[Rung, ...] = (
     Rung("default", "EZKL's defaults"),
-    Rung("wide-range", "range checks widened to |v| < 16384^3 (decomp_legs 3) for large values", decomp_legs=3),
-    Rung("low-scales", "scales 7..10: smaller fixed-point values and lookup tables", scales=(7, 8, 9, 10)),
+    Rung("wide-range", "range checks widened to |v| < 16384^3 (decomp_legs 3): values too large for 2^28", decomp_legs=3),
+    Rung("wider-range", "range checks widened to |v| < 16384^4 (decomp_legs 4)", decomp_legs=4),
+    Rung(
+        "small-tables", "range checks in base 128 with 4 legs: the same 2^28 range with a 128-row table, to fit --max-logrows",
+        decomp_base=128, decomp_legs=4, only_with_max_logrows=True,
+    ),
+    Rung("low-scales", "scales 7..10: smaller fixed-point values and lookup tables, less precision", scales=(7, 8, 9, 10)),
     Rung("low-scales-wide-range", "scales 7..10 and decomp_legs 3", scales=(7, 8, 9, 10), decomp_legs=3),
     Rung(
-        "lowest-scales-tight-lookups",
-        "scales 4..7, decomp_legs 3, lookup margin 1 (tables cover exactly the calibration range)",
-        scales=(4, 5, 6, 7), decomp_legs=3, lookup_safety_margin=1.0,
+        "lowest-scales", "scales 4..6, decomp_legs 3, lookup margin 1.5 (inputs beyond the calibration range will fail)",
+        scales=(4, 5, 6), decomp_legs=3, lookup_safety_margin=1.5,
     ),
 )
 
@@ -167,12 +183,15 @@ def ladder(options: CircuitOptions) -> list[tuple[Rung, dict[str, Any]]]:
     """The rungs this run tries, each with the exact calibration settings, duplicates removed."""
     rungs, seen = [], set()
     for rung in LADDER:
+        if rung.only_with_max_logrows and options.max_logrows is None:
+            continue
         scales = options.scales if options.scales else rung.scales
         settings = {
             "target": options.target,
             "scales": list(scales) if scales else None,
             "scale_rebase_multiplier": list(rung.scale_rebase_multiplier),
             "lookup_safety_margin": rung.lookup_safety_margin,
+            "decomp_base": rung.decomp_base,
             "decomp_legs": rung.decomp_legs,
             "max_logrows": options.max_logrows,
         }
@@ -183,20 +202,31 @@ def ladder(options: CircuitOptions) -> list[tuple[Rung, dict[str, Any]]]:
     return rungs
 
 
-class _Reasons(logging.Handler):
-    """Collects EZKL's logged errors during a calibration: why each (scale, multiplier) pair failed."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: EZKL prefixes errors with their module in brackets ("[tensor] ..."); dropped (rich would eat them as markup).
+_TAGS = re.compile(r"\[[a-zA-Z_]+\]\s*")
+
+
+class _Log(logging.Handler):
+    """Collects what EZKL logs during a calibration: why each (scale, multiplier) pair failed, and
+    the fidelity report of the pair it chose."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+        self.fidelity: dict[str, float] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(_ANSI.sub("", record.getMessage()))
+        message = _TAGS.sub("", _ANSI.sub("", record.getMessage())).strip()
+        if record.levelno >= logging.ERROR:
+            self.errors.append(message)
+        elif "Numerical Fidelity Report" in message:
+            self.fidelity = _parse_fidelity(message)
 
-    def summary(self) -> str:
+    def reason(self) -> str:
         """The most common specific reason (EZKL's graph errors beat its generic 'forward pass failed')."""
-        specific = [m for m in self.messages if not m.startswith(("forward pass failed", "Calibration failed", "i-scale"))]
-        pool = specific or [m.split("reason: ", 1)[-1] for m in self.messages if "reason: " in m]
+        specific = [m for m in self.errors if not m.startswith(("forward pass failed", "Calibration failed", "i-scale"))]
+        pool = specific or [m.split("reason: ", 1)[-1] for m in self.errors if "reason: " in m]
         if not pool:
             return "no reason logged"
         shapes = Counter(re.sub(r"-?\d+", "N", m) for m in pool)
@@ -205,12 +235,20 @@ class _Reasons(logging.Handler):
         return example.strip().replace("\n", " ")[:240]
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+def _parse_fidelity(message: str) -> dict[str, float] | None:
+    """EZKL's fidelity table (execute.rs ``AccuracyResults``): header row and value row, '|'-separated."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in message.splitlines() if line.strip().startswith("|")]
+    if len(rows) < 2:
+        return None
+    try:
+        return {k: float(v) for k, v in zip(rows[0], rows[1])}
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager
-def _collect_reasons() -> Iterator[_Reasons]:
-    handler = _Reasons()
+def _collect_log() -> Iterator[_Log]:
+    handler = _Log()
     logger = logging.getLogger("ezkl")
     logger.addHandler(handler)
     try:
@@ -221,7 +259,7 @@ def _collect_reasons() -> Iterator[_Reasons]:
 
 def _describe(settings: dict[str, Any]) -> str:
     scales = settings["scales"]
-    text = f"scales {'11..13' if scales is None else ','.join(map(str, scales))}, decomp_legs {settings['decomp_legs']}"
+    text = f"scales {'11..13' if scales is None else ','.join(map(str, scales))}, decomp {settings['decomp_base']}^{settings['decomp_legs']}"
     if settings["lookup_safety_margin"] != 2.0:
         text += f", lookup margin {settings['lookup_safety_margin']:g}"
     return text
@@ -229,16 +267,17 @@ def _describe(settings: dict[str, Any]) -> str:
 
 def _calibrate(model: Path, calibration_data: Path, settings_path: Path, options: CircuitOptions, log: Path | None) -> dict[str, Any]:
     """Climb the ladder until a rung calibrates; returns the record of which one did (for meta.json)."""
-    failed: list[dict[str, str]] = []
+    failed: list[dict[str, Any]] = []
     rungs = ladder(options)
-    for rung, chosen in rungs:
+    for index, (rung, chosen) in enumerate(rungs):
+        args = _run_args(options, chosen["decomp_legs"], chosen["decomp_base"])
         try:
-            ezkl_call.call(ezkl.gen_settings, str(model), str(settings_path), _run_args(options, chosen["decomp_legs"]), log=log)
+            ezkl_call.call(ezkl.gen_settings, str(model), str(settings_path), args, log=log)
         except ezkl_call.EzklError as exc:
             raise _explain("read", model, exc) from None
-        with _collect_reasons() as reasons:
+        with _collect_log() as logged:
             try:
-                ok = ezkl_call.call(
+                ezkl_call.call(
                     ezkl.calibrate_settings,
                     str(calibration_data),
                     str(model),
@@ -250,21 +289,34 @@ def _calibrate(model: Path, calibration_data: Path, settings_path: Path, options
                     chosen["max_logrows"],
                     log=log,
                 )
-                error = None if ok else "calibrate_settings returned false"
+                error = None
             except ezkl_call.EzklError as exc:
                 if not _NO_PARAMETERS.search(str(exc)):
                     raise _explain("calibrate", model, exc) from None
-                error = str(exc)
+                error = logged.reason()
+        mape = (logged.fidelity or {}).get("mean_abs_percent_error")
+        if error is None and index > 0 and mape is not None and not mape <= MAX_MEAN_ABS_PERCENT_ERROR:
+            picked = json.loads(settings_path.read_text())["run_args"]
+            error = f"calibrated at scale {picked['input_scale']}/{picked['param_scale']} but useless: mean abs error {mape:.0%} of the float outputs"
         if error is None:
-            return {"rung": LADDER.index(rung), "name": rung.name, "why": rung.why, "settings": chosen, "failed": failed}
-        failed.append({"rung": rung.name, "settings": _describe(chosen), "reason": reasons.summary()})
+            return {
+                "rung": LADDER.index(rung), "name": rung.name, "why": rung.why, "settings": chosen,
+                "fidelity": logged.fidelity, "failed": failed,
+            }
+        failed.append({"rung": rung.name, "settings": _describe(chosen), "reason": error})
     kept = [f"--{k.replace('_', '-')}" for k, v in (("scales", options.scales), ("max_logrows", options.max_logrows)) if v]
     kept_text = f"; your {' and '.join(kept)} kept on every rung" if kept else ""
     raise UsageError(
         f"EZKL found no circuit parameters for {model} on any of {len(rungs)} calibration rungs"
         f" ({'; '.join(f['rung'] + ': ' + f['settings'] for f in failed)}){kept_text}; last reason:"
-        f" {failed[-1]['reason']}"
+        f" {failed[-1]['reason']}; {_hint(options)}"
     )
+
+
+def _hint(options: CircuitOptions) -> str:
+    if options.max_logrows is not None:
+        return "raise --max-logrows, or normalize the model's inputs and outputs"
+    return "normalize the model's inputs and outputs (values beyond 2^28 / 2^scale do not fit a circuit), or pass --calibration-data"
 
 
 def build(
