@@ -85,3 +85,41 @@ def test_float_field_elements_need_a_known_scale(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="pass a single --scales value"):
         pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "mixed" / "model.onnx", input=data, out=tmp_path / "out", evm=False))
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+
+
+def test_input_beyond_the_calibrated_range_check_is_refused(tmp_path: Path) -> None:
+    """EZKL range-checks every input (|x| * 2^scale < 2^28): one line, before any key is made."""
+    from vcompute.errors import UsageError
+
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"input_data": [[0.5, -0.5, 0.25, 1.0], [1, 0, 1, 1], [1, 2]]}))
+    data = tmp_path / "in.json"
+    data.write_text(json.dumps({"input_data": [[40000.0, 0.0, 0.0, 0.0], [1, 0, 1, 1], [1, 2]]}))
+    with pytest.raises(UsageError, match=r"input 0 \(x\): value 40000.0 is outside what this circuit takes \(\|x\| <= 32768"):
+        pipeline.prove(pipeline.ProveRequest(model=CIRCUITS / "mixed" / "model.onnx", input=data, calibration_data=cal,
+                                             out=tmp_path / "out", options=SMALL, evm=False))
+
+
+def test_input_beyond_the_calibrated_lookup_table_is_refused_before_prove(tmp_path: Path) -> None:
+    """Sigmoid calibrated on [-1, 1], proven at 4: gen_witness accepts it, EZKL's prove would fail or hang."""
+    import onnx
+    import onnx.helper as oh
+
+    graph = oh.make_graph(
+        [oh.make_node("Sigmoid", ["x"], ["y"])], "g",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+    )
+    model = tmp_path / "sigmoid.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), str(model))
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"input_data": [[-1.0, -0.5, 0.5, 1.0]]}))
+    data = tmp_path / "in.json"
+    data.write_text(json.dumps({"input_data": [[4.0, 0.0, 0.0, 0.0]]}))
+    from vcompute.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"this input drives EZKL's lookup tables to \[.*\], outside the calibrated range"):
+        pipeline.prove(pipeline.ProveRequest(model=model, input=data, calibration_data=cal, out=tmp_path / "out", options=SMALL, evm=False))
+    assert not (tmp_path / "out" / "proof.json").exists()

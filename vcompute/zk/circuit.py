@@ -353,3 +353,25 @@ def build(
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
     return Circuit(key, entry, cached=False, meta=meta)
+
+
+def check_witness(settings: dict[str, Any], witness: dict[str, Any]) -> None:
+    """Refuse a witness the circuit cannot prove: lookup inputs or range-checked values beyond what
+    calibration sized the tables for. EZKL's gen_witness does not catch a lookup overflow, and its
+    prove then fails or hangs (issue 10's notes: prove hung >15 min); this check costs nothing."""
+    lookups = settings.get("required_lookups") or []
+    lo, hi = settings["run_args"].get("lookup_range", [0, 0])
+    w_lo, w_hi = int(witness.get("min_lookup_inputs", 0)), int(witness.get("max_lookup_inputs", 0))
+    if lookups and (w_lo < lo or w_hi > hi):
+        raise UsageError(
+            f"this input drives EZKL's lookup tables to [{w_lo}, {w_hi}], outside the calibrated range [{lo}, {hi}]:"
+            " the circuit cannot prove it; calibrate on data that covers this input (--calibration-data)"
+        )
+    checks = settings.get("required_range_checks") or []
+    widest = max((b - a for a, b in checks), default=None)
+    size = int(witness.get("max_range_size", 0))
+    if widest is not None and size > widest:
+        raise UsageError(
+            f"this input needs a range check of {size} values, the circuit was calibrated for {widest}:"
+            " calibrate on data that covers this input (--calibration-data)"
+        )

@@ -170,6 +170,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: C
 
     with stages.run("witness"):
         wit = proving.witness(input_path, circ.compiled_path, staging / "witness.json", the_keys.vk, the_srs.path, log=log)
+    circuit.check_witness(settings, wit)  # before prove: EZKL's prove can hang on an out-of-table lookup
     fixed = proving.felts_to_ints(wit["outputs"])
 
     engine: dict[str, Any] = {"engine_exact": None, "engine_reason": "skipped (--no-engine)"}
