@@ -16,8 +16,10 @@ Three questions per op, none of which runs the model:
 * **How large?** ``gen_settings``' own ``logrows`` is only EZKL's default (17), so the estimate
   applies EZKL's ``calc_min_logrows`` rule (``src/graph/mod.rs``) to what ``gen_settings``
   measured: circuit rows, range-check and lookup tables, constants, public instances. The
-  Solidity verifier's size is estimated from the logrows and the public instances with a rule
-  fitted on measured verifiers (``VERIFIER_SIZE`` below, data from ``scripts/verifier_sizes.py``);
+  Solidity verifier's size follows the circuit's arguments, not its public instances (the
+  verifier loops over those): each range check and lookup table, the extra columns a table needs
+  at the estimated logrows, a shuffle (sorting), a dynamic lookup. ``VERIFIER_SIZE`` is fitted on
+  verifiers measured with ``scripts/verifier_sizes.py`` (``VERIFIER_MEASUREMENTS``, within 1%);
   over EIP-170's 24,576 bytes a model needs EZKL's reusable verifier and a separate VK artifact.
   Both are estimates, and are labelled so.
 """
