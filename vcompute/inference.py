@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vcompute.zk import circuit
-from vcompute.artifacts import sha256_file
 from vcompute.errors import UsageError, first_line
-from vcompute.inputs import load_input, sample_input, to_json
+from vcompute.inputs import check_range, load_input, read_calibration_data, sample_input, to_json
 from vcompute.model import ModelInfo, load_model
 
 
@@ -74,17 +73,24 @@ def infer(
     options.check()
     check_device(device)
     model = load_model(model_path)
-    inputs = load_input(input_path, model) if input_path else sample_input(model)
-    if settings_path:
-        settings = _load_settings(settings_path)
+    settings = _load_settings(settings_path) if settings_path else None
+    # field-element inputs need the input scale: from the settings, or a single --scales value
+    scale = settings["run_args"]["input_scale"] if settings else (options.scales[0] if options.scales and len(options.scales) == 1 else None)
+    inputs = load_input(input_path, model, scale) if input_path else sample_input(model)
+    if settings is not None:
         check_settings_fit(settings, model, settings_path)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "input.json"
             data.write_text(json.dumps(to_json(inputs)))
-            calib_sha = sha256_file(calibration_data) if calibration_data else None
-            circ = circuit.build(model.path, model.sha256, options, calibration_data or data, calib_sha)
+            calib_sha = None
+            if calibration_data:
+                calib = read_calibration_data(calibration_data, model, scale)
+                data.write_text(json.dumps(calib.data))
+                calib_sha = calib.sha256
+            circ = circuit.build(model.path, model.sha256, options, data, calib_sha)
             settings = circ.settings()
+    check_range(inputs, model, settings)
     try:
         result = run_fixed(model.path, inputs, settings, device=device)
     except OverflowError as exc:

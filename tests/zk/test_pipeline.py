@@ -219,6 +219,6 @@ def test_input_beyond_the_calibrated_lookup_range_is_refused_before_proving(tmp_
     far = tmp_path / "far.json"
     far.write_text(json.dumps({"input_data": [[60.0, -70.0, 80.0, -50.0]]}))
     request = pipeline.ProveRequest(model=model, input=far, calibration_data=calibration, out=tmp_path / "out", evm=False)
-    with pytest.raises(UsageError, match="outside the range the circuit was calibrated for"):
+    with pytest.raises(UsageError, match="outside the calibrated range"):
         pipeline.prove(request)
     assert not (tmp_path / "out").exists()

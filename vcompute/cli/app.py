@@ -454,6 +454,9 @@ def bench(
                 _out.print(f"plot → {plot}")
 
 
+from vcompute.cli import check as _check  # noqa: E402,F401  (registers 'vcompute check')
+
+
 def main() -> None:
     """Console-script entry point."""
     start = time.perf_counter()

@@ -30,7 +30,7 @@ from vcompute import __version__
 from vcompute.artifacts import copy_file, sha256_file, write_json
 from vcompute.engine import check as engine_check
 from vcompute.errors import UsageError, VcomputeError, first_line
-from vcompute.inputs import load_input, sample_input, to_json
+from vcompute.inputs import CalibrationData, read_calibration_data, read_input, sample_input, to_json
 from vcompute.model import ModelInfo, load_model, run_float
 from vcompute.zk import binding, circuit, ezkl_call, keys, proving, srs
 from vcompute.zk.proofdir import MODEL, VERIFIER_SRS
@@ -176,66 +176,63 @@ def _output_report(model: ModelInfo, inputs: list[np.ndarray], fixed: list[list[
     return {**report, "float_outputs": reference, "max_abs_error": max(errors) if errors else 0.0}
 
 
-def _prepare_input(req: ProveRequest, model: ModelInfo, staging: Path) -> tuple[list[np.ndarray], bool]:
-    """Load the user's input (or make the sample one) and save it as ``input.json``."""
+def _prepare_input(req: ProveRequest, model: ModelInfo, staging: Path) -> tuple[list[np.ndarray], bool, list[str]]:
+    """Load the user's input (or make the sample one) and save it as ``input.json``, in the flat form EZKL reads."""
     generated = req.input is None
-    arrays = sample_input(model) if generated else load_input(req.input, model)
+    scale = _known_input_scale(req.options)
+    read = read_input(req.input, model, scale) if req.input is not None else None
+    arrays = sample_input(model) if read is None else read.arrays
     write_json(staging / "input.json", to_json(arrays))
-    return arrays, generated
+    return arrays, generated, read.notes if read else []
 
 
-def _check_calibration_data(path: Path, model: ModelInfo) -> str:
-    """A calibration file may hold several samples per input; each length must be a multiple of the input size."""
-    if not path.exists():
-        raise UsageError(f"calibration data not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-        tensors = data["input_data"]
-        if len(tensors) != len(model.input_shapes):
-            raise UsageError(f"{path}: {len(tensors)} input tensor(s), the model takes {len(model.input_shapes)}")
-        for t, size in zip(tensors, model.input_sizes):
-            flat = np.asarray(t, dtype=np.float64).reshape(-1)
-            if len(flat) == 0 or len(flat) % size:
-                raise UsageError(f"{path}: {len(flat)} values is not a whole number of samples of {size}")
-            if not np.all(np.isfinite(flat)):
-                raise UsageError(f"{path}: contains NaN or infinity")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path} is not calibration data in EZKL's input format ({type(exc).__name__})") from None
-    return sha256_file(path)
+def _known_input_scale(options: circuit.CircuitOptions) -> int | None:
+    """The input scale before calibration, when the user fixed it (one --scales value): field-element inputs need it."""
+    return options.scales[0] if options.scales and len(options.scales) == 1 else None
 
 
 def prove(req: ProveRequest, progress: Progress = _no_progress) -> dict[str, Any]:
     """Run every stage for one model and input; return the summary (also written to summary.json)."""
     req.options.check()
     model = load_model(req.model)
-    calibration_sha = _check_calibration_data(req.calibration_data, model) if req.calibration_data else None
+    calibration = read_calibration_data(req.calibration_data, model, _known_input_scale(req.options)) if req.calibration_data else None
     if req.srs is not None and not req.srs.exists():
         raise UsageError(f"SRS file not found: {req.srs}")
     check_out_dir(req, model)
     staging = _staging_dir(req.out)
     try:
-        summary = _prove_in(staging, req, model, calibration_sha, progress)
+        summary = _prove_in(staging, req, model, calibration, progress)
         _publish(staging, req.out)
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sha: str | None, progress: Progress) -> dict[str, Any]:
+def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: CalibrationData | None, progress: Progress) -> dict[str, Any]:
     stages = Stages(progress)
     log = staging / "ezkl.log"
-    inputs, generated = _prepare_input(req, model, staging)
+    inputs, generated, input_notes = _prepare_input(req, model, staging)
     input_path = staging / "input.json"
     copy_file(model.path, staging / MODEL)
 
     with stages.run("calibrate + compile") as rec:
-        calibration = req.calibration_data or input_path
-        circ = circuit.build(model.path, model.sha256, req.options, calibration, calibration_sha, log=log)
+        data_path = input_path
+        if calibration is not None:  # checked and flattened: EZKL reads only flat lists
+            data_path = staging / ".calibration-data.json"
+            write_json(data_path, calibration.data)
+        circ = circuit.build(model.path, model.sha256, req.options, data_path, calibration.sha256 if calibration else None, log=log)
+        if calibration is not None:
+            data_path.unlink()
         rec["cached"] = circ.cached
+        rung = circ.meta.get("calibration", {})
+        if rung.get("rung") and not circ.cached:
+            why = rung["failed"][0]["reason"] if rung.get("failed") else "no parameters"
+            progress("calibrate + compile", "warning", {"message": f"EZKL's default calibration failed ({why}); calibrated on rung {rung['name']!r}: {rung['why']}"})
         copy_file(circ.settings_path, staging / "settings.json")
         copy_file(circ.compiled_path, staging / "model.compiled")
     settings = circ.settings()
     logrows = int(settings["run_args"]["logrows"])
+    check_range(inputs, model, settings)  # a cached circuit may have been calibrated on smaller values
 
     with stages.run("srs") as rec:
         the_srs = srs.resolve(logrows, req.srs)
@@ -252,11 +249,13 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
 
     with stages.run("witness"):
         wit = proving.witness(input_path, circ.compiled_path, staging / "witness.json", the_keys.vk, the_srs.path, log=log)
-        proving.check_lookup_range(wit, settings)
+        circuit.check_witness(settings, wit)  # before prove: EZKL's prove can hang on an out-of-table lookup
     fixed = proving.felts_to_ints(wit["outputs"])
 
     engine: dict[str, Any] = {"engine_exact": None, "engine_reason": "skipped (--no-engine)"}
-    if req.engine:
+    if req.engine and not model.input_names:  # tract folds a constant graph to its output before EZKL sees it
+        engine = {"engine_exact": None, "engine_reason": "the model has no inputs: EZKL proves a constant, nothing for the engine to run"}
+    elif req.engine:
         with stages.run("engine"):
             engine = engine_check.check(model.path, inputs, settings, fixed)
         if engine["engine_exact"] is None:
@@ -270,24 +269,28 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration_sh
 
     # From here on the proof exists: nothing below may throw it away.
     evm = _build_evm(stages, staging, the_srs.path) if req.evm else None
-    summary = _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed)
+    summary = _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes)
     if evm is not None:
         summary["evm"] = evm
     write_json(staging / "summary.json", summary)
     return summary
 
 
-def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed) -> dict[str, Any]:
+def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes) -> dict[str, Any]:
     proof_bytes = len(bytes(json.loads((staging / "proof.json").read_text())["proof"]))
     return {
         "vcompute_version": __version__,
         "ezkl_version": ezkl_call.version(),
         "model": {"path": str(model.path), "sha256": model.sha256, "ops": model.op_types},
-        "input": {"sha256": sha256_file(staging / "input.json"), "generated": generated},
+        "input": {"sha256": sha256_file(staging / "input.json"), "generated": generated, "notes": input_notes},
         "settings_sha256": sha256_file(staging / "settings.json"),
         "vk_sha256": sha256_file(staging / "vk.key"),
         "circuit_key": circ.key,
-        "calibration": {k: v for k, v in circ.meta.items()},
+        "calibration": {
+            "data_sha256": circ.meta.get("calibration_sha256"),
+            "on_first_input": circ.meta.get("calibrated_on_input"),
+            **circ.meta.get("calibration", {}),
+        },
         "logrows": int(settings["run_args"]["logrows"]),
         "scales": {"input": settings["run_args"]["input_scale"], "param": settings["run_args"]["param_scale"]},
         "visibility": {

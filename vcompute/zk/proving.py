@@ -25,22 +25,6 @@ def witness(input_path: Path, compiled: Path, out: Path, vk: Path, srs: Path, lo
     return json.loads(out.read_text())
 
 
-def check_lookup_range(wit: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Refuse a witness whose lookups leave the calibrated tables' range.
-
-    EZKL's gen_witness accepts such an input, but ``prove`` then never finishes (seen with EZKL
-    23.0.5: all threads idle): say so in one line, before proving."""
-    lo, hi = (settings.get("run_args", {}).get("lookup_range") or [0, 0])[:2]
-    wmin, wmax = wit.get("min_lookup_inputs"), wit.get("max_lookup_inputs")
-    if not isinstance(wmin, int) or not isinstance(wmax, int) or (lo, hi) == (0, 0) and (wmin, wmax) == (0, 0):
-        return
-    if wmin < lo or wmax > hi:
-        raise UsageError(
-            f"this input drives a lookup table outside the range the circuit was calibrated for (needs [{wmin}, {wmax}],"
-            f" the tables hold [{lo}, {hi}]): pass --calibration-data with samples that cover such inputs"
-        )
-
-
 def prove(witness_path: Path, compiled: Path, pk: Path, out: Path, srs: Path, log: Path | None = None) -> None:
     """Make the proof."""
     try:
