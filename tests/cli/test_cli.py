@@ -127,12 +127,15 @@ def test_prove_json_then_verify_exit_codes(cli, proved, tmp_path: Path) -> None:
     result = cli("prove", MLP, "--input", CIRCUITS / "mlp" / "input.json", "--out", out, "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["verified"] is True and summary["cache"]["setup"] is True
+    import hashlib
+
+    assert summary["cache"]["setup"] is True, "a second prove of the same model must reuse the keys"
+    assert summary["proof"]["sha256"] == hashlib.sha256((out / "proof.json").read_bytes()).hexdigest()
     assert "development SRS" in result.stderr, "every prove with a development SRS must say so"
 
     ok = cli("verify", out, "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["valid"] is True
+    assert json.loads(ok.stdout)["outputs_fixed"] == summary["outputs_fixed"], "verify must report the proven outputs"
 
     proof = json.loads((out / "proof.json").read_text())
     proof["proof"][300] ^= 0x04
@@ -153,4 +156,4 @@ def test_verify_corrupt_proof_file_is_rejected(cli, proof_copy) -> None:
 
 def test_verify_not_a_proof_dir(cli, tmp_path: Path) -> None:
     assert_clean_failure(cli("verify", tmp_path / "nowhere"), 2, "proof dir not found")
-    assert_clean_failure(cli("verify", tmp_path), 2, "no summary.json")
+    assert_clean_failure(cli("verify", tmp_path), 2, "not a proof dir written by 'vcompute prove'")
