@@ -15,6 +15,7 @@ import ezkl
 import pytest
 
 from vcompute.errors import UsageError
+from vcompute.zk.verify import verify
 from vcompute.zk import circuit, pipeline
 
 from tests.conftest import CIRCUITS
@@ -43,7 +44,7 @@ def test_ladder_calibrates_price_on_a_later_rung_and_proves(tmp_path: Path) -> N
     assert "decomposition error" in cal["failed"][0]["reason"], cal["failed"][0]["reason"]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["run_args"]["decomp_legs"] == 3 and summary["logrows"] <= 12
-    assert summary["verified"] is True and pipeline.verify(out)["valid"] is True
+    assert verify(out).outputs_fixed == summary["outputs_fixed"]
     assert summary["engine_exact"] is True, summary.get("engine_reason")
     price = summary["float_outputs"][0][0]
     assert price > 1e5 and summary["max_abs_error"] < 1e-4 * price, (summary["outputs"], summary["float_outputs"])
@@ -70,7 +71,7 @@ def test_small_logrows_cap_calibrates_with_small_tables(tmp_path: Path) -> None:
     cal = summary["calibration"]
     assert cal["name"] == "small-tables" and "extended k" in cal["failed"][0]["reason"], cal
     assert summary["logrows"] == 10 and summary["scales"]["input"] == 13
-    assert summary["engine_exact"] is True and pipeline.verify(out)["valid"] is True
+    assert summary["engine_exact"] is True and verify(out).outputs_fixed == summary["outputs_fixed"]
     assert summary["max_abs_error"] < 1e-3
     assert cal["fidelity"]["mean_abs_error"] < 1e-3, cal["fidelity"]
 
