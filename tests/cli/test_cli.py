@@ -102,10 +102,10 @@ def test_unwritable_out_dir(cli, tmp_path: Path) -> None:
 
 
 def test_bad_options(cli, tmp_path: Path) -> None:
-    assert_clean_failure(cli("prove", MLP, "--target", "speed", "--out", tmp_path / "o"), 2, "--target must be one of")
+    assert_clean_failure(cli("prove", MLP, "--target", "speed", "--out", tmp_path / "o"), 2, "'speed' is not one of 'resources', 'accuracy'")
     assert_clean_failure(cli("prove", MLP, "--scales", "a,b", "--out", tmp_path / "o"), 2, "--scales takes")
     assert_clean_failure(
-        cli("prove", MLP, "--input-visibility", "secret", "--out", tmp_path / "o"), 2, "--input-visibility must be"
+        cli("prove", MLP, "--input-visibility", "secret", "--out", tmp_path / "o"), 2, "Invalid value for '--input-visibility'"
     )
 
 

@@ -458,9 +458,20 @@ from vcompute.cli import check as _check  # noqa: E402,F401  (registers 'vcomput
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: parser errors too are one line with exit 2 (no boxed usage text)."""
+    import sys
+
     start = time.perf_counter()
+    if len(sys.argv) <= 1:
+        app()  # no arguments: the help text
+        return
     try:
-        app()
+        code = app(standalone_mode=False)
+    except Exception as exc:  # the parser's own errors (bad option values, unknown options)
+        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            _one_line(f"{exc.format_message()} (see vcompute --help)", "error:")
+            sys.exit(2)
+        raise
     finally:
         log.debug("done in %.2f s", time.perf_counter() - start)
+    sys.exit(code if isinstance(code, int) else 0)
