@@ -92,7 +92,7 @@ def infer(
             settings = circ.settings()
     check_range(inputs, model, settings)
     try:
-        result = run_fixed(model.path, inputs, settings, device=device)
+        result = run_fixed(model.proto if model.proto is not None else model.path, inputs, settings, device=device, model_key=model.sha256)
     except OverflowError as exc:
         raise UsageError(f"the input does not fit the circuit's fixed-point range ({first_line(exc)})") from None
     return {

@@ -59,6 +59,8 @@ class ModelInfo:
     input_types: list[str] = field(default_factory=list)  # ONNX's names: "float", "int64", "bool", ...
     input_kinds: list[str] = field(default_factory=list)  # "float" | "int" | "bool"
     declared_inputs: list[str] = field(default_factory=list)
+    #: the parsed model, loaded once here and handed to the engine and onnxruntime (never re-read)
+    proto: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
 
     @property
     def input_sizes(self) -> list[int]:
@@ -124,6 +126,7 @@ def load_model(path: Path) -> ModelInfo:
         input_types=[t for t, _ in types],
         input_kinds=[k for _, k in types],
         declared_inputs=[i.name for i in proto.graph.input],
+        proto=proto,
     )
 
 
@@ -133,7 +136,8 @@ def run_float(model: ModelInfo, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    source = model.proto.SerializeToString() if model.proto is not None else str(model.path)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     dtypes = model.input_dtypes or [np.float32] * len(inputs)
     feeds = {name: np.asarray(x).astype(dt) for name, x, dt in zip(model.input_names, inputs, dtypes)}
     return [np.asarray(o, dtype=np.float64) for o in session.run(None, feeds)]

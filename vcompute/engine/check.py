@@ -19,14 +19,17 @@ from vcompute.errors import ProofError, first_line
 log = logging.getLogger(__name__)
 
 
-def check(model: Path | Any, inputs: list[np.ndarray], settings: dict[str, Any], witness_fixed: list[list[int]]) -> dict[str, Any]:
-    """Run the engine and compare; returns the summary fields ``engine_exact`` and friends."""
+def check(model: Path | Any, inputs: list[np.ndarray], settings: dict[str, Any], witness_fixed: list[list[int]],
+          model_key: str | None = None) -> dict[str, Any]:
+    """Run the engine and compare; returns the summary fields ``engine_exact`` and friends.
+
+    ``model`` is a path or the already-loaded ModelProto (with ``model_key``, e.g. its sha256)."""
     from vcompute.engine.graph import UnsupportedOpError
     from vcompute.engine.run import run_fixed
     from vcompute.engine.witness import compare
 
     try:
-        result = run_fixed(model, inputs, settings)
+        result = run_fixed(model, inputs, settings, model_key=model_key)
     except UnsupportedOpError as exc:
         return {"engine_exact": None, "engine_reason": f"unsupported op: {exc}"}
     except Exception as exc:  # noqa: BLE001  the engine is optional to a proof: record why, go on

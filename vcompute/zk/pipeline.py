@@ -257,7 +257,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: C
         engine = {"engine_exact": None, "engine_reason": "the model has no inputs: EZKL proves a constant, nothing for the engine to run"}
     elif req.engine:
         with stages.run("engine"):
-            engine = engine_check.check(model.path, inputs, settings, fixed)
+            engine = engine_check.check(model.proto if model.proto is not None else model.path, inputs, settings, fixed, model_key=model.sha256)
         if engine["engine_exact"] is None:
             stages.warn("engine", f"the engine did not run this model ({engine['engine_reason']}): engine_exact is null")
 
