@@ -42,8 +42,11 @@ log = logging.getLogger("vcompute")
 
 
 def _one_line(text: str, style: str) -> None:
-    """An error line, never wrapped (a script reading stderr gets it whole)."""
-    _err.print(f"[bold red]{style}[/] {text}", highlight=False, soft_wrap=True)
+    """An error line, never wrapped (a script reading stderr gets it whole); the text is escaped, so
+    EZKL's ``[graph]`` tags or a path with brackets print as they are."""
+    from rich.markup import escape
+
+    _err.print(f"[bold red]{style}[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -88,7 +91,9 @@ class StageProgress:
 
     def __call__(self, stage: str, event: str, record: dict[str, Any]) -> None:
         if event == "warning":
-            self.console.print(f"[yellow]warning:[/] {record['message']}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            self.console.print(f"[yellow]warning:[/] {escape(record['message'])}", highlight=False, soft_wrap=True)
             return
         if not self.enabled:
             return
