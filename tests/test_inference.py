@@ -40,18 +40,15 @@ def test_infer_bad_settings_file(cli, tmp_path: Path) -> None:
     assert result.returncode == 2 and "is not an EZKL settings file" in result.stderr, result.stderr
 
 
-def test_infer_unsupported_op_is_named(proved, tmp_path: Path) -> None:
-    """An op EZKL accepts but the engine does not (Floor) is named, never run in float."""
+def test_infer_unsupported_op_is_named(tmp_path: Path) -> None:
+    """An op EZKL accepts but the engine does not run yet (1-D MaxPool) is named, never run in float."""
     graph = oh.make_graph(
-        [oh.make_node("Floor", ["x"], ["y"])],
+        [oh.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2], strides=[2])],
         "g",
-        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
-        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1, 2])],
     )
-    path = tmp_path / "floor.onnx"
-    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), str(path))
-    settings = json.loads((proved("mlp") / "settings.json").read_text())
-    settings["model_output_scales"] = None
-    (tmp_path / "settings.json").write_text(json.dumps(settings))
-    with pytest.raises(UsageError, match="Floor"):
-        inference.infer(path, None, tmp_path / "settings.json")
+    path = tmp_path / "maxpool1d.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), str(path))
+    with pytest.raises(UsageError, match="MaxPool"):
+        inference.infer(path)

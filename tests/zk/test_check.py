@@ -89,17 +89,17 @@ def test_attribute_ezkl_refuses_names_the_node(tmp_path: Path) -> None:
 
 
 def test_engine_gaps_do_not_block_proving(tmp_path: Path) -> None:
-    """Floor: EZKL proves it, the engine does not run it: provable, engine column says no."""
+    """1-D MaxPool: EZKL proves it, the engine does not run it yet: provable, engine column says no."""
     path = save(
         tmp_path / "m.onnx",
-        [oh.make_node("Mul", ["x", "k"], ["m"]), oh.make_node("Floor", ["m"], ["y"])],
-        [oh.make_tensor_value_info("x", T.FLOAT, [1, 4])],
-        [oh.make_tensor_value_info("y", T.FLOAT, [1, 4])],
+        [oh.make_node("Mul", ["x", "k"], ["m"]), oh.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2], strides=[2])],
+        [oh.make_tensor_value_info("x", T.FLOAT, [1, 1, 4])],
+        [oh.make_tensor_value_info("y", T.FLOAT, [1, 1, 2])],
         [oh.make_tensor("k", T.FLOAT, [1], [3.0])],
     )
     report = check.check_model(path)
     assert report["provable"] is True
-    assert rows(report)["Floor"]["ezkl"] == "yes" and rows(report)["Floor"]["engine"] == "no"
+    assert rows(report)["MaxPool"]["ezkl"] == "yes" and rows(report)["MaxPool"]["engine"] == "no"
     assert rows(report)["Mul"]["engine"] == "exact"
     assert report["engine"]["exact"] is None and report["estimate"]["logrows"] >= 12
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcompute import infer as inference
+from vcompute import inference
 from vcompute.model import load_model, run_float
 from vcompute.zk.verify import verify
 from vcompute.zk import circuit, pipeline
