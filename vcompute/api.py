@@ -100,8 +100,12 @@ def prove(
     evm: bool = True,
     force: bool = False,
     progress: Callable[[str, str, dict[str, Any]], None] | None = None,
+    reusable_verifier: bool = False,
 ) -> ProveResult:
-    """Prove ``model`` on ``input`` (default: a deterministic sample) into the out dir ``out``."""
+    """Prove ``model`` on ``input`` (default: a deterministic sample) into the out dir ``out``.
+
+    ``reusable_verifier``: write EZKL's reusable verifier and this model's VKA instead of the
+    single-model verifier (done anyway when that one would exceed EIP-170)."""
     from vcompute.zk import circuit, pipeline
 
     options = circuit.CircuitOptions(
@@ -112,7 +116,7 @@ def prove(
         request = pipeline.ProveRequest(
             model=model, out=out, input=_input_file(input, Path(tmp), "input.json"),
             calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"),
-            srs=srs, options=options, engine=engine, evm=evm, force=force,
+            srs=srs, options=options, engine=engine, evm=evm, force=force, reusable_verifier=reusable_verifier,
         )
         summary = pipeline.prove(request, progress or pipeline._no_progress)
     return ProveResult(
@@ -129,19 +133,23 @@ def verify(proof_dir: PathLike, srs: PathLike | None = None):
     return _verify(Path(proof_dir), Path(srs) if srs else None)
 
 
-def verify_onchain(proof_dir: PathLike, rpc_url: str | None = None, private_key: str | None = None, srs: PathLike | None = None):
-    """Verify with the Solidity verifier on a chain (a temporary Anvil without ``rpc_url``): an ``OnchainResult``."""
+def verify_onchain(proof_dir: PathLike, rpc_url: str | None = None, private_key: str | None = None, srs: PathLike | None = None,
+                   reusable_verifier: bool = False):
+    """Verify with the Solidity verifier on a chain (a temporary Anvil without ``rpc_url``): an ``OnchainResult``.
+
+    Through EZKL's reusable verifier when the single-model one would exceed EIP-170, or when asked."""
     from vcompute.evm.onchain import verify_onchain as _verify_onchain
 
-    return _verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs)
+    return _verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs, reusable=reusable_verifier)
 
 
 def attest(proof_dir: PathLike, rpc_url: str | None = None, private_key: str | None = None,
-           registry: str | None = None, srs: PathLike | None = None):
+           registry: str | None = None, srs: PathLike | None = None, reusable_verifier: bool = False):
     """Record a verified result in InferenceRegistry: an ``AttestResult`` (status attested, already-attested or rejected)."""
     from vcompute.evm.registry import attest_proof_dir
 
-    return attest_proof_dir(proof_dir, rpc_url=rpc_url, private_key=private_key, registry_address=registry, srs=srs)
+    return attest_proof_dir(proof_dir, rpc_url=rpc_url, private_key=private_key, registry_address=registry, srs=srs,
+                            reusable=reusable_verifier)
 
 
 def infer(

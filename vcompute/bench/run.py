@@ -26,6 +26,7 @@ import numpy as np
 from vcompute import __version__
 from vcompute.zk import ezkl_call
 from vcompute.errors import ProofError, UsageError
+from vcompute.evm.solc import EIP170_LIMIT
 from vcompute.inputs import load_input, sample_input, to_json
 from vcompute.model import ModelInfo, load_model
 
@@ -111,6 +112,33 @@ def bench_proof(model: ModelInfo, input_path: Path, work: Path, progress: Progre
         "engine_exact": warm.get("engine_exact"),
         "proof_dir": str(work / "warm"),
     }
+
+
+def bench_gas(proof_dir: Path, rpc_url: str | None) -> dict[str, Any]:
+    """Gas with the single-model verifier and with EZKL's reusable one, side by side.
+
+    Single: deploy and verify (``deploy``/``verify``, None when its size is over EIP-170 and no
+    chain that enforces the limit would take it). Reusable: deploy the shared contract, register
+    this model's VKA, verify with it. Without ``rpc_url`` each runs on a fresh Anvil, so deploy and
+    registration are measured, not reused; on a given chain a reused deployment reports the
+    recorded gas."""
+    from vcompute.evm.onchain import verify_onchain
+
+    reusable = verify_onchain(proof_dir, rpc_url=rpc_url, reusable=True)
+    gas: dict[str, Any] = {"deploy": None, "verify": None, "valid": None,
+                           "single_deployed_size": reusable.single_deployed_size}
+    if reusable.single_deployed_size is not None and reusable.single_deployed_size <= EIP170_LIMIT:
+        single = verify_onchain(proof_dir, rpc_url=rpc_url)
+        gas.update(deploy=single.deploy_gas, verify=single.verify_gas, valid=single.valid,
+                   calldata_bytes=single.calldata_size)
+    else:
+        gas["single"] = f"not deployable: {reusable.single_deployed_size:,} bytes, over EIP-170's {EIP170_LIMIT:,}"
+    gas["reusable"] = {
+        "deploy": reusable.deploy_gas, "register_vka": reusable.register_gas, "verify": reusable.verify_gas,
+        "valid": reusable.valid, "deployed_size": reusable.deployed_size, "calldata_bytes": reusable.calldata_size,
+        "vka_digest": reusable.vka_digest,
+    }
+    return gas
 
 
 # --- inference ------------------------------------------------------------------------------
@@ -247,10 +275,7 @@ def run(req: BenchRequest, progress: Progress = lambda _: None) -> dict[str, Any
     settings = json.loads((proof_dir / "settings.json").read_text())
     if req.onchain or req.rpc_url:
         progress("on-chain verification")
-        from vcompute.evm.onchain import verify_onchain
-
-        result = verify_onchain(proof_dir, rpc_url=req.rpc_url)
-        proof["gas"] = {"deploy": result.deploy_gas, "verify": result.verify_gas, "valid": result.valid}
+        proof["gas"] = bench_gas(proof_dir, req.rpc_url)
 
     inference = []
     for batch in req.batches:

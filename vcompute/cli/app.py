@@ -207,6 +207,7 @@ def prove(
     engine: Annotated[bool, typer.Option(help="Run the fixed-point engine and require its outputs to equal the witness, bit for bit.")] = True,
     evm: Annotated[bool, typer.Option(help="Also write the Solidity verifier (Verifier.sol, Verifier.json as a Hardhat artifact) and calldata.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out dir that is not a proof of this model.")] = False,
+    reusable_verifier: Annotated[bool, typer.Option("--reusable-verifier", help="Write EZKL's reusable verifier (VerifierReusable.json), this model's VKA (vka.bytes, vka.digest) and its calldata instead of the single-model verifier. Automatic when the single one would exceed EIP-170's 24,576 bytes.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Prove MODEL on an input: settings, calibration, circuit, SRS, keys (cached), witness, proof, verification.
@@ -217,13 +218,15 @@ def prove(
     from vcompute import api
 
     with user_errors():
+        if reusable_verifier and not evm:
+            raise UsageError("--reusable-verifier writes an EVM verifier: it cannot be combined with --no-evm")
         progress = StageProgress(_err, enabled=not as_json)
         try:
             result = api.prove(
                 model, input, out, srs=srs, target=target.value, scales=_parse_scales(scales), max_logrows=max_logrows,
                 calibration_data=calibration_data, input_visibility=input_visibility.value,
                 output_visibility=output_visibility.value, param_visibility=param_visibility.value,
-                engine=engine, evm=evm, force=force, progress=progress,
+                engine=engine, evm=evm, force=force, progress=progress, reusable_verifier=reusable_verifier,
             )
         finally:
             progress.close()
@@ -246,6 +249,7 @@ def verify(
     onchain: Annotated[bool, typer.Option("--onchain", help="Verify with the Solidity verifier on an EVM chain (a temporary local Anvil unless --rpc-url).")] = False,
     rpc_url: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of the chain to verify on (implies --onchain).")] = None,
     private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
+    reusable_verifier: Annotated[bool, typer.Option("--reusable-verifier", help="On-chain: verify through EZKL's reusable verifier with this model's VKA (generated here), even when the single-model verifier fits EIP-170 (automatic when it does not).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Verify the proof in PROOF_DIR. Exit 0 valid, 1 rejected, 2 unusable input.
@@ -255,8 +259,11 @@ def verify(
     SRS is at hand. Nothing in the dir is written.
     """
     if onchain or rpc_url:
-        _verify_onchain(proof_dir, rpc_url, private_key, srs, as_json)
+        _verify_onchain(proof_dir, rpc_url, private_key, srs, as_json, reusable_verifier)
         return
+    if reusable_verifier:
+        with user_errors():
+            raise UsageError("--reusable-verifier is for on-chain verification: add --onchain (or --rpc-url URL)")
     from vcompute import api
 
     with user_errors():
@@ -276,14 +283,16 @@ def verify(
         report.print_verify(_out, result)
 
 
-def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool) -> None:
+def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool,
+                    reusable_verifier: bool = False) -> None:
     """verify --onchain: a table (or JSON) of result, verifier address and gas; exit 0 valid, 1 rejected."""
     from vcompute import api
 
     with user_errors():
         try:
             with _err.status("verifying on-chain…"):
-                result = api.verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs)
+                result = api.verify_onchain(proof_dir, rpc_url=rpc_url, private_key=private_key, srs=srs,
+                                            reusable_verifier=reusable_verifier)
         except VcomputeError as exc:
             if as_json and exc.exit_code == 1:
                 print_json({"valid": False, "proof_dir": str(proof_dir), "reason": str(exc)})
@@ -338,6 +347,7 @@ def attest(
     private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
     registry: Annotated[Optional[str], typer.Option(help="Address of a deployed InferenceRegistry (default: the one recorded for this chain, else a new one).")] = None,
     srs: Annotated[Optional[Path], typer.Option(help="The full SRS the proof was made with (needed to bind the model when it is not in this machine's cache).")] = None,
+    reusable_verifier: Annotated[bool, typer.Option("--reusable-verifier", help="Attest through EZKL's reusable verifier with this model's VKA (generated here), even when the single-model verifier fits EIP-170 (automatic when it does not).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Record PROOF_DIR's verified result in the InferenceRegistry contract.
@@ -351,7 +361,8 @@ def attest(
     with user_errors():
         try:
             with _err.status("attesting on-chain…"):
-                result = api.attest(proof_dir, rpc_url=rpc_url, private_key=private_key, registry=registry, srs=srs)
+                result = api.attest(proof_dir, rpc_url=rpc_url, private_key=private_key, registry=registry, srs=srs,
+                                    reusable_verifier=reusable_verifier)
         except VcomputeError as exc:
             if as_json and exc.exit_code == 1:
                 print_json({"status": "rejected", "proof_dir": str(proof_dir), "reason": str(exc)})
@@ -455,8 +466,31 @@ def bench(
             from vcompute.cli import report
 
             report.print_bench(_out, result)
+            if "reusable" in result["proof"].get("gas", {}):
+                _print_gas(result["proof"]["gas"])
             if plot:
                 _out.print(f"plot → {plot}")
+
+
+def _print_gas(gas: dict[str, Any]) -> None:
+    """bench --onchain: the single-model verifier's gas beside EZKL's reusable verifier's."""
+    from rich.table import Table
+
+    def fmt(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) else "n/a"
+
+    r = gas["reusable"]
+    single_note = gas.get("single") or f"{fmt(gas.get('single_deployed_size'))} bytes deployed"
+    table = Table(title="gas (on-chain verification)", title_justify="left")
+    for col in ("", "single-model verifier", "reusable verifier"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("deploy (reusable: once per chain)", fmt(gas.get("deploy")), fmt(r["deploy"]))
+    table.add_row("register the model's VKA (once per model)", "–", fmt(r["register_vka"]))
+    table.add_row("verify (per proof)", fmt(gas.get("verify")), fmt(r["verify"]))
+    table.add_row("calldata bytes", fmt(gas.get("calldata_bytes")), fmt(r["calldata_bytes"]))
+    table.add_row("valid", str(gas.get("valid")), str(r["valid"]))
+    table.caption = f"single-model verifier: {single_note}; reusable: {fmt(r['deployed_size'])} bytes deployed"
+    _out.print(table)
 
 
 from vcompute.cli import check as _check  # noqa: E402,F401  (registers 'vcompute check')

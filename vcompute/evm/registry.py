@@ -4,6 +4,10 @@ Why a registry on top of the verifier: `verifyProof` only answers yes or no to w
 registry makes the answer durable and public: it calls the model's verifier itself and, only if
 the proof holds, records which model produced which public inputs and outputs (their keccak), who
 submitted it and in which block, so anyone can later look the result up instead of re-verifying.
+
+A model verified by EZKL's reusable verifier is registered with its VKA digest and attested with
+``attestWithVka``: the registry passes the VKA to the verifier and requires it to return that
+digest, since the reusable verifier accepts a proof for any VKA registered with it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from vcompute.errors import ProofError, UsageError
 from vcompute.evm.chain import session
-from vcompute.evm.onchain import call_verifier, code_matches, deploy, ensure_verifier, prepare, record_deployment, recorded
+from vcompute.evm.onchain import code_matches, deploy, prepare, record_deployment, recorded, verify_on
 from vcompute.evm.solc import compile_file, contracts_dir
 from vcompute.evm.verifier import decode_calldata
 
@@ -142,11 +146,29 @@ class Registry:
             m = self.contract.functions.getModel(model_id).call()
         except ContractLogicError:
             return None
-        return {"verifier": m[0], "code_hash": m[1], "vk_digest": m[2], "onnx_hash": m[3], "registrant": m[4]}
+        return {"verifier": m[0], "code_hash": m[1], "vk_digest": m[2], "onnx_hash": m[3], "registrant": m[4], "vka_digest": m[5]}
 
     def model_id_of(self, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
         """The id this (verifier, vk digest, ONNX hash) is registered under, or 0."""
         return int(self.contract.functions.modelIdOf(Web3.to_checksum_address(verifier), vk_digest, onnx_hash).call())
+
+    def register_reusable_model(self, verifier: str, vka_digest: bytes, vk_digest: bytes, onnx_hash: bytes) -> int:
+        """Register a model of the reusable verifier at ``verifier`` with its VKA digest; returns the model id."""
+        fn = self.contract.functions.registerReusableModel(Web3.to_checksum_address(verifier), vka_digest, vk_digest, onnx_hash)
+        try:
+            receipt = self._transact(fn)
+        except ContractLogicError as exc:
+            name, args = describe_revert(self.abi, exc)
+            raise ProofError(f"registerReusableModel reverted: {name}{tuple(args) if args else ''}") from None
+        events = self.contract.events.ReusableModelRegistered().process_receipt(receipt)
+        if events:
+            return int(events[0]["args"]["modelId"])
+        return self.reusable_model_id_of(verifier, vka_digest, vk_digest, onnx_hash)
+
+    def reusable_model_id_of(self, verifier: str, vka_digest: bytes, vk_digest: bytes, onnx_hash: bytes) -> int:
+        """The id this (reusable verifier, VKA digest, vk digest, ONNX hash) is registered under, or 0."""
+        fn = self.contract.functions.reusableModelIdOf(Web3.to_checksum_address(verifier), vka_digest, vk_digest, onnx_hash)
+        return int(fn.call())
 
     def lookup(self, att_id: bytes) -> dict | None:
         """The attestation with this id, or None when nothing is recorded under it."""
@@ -161,8 +183,10 @@ class Registry:
             "block_number": a[4],
         }
 
-    def attest(self, model_id: int, proof: bytes, instances: list[int]) -> AttestResult:
-        """Submit a proof; a rejected or duplicate one comes back as a status, not an exception."""
+    def attest(self, model_id: int, proof: bytes, instances: list[int], vka: list[bytes] | tuple[bytes, ...] | None = None) -> AttestResult:
+        """Submit a proof; a rejected or duplicate one comes back as a status, not an exception.
+
+        ``vka``: the model's VKA words, for a model of the reusable verifier (``attestWithVka``)."""
         att_id = attestation_id(model_id, instances)
         base = {
             "attestation_id": "0x" + att_id.hex(),
@@ -176,8 +200,12 @@ class Registry:
         if model is None:
             raise UsageError(f"model {model_id} is not registered in the registry at {self.address}")
         base["verifier_address"] = model["verifier"]
+        if vka is None:
+            fn = self.contract.functions.attest(model_id, proof, instances)
+        else:
+            fn = self.contract.functions.attestWithVka(model_id, proof, instances, list(vka))
         try:
-            receipt = self._transact(self.contract.functions.attest(model_id, proof, instances))
+            receipt = self._transact(fn)
         except ContractLogicError as exc:
             name, _ = describe_revert(self.abi, exc)
             if name == "AlreadyAttested":
@@ -224,13 +252,19 @@ def ensure_registry(w3: Web3, address: str | None = None) -> Registry:
     return registry
 
 
-def ensure_model(registry: Registry, verifier: str, vk_digest: bytes, onnx_hash: bytes) -> int:
+def ensure_model(registry: Registry, verifier: str, vk_digest: bytes, onnx_hash: bytes, vka_digest: bytes | None = None) -> int:
     """The model id of (verifier, vk digest, ONNX hash) in this registry, registered if new.
 
-    A recorded id is used only if the registry says it is bound to this verifier, with its code."""
-    model_id = registry.model_id_of(verifier, vk_digest, onnx_hash)
-    if model_id == 0:
-        model_id = registry.register_model(verifier, vk_digest, onnx_hash)
+    ``vka_digest``: a model of the reusable verifier, registered with its VKA digest. A recorded id
+    is used only if the registry says it is bound to this verifier, with its code (and this VKA)."""
+    if vka_digest is None:
+        model_id = registry.model_id_of(verifier, vk_digest, onnx_hash)
+        if model_id == 0:
+            model_id = registry.register_model(verifier, vk_digest, onnx_hash)
+    else:
+        model_id = registry.reusable_model_id_of(verifier, vka_digest, vk_digest, onnx_hash)
+        if model_id == 0:
+            model_id = registry.register_reusable_model(verifier, vka_digest, vk_digest, onnx_hash)
     model = registry.model(model_id)
     code_hash = bytes(registry.w3.eth.get_code(Web3.to_checksum_address(verifier)))
     if (
@@ -238,6 +272,7 @@ def ensure_model(registry: Registry, verifier: str, vk_digest: bytes, onnx_hash:
         or model["verifier"] != Web3.to_checksum_address(verifier)
         or bytes(model["code_hash"]) != keccak(code_hash)
         or bytes(model["vk_digest"]) != vk_digest
+        or bytes(model["vka_digest"]) != (vka_digest or bytes(32))
     ):
         raise ProofError(f"model {model_id} in the registry is not bound to this verifier: refusing to attest")
     return model_id
@@ -249,27 +284,30 @@ def attest_proof_dir(
     private_key: str | None = None,
     registry_address: str | None = None,
     srs: Path | str | None = None,
+    reusable: bool = False,
 ) -> AttestResult:
     """``vcompute attest DIR``: verify locally (model bound to the vk), then on-chain, then record.
 
     Order matters: the proof is checked on the chain before anything is registered, so a rejected
-    proof leaves no trace; the ONNX hash recorded is the one recomputed from model.onnx."""
+    proof leaves no trace; the ONNX hash recorded is the one recomputed from model.onnx. Through
+    the reusable verifier (and the VKA generated here) when the single verifier would exceed
+    EIP-170, or when ``reusable`` asks for it."""
     from vcompute.zk.verify import verify
 
     local = verify(Path(proof_dir), Path(srs) if srs else None, require_model=True)
-    prep = prepare(Path(proof_dir), Path(srs) if srs else None)
+    prep = prepare(Path(proof_dir), Path(srs) if srs else None, reusable)
     vk_digest = bytes.fromhex(local.vk_sha256)
     onnx_hash = bytes.fromhex(local.model_sha256 or "")
+    proof, instances = decode_calldata(prep.calldata)
     with session(rpc_url, private_key) as (w3, rpc_url):
-        verifier, _, _ = ensure_verifier(w3, prep.artifact)
-        proof, instances = decode_calldata(prep.calldata)
         registry = ensure_registry(w3, registry_address)
-        valid, reason, _ = call_verifier(w3, verifier, prep.calldata)
-        if not valid:
+        check = verify_on(w3, rpc_url, prep)  # deploys or reuses the verifier (and registers the VKA)
+        if not check.valid:
             return AttestResult(
-                status="rejected", reason=reason, attestation_id="0x" + bytes(32).hex(), model_id=0,
-                registry_address=registry.address, verifier_address=verifier,
+                status="rejected", reason=check.reason, attestation_id="0x" + bytes(32).hex(), model_id=0,
+                registry_address=registry.address, verifier_address=check.verifier_address,
                 instances_hash="0x" + instances_hash(instances).hex(), chain_id=int(w3.eth.chain_id),
             )
-        model_id = ensure_model(registry, verifier, vk_digest, onnx_hash)
-        return registry.attest(model_id, proof, instances)
+        vka = prep.vka if prep.is_reusable else None
+        model_id = ensure_model(registry, check.verifier_address, vk_digest, onnx_hash, vka.digest if vka else None)
+        return registry.attest(model_id, proof, instances, vka.words if vka else None)

@@ -30,6 +30,8 @@ SOL_NAME = "Verifier.sol"
 JSON_NAME = "Verifier.json"
 CALLDATA_NAME = "calldata.bin"
 CALLDATA_HEX_NAME = "calldata.hex"
+#: the files write_outputs puts into a proof dir
+OUTPUT_NAMES = (SOL_NAME, JSON_NAME, CALLDATA_NAME, CALLDATA_HEX_NAME)
 
 
 def check_code_size(deployed_size: int) -> None:
@@ -41,44 +43,54 @@ def check_code_size(deployed_size: int) -> None:
         )
 
 
-def generate_solidity(vk: Path, settings: Path, srs: Path, sol_out: Path) -> None:
-    """Have EZKL render the verifier to ``sol_out``; its offline ABI step fails after the .sol is written."""
+def generate_solidity(vk: Path, settings: Path, srs: Path, sol_out: Path, reusable: bool = False) -> None:
+    """Have EZKL render the verifier to ``sol_out``; its offline ABI step fails after the .sol is written.
+
+    ``reusable``: EZKL's ``Halo2VerifierReusable`` (one contract for many circuits, each passing
+    its verifying-key artifact, see :mod:`vcompute.evm.reusable`) instead of ``Halo2Verifier``."""
     import ezkl
 
     abi = sol_out.with_name(sol_out.name + ".abi")
+    contract = "Halo2VerifierReusable" if reusable else VERIFIER_CONTRACT
     error: Exception | None = None
     try:
-        ezkl_call.call(ezkl.create_evm_verifier, str(vk), str(settings), str(sol_out), str(abi), str(srs), False)
+        ezkl_call.call(ezkl.create_evm_verifier, str(vk), str(settings), str(sol_out), str(abi), str(srs), reusable)
     except ezkl_call.EzklError as exc:  # expected: EZKL's download of solc (svm) fails offline
         error = exc
     text = sol_out.read_text() if sol_out.is_file() else ""
-    if f"contract {VERIFIER_CONTRACT}" not in text or "function verifyProof" not in text:
-        raise ProofError(f"EZKL did not write a Halo2 verifier: {first_line(error) if error else 'empty output'}")
+    if f"contract {contract}" not in text or "function verifyProof" not in text:
+        raise ProofError(f"EZKL did not write a {contract}: {first_line(error) if error else 'empty output'}")
 
 
-def verifier_artifact(vk: Path, settings: Path, srs: Path) -> dict[str, Any]:
+def verifier_artifact(vk: Path, settings: Path, srs: Path, reusable: bool = False) -> dict[str, Any]:
     """The compiled verifier for this vk and settings: {abi, bytecode, deployed_bytecode, ...}.
 
     ``srs`` may be the full SRS or the verifier part a proof dir ships: the contract embeds only
-    the verifier points, so both give the same contract (and the same cache entry)."""
+    the verifier points, so both give the same contract (and the same cache entry).
+    ``reusable``: EZKL's ``Halo2VerifierReusable`` instead (:mod:`vcompute.evm.reusable`)."""
     srs_points = sha256_json(verifier_srs(srs).hex())
-    key = sha256_json({
+    what = {
         "vk": sha256_file(vk), "settings": sha256_file(settings), "srs_points": srs_points,
         "solc": solc_version(), "ezkl": ezkl_call.version(),
-    })
+    }
+    if reusable:
+        what["reusable"] = True  # only then, so the single verifier's cache keys stay as they were
+    key = sha256_json(what)
+    contract = "Halo2VerifierReusable" if reusable else VERIFIER_CONTRACT
+    sol_name = "VerifierReusable.sol" if reusable else SOL_NAME
 
     def build(tmp: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="vcompute-srs-") as work:
             points = Path(work) / "verifier.srs"
             points.write_bytes(verifier_srs(srs))
-            generate_solidity(vk, settings, points, tmp / SOL_NAME)
-        (tmp / (SOL_NAME + ".abi")).unlink(missing_ok=True)
-        compiled, _ = compile_contract((tmp / SOL_NAME).read_text(), VERIFIER_CONTRACT, filename=SOL_NAME)
+            generate_solidity(vk, settings, points, tmp / sol_name, reusable=reusable)
+        (tmp / (sol_name + ".abi")).unlink(missing_ok=True)
+        compiled, _ = compile_contract((tmp / sol_name).read_text(), contract, filename=sol_name)
         (tmp / "artifact.json").write_text(json.dumps({**compiled, "vk_sha256": sha256_file(vk)}))
 
     entry, cached = get_or_build(entry_dir("verifiers", key), build)
     art = json.loads((entry / "artifact.json").read_text())
-    return {**art, "sol_path": str(entry / SOL_NAME), "cached": cached, "key": key}
+    return {**art, "sol_path": str(entry / sol_name), "sol_name": sol_name, "cached": cached, "key": key}
 
 
 def calldata(proof: Path) -> bytes:
@@ -96,8 +108,8 @@ def hardhat_artifact(art: dict[str, Any]) -> dict[str, Any]:
     """Hardhat's artifact format (hh-sol-artifact-1), which Hardhat, ethers and Foundry scripts read."""
     return {
         "_format": "hh-sol-artifact-1",
-        "contractName": VERIFIER_CONTRACT,
-        "sourceName": SOL_NAME,
+        "contractName": art.get("contract", VERIFIER_CONTRACT),
+        "sourceName": art.get("sol_name", SOL_NAME),
         "abi": art["abi"],
         "bytecode": art["bytecode"],
         "deployedBytecode": art["deployed_bytecode"],
@@ -122,6 +134,7 @@ def write_outputs(out_dir: Path, art: dict[str, Any], data: bytes) -> dict[str, 
         "verifier_json": JSON_NAME,
         "calldata": CALLDATA_NAME,
         "calldata_hex": CALLDATA_HEX_NAME,
+        "verifier": "single",
         "contract": VERIFIER_CONTRACT,
         "deployed_size": art["deployed_size"],
         "initcode_size": (len(art["bytecode"]) - 2) // 2,

@@ -60,6 +60,7 @@ class ProveRequest:
     engine: bool = True
     evm: bool = True
     force: bool = False
+    reusable_verifier: bool = False
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
@@ -137,7 +138,9 @@ def _is_proof_dir_of(folder: Path, model_sha: str) -> bool:
         same_model = summary["model"]["sha256"] == model_sha
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    ours = set(ARTIFACTS) | {"Verifier.sol", "Verifier.json", "calldata.bin", "calldata.hex"}
+    from vcompute.evm import reusable, verifier
+
+    ours = set(ARTIFACTS) | set(verifier.OUTPUT_NAMES) | set(reusable.OUTPUT_NAMES)
     return same_model and all(p.name in ours for p in folder.iterdir())
 
 
@@ -268,7 +271,7 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: C
         proving.verify(staging / "proof.json", staging / "settings.json", staging / "vk.key", the_srs.path, log=log)
 
     # From here on the proof exists: nothing below may throw it away.
-    evm = _build_evm(stages, staging, the_srs.path) if req.evm else None
+    evm = _build_evm(stages, staging, the_srs.path, req.reusable_verifier) if req.evm else None
     summary = _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes)
     if evm is not None:
         summary["evm"] = evm
@@ -312,8 +315,13 @@ def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, gen
     }
 
 
-def _build_evm(stages: Stages, staging: Path, srs_path: Path) -> dict[str, Any]:
-    """Write the Solidity verifier, its Hardhat artifact and the calldata; a failure is a warning."""
+def _build_evm(stages: Stages, staging: Path, srs_path: Path, reusable: bool = False) -> dict[str, Any]:
+    """Write the Solidity verifier, its Hardhat artifact and the calldata; a failure is a warning.
+
+    The single-model verifier (``Halo2Verifier``), unless it would exceed EIP-170 or ``reusable``
+    asks for EZKL's reusable verifier: then ``Halo2VerifierReusable`` with this model's VKA, its
+    digest and the reusable ``verifyProof`` calldata instead (see :mod:`vcompute.evm.reusable`)."""
+    from vcompute.evm import reusable as rv
     from vcompute.evm import solc, verifier
 
     try:  # a proof needs no Node.js: without the npm toolchain the Solidity step is skipped, loudly
@@ -322,15 +330,26 @@ def _build_evm(stages: Stages, staging: Path, srs_path: Path) -> dict[str, Any]:
     except UsageError as exc:
         stages.warn("evm verifier", f"Solidity verifier not built: {exc} (or pass --no-evm)")
         return {"skipped": str(exc)}
+    vk, settings = staging / "vk.key", staging / "settings.json"
     try:
         with stages.run("evm verifier") as rec:
-            art = verifier.verifier_artifact(staging / "vk.key", staging / "settings.json", srs_path)
-            rec["cached"] = art["cached"]
-            result = verifier.write_outputs(staging, art, verifier.calldata(staging / "proof.json"))
+            single = verifier.verifier_artifact(vk, settings, srs_path)
+            kind, reason = rv.choose(single, reusable)
+            data = verifier.calldata(staging / "proof.json")
+            if kind == rv.SINGLE:
+                rec["cached"] = single["cached"]
+                result = verifier.write_outputs(staging, single, data)
+            else:
+                art, the_vka = rv.artifact(vk, settings, srs_path), rv.vka(vk, settings, srs_path)
+                rec["cached"] = single["cached"] and art["cached"] and the_vka.cached
+                result = rv.write_outputs(staging, art, the_vka, rv.verify_calldata(*verifier.decode_calldata(data), the_vka.words))
+                result["single_deployed_size"] = single["deployed_size"]
+            result["reason"] = reason
+            result["requested_reusable"] = reusable
     except VcomputeError as exc:
         stages.warn("evm verifier", f"Solidity verifier not built: {exc}")
         return {"failed": str(exc)}
-    if not result["fits_eip170"]:
+    if not result["fits_eip170"]:  # only a reusable verifier over the limit could get here
         stages.warn(
             "evm verifier",
             f"the verifier is {result['deployed_size']:,} bytes deployed, over EIP-170's {result['eip170_limit']:,}:"
