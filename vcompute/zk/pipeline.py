@@ -30,7 +30,7 @@ from vcompute import __version__
 from vcompute.artifacts import copy_file, sha256_file, write_json
 from vcompute.engine import check as engine_check
 from vcompute.errors import UsageError, VcomputeError, first_line
-from vcompute.inputs import CalibrationData, read_calibration_data, read_input, sample_input, to_json
+from vcompute.inputs import CalibrationData, check_range, read_calibration_data, read_input, sample_input, to_json
 from vcompute.model import ModelInfo, load_model, run_float
 from vcompute.zk import binding, circuit, ezkl_call, keys, proving, srs
 from vcompute.zk.proofdir import MODEL, VERIFIER_SRS
