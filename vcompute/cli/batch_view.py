@@ -6,11 +6,13 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 MAX_ROWS = 50
+MAX_REFUSED = 10
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -55,7 +57,7 @@ class BatchProgress:
 
     def event(self, kind: str, record: dict[str, Any]) -> None:
         if kind == "calibration":
-            self.console.print(f"[dim]calibration:[/] {record.get('why') or record.get('path') or record['source']}",
+            self.console.print(f"[dim]calibration:[/] {escape(str(record.get('why') or record.get('path') or record['source']))}",
                                highlight=False, soft_wrap=True)
         elif kind == "start":
             self.todo = record["todo"]
@@ -67,11 +69,16 @@ class BatchProgress:
             if record["failed"]:
                 parts.append(f"[red]{record['failed']} refused[/]")
             self.console.print(" · ".join(parts), highlight=False)
+            refused = record.get("refused", [])
+            for name, why in refused[:MAX_REFUSED]:
+                self.console.print(f"[red]✗[/] {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
+            if len(refused) > MAX_REFUSED:
+                self.console.print(f"[red]✗[/] … and {len(refused) - MAX_REFUSED} more (batch.json)", highlight=False)
             if engine.get("mode") == "one pass":
                 self.console.print(f"[green]✓[/] engine              {engine['seconds']:7.2f} s [dim](one pass over"
                                    f" {engine['batch']} inputs on {engine['device']})[/]", highlight=False)
             elif engine.get("mode") not in (None, "off", "none") or engine.get("reason"):
-                self.console.print(f"[yellow]engine:[/] {engine.get('why') or engine.get('reason')}", highlight=False, soft_wrap=True)
+                self.console.print(f"[yellow]engine:[/] {escape(str(engine.get('why') or engine.get('reason')))}", highlight=False, soft_wrap=True)
             if record["todo"] and record["backend"] == "ray":
                 self.console.print("[dim]starting Ray workers…[/]")
         elif kind == "workers":
@@ -86,7 +93,7 @@ class BatchProgress:
             self.done += 1
             if record["status"] == "failed":
                 self.failed += 1
-                self.console.print(f"[red]✗[/] {record['name']}: {record['error']['message']}", highlight=False, soft_wrap=True)
+                self.console.print(f"[red]✗[/] {escape(record['name'])}: {escape(record['error']['message'])}", highlight=False, soft_wrap=True)
             if self.task is not None:
                 elapsed = time.monotonic() - self.start_time
                 rate = self.done / elapsed * 3600 if elapsed > 0 else None
@@ -112,11 +119,11 @@ def batch_table(record: dict[str, Any]) -> Table:
             table.add_row("…", f"{len(record['inputs']) - MAX_ROWS} more in batch.json", "", "", "", "")
             break
         status = {"proven": "[green]proven[/]", "skipped": "[green]skipped[/]", "failed": "[red]failed[/]"}.get(e["status"], e["status"])
-        note = e.get("error", {}).get("message", "") if e["status"] == "failed" else (e.get("reason") or "")
+        note = escape(e.get("error", {}).get("message", "") if e["status"] == "failed" else (e.get("reason") or ""))
         if e.get("partial"):
             note = (note + "; " if note else "") + "[yellow]warnings (see its summary.json)[/]"
         exact = e.get("engine_exact")
-        table.add_row(e["name"], status, f"{e['seconds']:.1f}" if e.get("seconds") else "", f"{e['prove_seconds']:.1f}" if e.get("prove_seconds") else "",
+        table.add_row(escape(e["name"]), status, f"{e['seconds']:.1f}" if e.get("seconds") else "", f"{e['prove_seconds']:.1f}" if e.get("prove_seconds") else "",
                       "" if e["status"] == "failed" else {True: "yes", None: "n/a", False: "no"}.get(exact, str(exact)), note)
     return table
 
@@ -135,7 +142,7 @@ def verify_table(result: dict[str, Any]) -> Table:
         outs = ", ".join(f"{v:.4g}" for r in (row.get("outputs") or []) for v in r)
         if len(outs) > 60:
             outs = outs[:57] + "…"
-        table.add_row(row["name"], res, outs, {True: "yes", False: "no", None: ""}[row.get("model_bound")], row.get("reason", ""))
+        table.add_row(escape(row["name"]), res, outs, {True: "yes", False: "no", None: ""}[row.get("model_bound")], escape(row.get("reason", "")))
     return table
 
 
@@ -152,7 +159,7 @@ def attest_table(result: dict[str, Any]) -> Table:
             break
         status = {"attested": "[green]attested[/]", "already-attested": "[green]already attested[/]",
                   "rejected": "[red]rejected[/]", "skipped": "[dim]not proven[/]"}.get(row["status"], row["status"])
-        table.add_row(row["name"], status, row.get("attestation_id", ""), row.get("tx_hash") or "", row.get("reason", ""))
+        table.add_row(escape(row["name"]), status, row.get("attestation_id", ""), row.get("tx_hash") or "", escape(row.get("reason", "")))
     gas = result.get("gas")
     if gas:
         table.caption = (f"{gas['transactions']} attestBatch transaction(s), {gas['total']:,} gas in all,"

@@ -179,9 +179,7 @@ def _locked(out: Path) -> Iterator[None]:
                 shutil.rmtree(p, ignore_errors=True)
         yield
     finally:
-        lock.release()
-        with contextlib.suppress(OSError):
-            (out / LOCK_FILE).unlink()
+        lock.release()  # the lock file stays: removing it would let two later runs lock different files
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -534,6 +532,7 @@ def _run(req: BatchRequest, model: ModelInfo, items: list[Item], progress: pipel
                            init_arg={"shared": shared, "work_dir": str(work_dir)})
     on_event("start", {"total": len(items), "todo": len(todo), "skipped": record.counts()["skipped"],
                        "failed": record.counts()["failed"], "workers": workers, "threads": threads,
+                       "refused": [(e["name"], e["error"]["message"]) for e in record.entries.values() if e["status"] == "failed"],
                        "backend": "ray" if req.use_ray else "processes", "calibration": calib_how,
                        "engine": engine_info})
     interrupted = False
@@ -575,6 +574,7 @@ def _land(out: Path, preq: pipeline.ProveRequest, shared: pipeline.Shared, share
                           worker=outcome.worker)
     value = outcome.value
     dest = out / it.name
+    start = time.perf_counter()
     try:
         staging = pipeline._staging_dir(dest)
         try:
@@ -607,7 +607,7 @@ def _land(out: Path, preq: pipeline.ProveRequest, shared: pipeline.Shared, share
         witness_seconds=seconds.get("witness"), verify_seconds=seconds.get("verify"),
         engine_exact=summary.get("engine_exact"), partial=bool(summary["partial"]),
         warnings=summary["warnings"], worker=value.get("worker"), worker_peak_rss_mb=value.get("peak"),
-        proof_sha256=summary["proof"]["sha256"],
+        proof_sha256=summary["proof"]["sha256"], land_seconds=round(time.perf_counter() - start, 4),
     )
 
 
