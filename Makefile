@@ -8,6 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vcompute-installed
 NPM_STAMP := contracts/node_modules/.vcompute-installed
+RAY_STAMP := $(VENV)/.vcompute-ray-installed
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all clean-cache
@@ -23,6 +24,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
+# Ray (the [ray] extra, ~80 MB wheel) only for `make test-all`: `make test` and CI stay without it.
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[ray]'
+	touch $@
+
 # solc (solcjs), anvil and hardhat, exactly as the lockfile pins them.
 $(NPM_STAMP): contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
@@ -36,7 +42,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-all: setup
+# every marker: slow, gpu (skips without one), hardhat and ray (a two-node Ray cluster on loopback)
+test-all: setup $(RAY_STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 clean-cache:

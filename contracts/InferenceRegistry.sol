@@ -203,4 +203,43 @@ contract InferenceRegistry {
         m = _models[modelId];
         if (m.verifier == address(0)) revert UnknownModel(modelId);
     }
+
+    // --- batches (added for `vcompute attest` on a batch dir; everything above is unchanged) ---
+
+    error LengthMismatch(uint256 proofs, uint256 instances);
+    error InvalidProofAt(uint256 index);
+
+    /// Attests several proofs of one model in one transaction: one transaction's base cost, one
+    /// model lookup and code-hash check, and warm storage slots, shared by all of them.
+    /// All or nothing for validity: reverts with InvalidProofAt(i) if proof i is invalid (check
+    /// each with an eth_call of verifyProof first). A result that is already recorded (earlier, or
+    /// twice in this batch) is not recorded again and is no error: its id is returned like the others.
+    function attestBatch(uint256 modelId, bytes[] calldata proofs, uint256[][] calldata instances)
+        external
+        returns (bytes32[] memory attestationIds)
+    {
+        if (proofs.length != instances.length) revert LengthMismatch(proofs.length, instances.length);
+        address verifier = _models[modelId].verifier;
+        if (verifier == address(0)) revert UnknownModel(modelId);
+        if (verifier.codehash != _models[modelId].codeHash) revert VerifierChanged(modelId);
+        attestationIds = new bytes32[](proofs.length);
+        for (uint256 i = 0; i < proofs.length; ++i) {
+            attestationIds[i] = _attestChecked(verifier, modelId, proofs[i], instances[i], i);
+        }
+    }
+
+    function _attestChecked(address verifier, uint256 modelId, bytes calldata proof, uint256[] calldata instances, uint256 i)
+        private
+        returns (bytes32 attestationId)
+    {
+        bytes32 instancesHash = keccak256(abi.encodePacked(instances));
+        attestationId = attestationIdOf(modelId, instancesHash);
+        (bool ok, bytes memory ret) =
+            verifier.staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
+        if (!ok || ret.length < 32 || !abi.decode(ret, (bool))) revert InvalidProofAt(i);
+        if (_attestations[attestationId].modelId != 0) return attestationId;
+        _attestations[attestationId] =
+            Attestation(modelId, instancesHash, keccak256(proof), msg.sender, block.number);
+        emit Attested(attestationId, modelId, instancesHash, msg.sender, block.number);
+    }
 }

@@ -5,6 +5,7 @@
     vcompute.verify(result.out)                              # raises vcompute.ProofError if invalid
     vcompute.verify_onchain(result.out)                      # on a temporary local Anvil
     vcompute.infer("model.onnx", x).outputs_fixed            # the integers the proof attests
+    vcompute.prove_batch("model.onnx", "inputs.jsonl", "out/") # many inputs, proofs in parallel
 
 The data flows one way: ``cli`` -> ``api`` -> pipeline stages (``zk``) -> EZKL / ``engine`` /
 chain (``evm``). Heavy modules (EZKL, torch, web3) load on first use, not on ``import vcompute``.
@@ -18,7 +19,8 @@ from vcompute.errors import ProofError, UsageError, VcomputeError
 
 __version__ = "0.2.0"
 
-_API = ("prove", "verify", "verify_onchain", "attest", "infer", "export", "ProveResult", "InferResult")
+_API = ("prove", "verify", "verify_onchain", "attest", "infer", "export", "ProveResult", "InferResult",
+        "prove_batch", "verify_batch", "attest_batch", "BatchProveResult")
 
 __all__ = ["__version__", "ProofError", "UsageError", "VcomputeError", *_API]
 

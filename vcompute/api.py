@@ -126,6 +126,88 @@ def prove(
     )
 
 
+@dataclass
+class BatchProveResult:
+    """A finished batch: its dir and ``batch.json``'s content (every input's status)."""
+
+    out: Path
+    record: dict[str, Any] = field(repr=False)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return self.record["inputs"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.record["counts"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all proven; 3 some inputs refused as bad (or warnings); 1 a proof or check failed for some input."""
+        return int(self.record["exit_code"])
+
+
+def prove_batch(
+    model: PathLike,
+    inputs: PathLike | np.ndarray | Sequence[Any],
+    out: PathLike | None = None,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    ray: bool = False,
+    ray_address: str | None = None,
+    srs: PathLike | None = None,
+    target: str = "resources",
+    scales: Sequence[int] | None = None,
+    max_logrows: int | None = None,
+    calibration_data: InputLike = None,
+    input_visibility: str = "public",
+    output_visibility: str = "public",
+    param_visibility: str = "fixed",
+    engine: bool = True,
+    evm: bool = True,
+    force: bool = False,
+    progress: Callable[[str, str, dict[str, Any]], None] | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> BatchProveResult:
+    """Prove ``model`` on many inputs into ``out`` (one proof dir per input, and batch.json).
+
+    ``inputs``: a JSON-lines file, a directory of input files, an .npy/.npz file, an array with a
+    leading sample axis, or a list of inputs (each in any form ``prove`` takes). ``workers``
+    processes (default: the cores) with ``threads`` rayon threads each; ``ray``/``ray_address``
+    run them as Ray actors instead. A bad input fails alone: see ``result.entries``."""
+    from vcompute.zk import batch, circuit
+
+    options = circuit.CircuitOptions(
+        target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows,
+        input_visibility=input_visibility, output_visibility=output_visibility, param_visibility=param_visibility,
+    )
+    with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
+        source = Path(inputs) if isinstance(inputs, (str, Path)) else inputs
+        request = batch.BatchRequest(
+            model=model, inputs=source, out=out, calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"),
+            srs=srs, options=options, engine=engine, evm=evm, force=force, workers=workers, threads=threads,
+            ray=ray, ray_address=ray_address,
+        )
+        result = batch.prove_batch(request, progress or (lambda *a: None), on_event or (lambda *a: None))
+    return BatchProveResult(result.out, result.record)
+
+
+def verify_batch(batch_dir: PathLike, srs: PathLike | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Verify every proof of a batch dir in parallel: {valid, invalid, not_proven, proofs: [...]}; never raises for an invalid one."""
+    from vcompute.zk.batch import verify_batch as _verify_batch
+
+    return _verify_batch(Path(batch_dir), Path(srs) if srs else None, workers)
+
+
+def attest_batch(batch_dir: PathLike, rpc_url: str | None = None, private_key: str | None = None,
+                 registry: str | None = None, srs: PathLike | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Record every valid proof of a batch dir in InferenceRegistry with ``attestBatch``: counts, gas and one row per proof."""
+    from vcompute.evm.registry import attest_batch_dir
+
+    return attest_batch_dir(batch_dir, rpc_url=rpc_url, private_key=private_key, registry_address=registry, srs=srs, workers=workers)
+
+
 def verify(proof_dir: PathLike, srs: PathLike | None = None):
     """Verify a proof dir locally; returns a :class:`vcompute.zk.verify.VerifyResult`, raises ProofError if invalid."""
     from vcompute.zk.verify import verify as _verify

@@ -209,14 +209,29 @@ def prove(
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out dir that is not a proof of this model.")] = False,
     reusable_verifier: Annotated[bool, typer.Option("--reusable-verifier", help="Write EZKL's reusable verifier (VerifierReusable.json), this model's VKA (vka.bytes, vka.digest) and its calldata instead of the single-model verifier. Automatic when the single one would exceed EIP-170's 24,576 bytes.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    inputs: Annotated[Optional[Path], typer.Option("--inputs", help="Many inputs: a JSON-lines file (one EZKL input per line), a directory of input .json files, or an .npy/.npz array of samples. One proof dir per input under --out, and --out/batch.json.", rich_help_panel="Many inputs")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes proving in parallel (default: the number of cores; with Ray: the cluster's CPUs // --threads).", rich_help_panel="Many inputs")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="RAYON_NUM_THREADS of each worker (default: cores // workers, so workers × threads ≤ cores).", rich_help_panel="Many inputs")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Prove on Ray actors: start a local Ray (127.0.0.1) for the run and stop it. Needs the ray extra: pip install 'vcompute\\[ray]'.", rich_help_panel="Many inputs")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Prove on Ray actors of this existing cluster (host:port); every node needs the same vcompute and EZKL.", rich_help_panel="Many inputs")] = None,
 ) -> None:
     """Prove MODEL on an input: settings, calibration, circuit, SRS, keys (cached), witness, proof, verification.
 
     Exit 0 proved; 3 proved, but an optional stage (EVM verifier, engine check) failed: the proof
     is in the out dir and summary.json says why.
+
+    With --inputs: circuit, SRS and keys once, the engine once over all inputs, then witness and
+    proof per input on --workers processes (or Ray with --ray / --ray-address). Rerunning resumes:
+    inputs whose proof dir exists and verifies are skipped. Exit 0 all proven; 3 some inputs were
+    refused as bad (batch.json says why) or some proofs carry warnings; 1 a proof, verification or
+    exactness check failed for some input; 2 nothing could be started or read.
     """
     from vcompute import api
 
+    if inputs is not None or workers is not None or threads is not None or ray or ray_address:
+        _prove_batch(model, input, inputs, out, srs, target, calibration_data, scales, max_logrows, input_visibility,
+                     output_visibility, param_visibility, engine, evm, force, as_json, workers, threads, ray, ray_address)
+        return
     with user_errors():
         if reusable_verifier and not evm:
             raise UsageError("--reusable-verifier writes an EVM verifier: it cannot be combined with --no-evm")
@@ -242,6 +257,42 @@ def prove(
             raise typer.Exit(PARTIAL)
 
 
+def _prove_batch(model, input, inputs, out, srs, target, calibration_data, scales, max_logrows, input_visibility,
+                 output_visibility, param_visibility, engine, evm, force, as_json, workers, threads, ray, ray_address) -> None:
+    """prove --inputs: the batch, with a live bar (done/total, proofs per hour, ETA), then a table."""
+    from vcompute import api
+    from vcompute.cli.batch_view import BatchProgress, batch_table
+
+    with user_errors():
+        if inputs is None:
+            raise UsageError("--workers, --threads, --ray and --ray-address go with --inputs (many inputs)")
+        if input is not None:
+            raise UsageError("--input and --inputs do not go together: one input, or many")
+        if ray and ray_address:
+            raise UsageError("--ray starts a local Ray; --ray-address uses an existing one: pass one of them")
+        view = BatchProgress(_err, StageProgress(_err, enabled=not as_json), enabled=not as_json)
+        try:
+            result = api.prove_batch(
+                model, inputs, out, workers=workers, threads=threads, ray=ray, ray_address=ray_address, srs=srs,
+                target=target.value, scales=_parse_scales(scales), max_logrows=max_logrows, calibration_data=calibration_data,
+                input_visibility=input_visibility.value, output_visibility=output_visibility.value,
+                param_visibility=param_visibility.value, engine=engine, evm=evm, force=force,
+                progress=view, on_event=view.event,
+            )
+        finally:
+            view.close()
+        if as_json:
+            print_json(result.record)
+        else:
+            _out.print(batch_table(result.record))
+            code = result.exit_code
+            state = {0: "[green]all proven and verified[/]", PARTIAL: "[yellow]proven, except the inputs marked failed[/]"}.get(
+                code, "[red]some proofs failed[/]")
+            _out.print(f"{state} → {result.out} (batch.json lists every input)", soft_wrap=True)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
+
+
 @app.command()
 def verify(
     proof_dir: Annotated[Path, typer.Argument(help="An out dir written by 'vcompute prove'.", show_default=False)],
@@ -251,13 +302,22 @@ def verify(
     private_key: Annotated[Optional[str], typer.Option(help="Key to send transactions with (default: the node's first unlocked account).", envvar="VCOMPUTE_PRIVATE_KEY")] = None,
     reusable_verifier: Annotated[bool, typer.Option("--reusable-verifier", help="On-chain: verify through EZKL's reusable verifier with this model's VKA (generated here), even when the single-model verifier fits EIP-170 (automatic when it does not).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="For a batch dir: verify this many proofs at once (default: the number of cores).")] = None,
 ) -> None:
     """Verify the proof in PROOF_DIR. Exit 0 valid, 1 rejected, 2 unusable input.
+
+    A batch dir (one with batch.json, from prove --inputs): every proof in it, in parallel, one
+    row each; exit 1 if any is invalid (inputs that failed when proving are listed, not counted).
 
     Prints only what the proof attests (its public outputs, decoded with settings.json's layout)
     and hashes recomputed here; model.onnx is bound to vk.key by recomputing the key when the full
     SRS is at hand. Nothing in the dir is written.
     """
+    from vcompute.zk.batch import is_batch_dir
+
+    if is_batch_dir(proof_dir):
+        _verify_batch(proof_dir, srs, onchain or rpc_url is not None, as_json, workers)
+        return
     if onchain or rpc_url:
         _verify_onchain(proof_dir, rpc_url, private_key, srs, as_json, reusable_verifier)
         return
@@ -281,6 +341,26 @@ def verify(
         for warning in result.warnings:
             _err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         report.print_verify(_out, result)
+
+
+def _verify_batch(folder: Path, srs: Optional[Path], onchain: bool, as_json: bool, workers: Optional[int]) -> None:
+    from vcompute import api
+    from vcompute.cli.batch_view import verify_table
+
+    with user_errors():
+        if onchain:
+            raise UsageError(f"{folder} is a batch dir: verify it locally, record it on a chain with `vcompute attest {folder}`,"
+                             " or verify one proof on-chain with `vcompute verify DIR/NAME --onchain`")
+        with _err.status("verifying the batch…"):
+            result = api.verify_batch(folder, srs, workers)
+        if as_json:
+            print_json({k: v for k, v in result.items()} | {"proofs": [{k: v for k, v in r.items() if k != "verify"} for r in result["proofs"]]})
+        else:
+            for warning in result["warnings"]:
+                _err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            _out.print(verify_table(result))
+        if result["invalid"]:
+            raise typer.Exit(1)
 
 
 def _verify_onchain(proof_dir: Path, rpc_url: Optional[str], private_key: Optional[str], srs: Optional[Path], as_json: bool,
@@ -355,9 +435,16 @@ def attest(
     The proof is verified locally (with model.onnx bound to vk.key), then on-chain, and only then
     is the model registered and the result recorded. Exit 0 recorded (or already), 1 rejected,
     2 unusable input or chain.
+
+    A batch dir (with batch.json): every proof verified locally in parallel and on the chain, then
+    recorded with attestBatch, several per transaction; exit 1 if any proof is rejected.
     """
     from vcompute import api
+    from vcompute.zk.batch import is_batch_dir
 
+    if is_batch_dir(proof_dir):
+        _attest_batch(proof_dir, rpc_url, private_key, registry, srs, as_json)
+        return
     with user_errors():
         try:
             with _err.status("attesting on-chain…"):
@@ -372,6 +459,21 @@ def attest(
         else:
             _print_rows("inference attestation", result.rows(), result.status != "rejected")
         if result.status == "rejected":
+            raise typer.Exit(1)
+
+
+def _attest_batch(folder: Path, rpc_url, private_key, registry, srs, as_json: bool) -> None:
+    from vcompute import api
+    from vcompute.cli.batch_view import attest_table
+
+    with user_errors():
+        with _err.status("verifying the batch, then attesting on-chain…"):
+            result = api.attest_batch(folder, rpc_url=rpc_url, private_key=private_key, registry=registry, srs=srs)
+        if as_json:
+            print_json(result)
+        else:
+            _out.print(attest_table(result))
+        if result["counts"]["rejected"]:
             raise typer.Exit(1)
 
 

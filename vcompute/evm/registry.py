@@ -23,7 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from vcompute.errors import ProofError, UsageError
 from vcompute.evm.chain import session
-from vcompute.evm.onchain import code_matches, deploy, prepare, record_deployment, recorded, verify_on
+from vcompute.evm.onchain import call_verifier, code_matches, deploy, ensure_verifier, prepare, record_deployment, recorded, verify_on
 from vcompute.evm.solc import compile_file, contracts_dir
 from vcompute.evm.verifier import decode_calldata
 
@@ -221,6 +221,15 @@ class Registry:
             **base,
         )
 
+    def attest_batch(self, model_id: int, proofs: list[bytes], instances: list[list[int]]) -> dict:
+        """``attestBatch``: several proofs of one model in one transaction; the receipt (reverts raise ProofError)."""
+        fn = self.contract.functions.attestBatch(model_id, proofs, instances)
+        try:
+            return self._transact(fn)
+        except ContractLogicError as exc:
+            name, args = describe_revert(self.abi, exc)
+            raise ProofError(f"attestBatch reverted: {name}{tuple(args) if args else ''}") from None
+
     def _existing(self, att_id: bytes, base: dict) -> AttestResult:
         record = self.lookup(att_id) or {}
         return AttestResult(
@@ -311,3 +320,87 @@ def attest_proof_dir(
         vka = prep.vka if prep.is_reusable else None
         model_id = ensure_model(registry, check.verifier_address, vk_digest, onnx_hash, vka.digest if vka else None)
         return registry.attest(model_id, proof, instances, vka.words if vka else None)
+
+
+# --- a batch dir (`vcompute attest DIR` where DIR holds batch.json) --------------------------------
+
+#: proofs per attestBatch transaction (about 0.3 M gas each for the MLP: well under a 30 M block)
+BATCH_CHUNK = 16
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def attest_batch_dir(
+    folder: Path | str,
+    rpc_url: str | None = None,
+    private_key: str | None = None,
+    registry_address: str | None = None,
+    srs: Path | str | None = None,
+    workers: int | None = None,
+    chunk: int = BATCH_CHUNK,
+) -> dict:
+    """``vcompute attest DIR`` on a batch dir: every proof verified locally (in parallel, model
+    bound), then each on the chain (eth_call), then recorded with ``attestBatch``, ``chunk`` at a time.
+
+    A proof rejected anywhere is reported and left out; a result already recorded (earlier, or
+    the same result twice in this batch) is reported as such and not sent again."""
+    from vcompute.zk.batch import verify_batch
+
+    folder = Path(folder)
+    srs_path = Path(srs) if srs else None
+    local = verify_batch(folder, srs_path, workers, require_model=True)
+    rows: list[dict] = []
+    groups: dict[str, dict] = {}
+    for r in local["proofs"]:
+        if r["result"] == "not proven":
+            rows.append({"name": r["name"], "status": "skipped", "reason": r["reason"]})
+        elif r["result"] == "invalid":
+            rows.append({"name": r["name"], "status": "rejected", "reason": f"local verification: {r['reason']}"})
+        else:
+            prep = prepare(folder / r["name"], srs_path)
+            proof, instances = decode_calldata(prep.calldata)
+            group = groups.setdefault(prep.artifact["key"], {"artifact": prep.artifact, "vk": r["vk_sha256"],
+                                                             "onnx": r["model_sha256"], "items": []})
+            group["items"].append({"name": r["name"], "calldata": prep.calldata, "proof": proof, "instances": instances})
+    gas_total, transactions, attested = 0, 0, 0
+    with session(rpc_url, private_key) as (w3, rpc_url):
+        registry = ensure_registry(w3, registry_address)
+        model_ids = []
+        for group in groups.values():
+            verifier, _, _ = ensure_verifier(w3, group["artifact"])
+            model_id = ensure_model(registry, verifier, bytes.fromhex(group["vk"]), bytes.fromhex(group["onnx"]))
+            model_ids.append(model_id)
+            todo, seen = [], {}
+            for item in group["items"]:
+                valid, reason, _ = call_verifier(w3, verifier, item["calldata"])
+                att = attestation_id(model_id, item["instances"])
+                row = {"name": item["name"], "attestation_id": "0x" + att.hex(), "model_id": model_id, "verifier_address": verifier}
+                if not valid:
+                    rows.append({**row, "status": "rejected", "reason": f"on-chain: {reason}"})
+                elif att in seen:
+                    rows.append({**row, "status": "already-attested", "reason": f"the same result as {seen[att]} (same instances)"})
+                elif registry.contract.functions.isAttested(att).call():
+                    rows.append({**row, "status": "already-attested", "reason": "already recorded"})
+                else:
+                    seen[att] = item["name"]
+                    todo.append((row, item))
+            for part in _chunks(todo, max(1, chunk)):
+                receipt = registry.attest_batch(model_id, [it["proof"] for _, it in part], [it["instances"] for _, it in part])
+                gas = int(receipt["gasUsed"])
+                gas_total, transactions, attested = gas_total + gas, transactions + 1, attested + len(part)
+                for row, _ in part:
+                    rows.append({**row, "status": "attested", "reason": "proof valid; attestation recorded",
+                                 "tx_hash": receipt["transactionHash"].to_0x_hex(), "block_number": int(receipt["blockNumber"]),
+                                 "gas_share": gas // len(part), "submitter": receipt["from"]})
+        chain_id = int(w3.eth.chain_id)
+    rows.sort(key=lambda r: r["name"])
+    counts = {k: sum(1 for r in rows if r["status"] == k) for k in ("attested", "already-attested", "rejected", "skipped")}
+    return {
+        "dir": str(folder), "registry_address": registry.address, "chain_id": chain_id,
+        "model_id": model_ids[0] if len(model_ids) == 1 else model_ids, "counts": counts,
+        "gas": {"transactions": transactions, "total": gas_total,
+                "per_attestation": gas_total / attested if attested else 0} if transactions else None,
+        "warnings": local["warnings"], "proofs": rows,
+    }

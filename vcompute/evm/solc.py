@@ -8,6 +8,8 @@ the EZKL verifier is large and every on-chain command needs its bytecode.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -75,8 +77,11 @@ def _run_node(args: list[str], stdin: str | None = None, timeout: float = 300) -
     return proc.stdout
 
 
+@functools.lru_cache(maxsize=1)
 def solc_version() -> str:
-    """The full version string of the pinned solcjs, e.g. 0.8.37+commit.xxx.Emscripten.clang."""
+    """The full version string of the pinned solcjs, e.g. 0.8.37+commit.xxx.Emscripten.clang.
+
+    Asked once per process (it starts node, about 1 s; a batch writes it into every proof dir)."""
     return _run_node(["--version"], timeout=60).strip()
 
 

@@ -167,12 +167,14 @@ def _publish(staging: Path, out: Path) -> None:
 # --- the stages -------------------------------------------------------------------------------
 
 
-def _output_report(model: ModelInfo, inputs: list[np.ndarray], fixed: list[list[int]], scales: list[int]) -> dict[str, Any]:
+def _output_report(model: ModelInfo, inputs: list[np.ndarray], fixed: list[list[int]], scales: list[int],
+                   reference: list[list[float]] | None = None) -> dict[str, Any]:
     """Dequantized proven outputs beside the float model's, with the largest absolute error."""
     proven = [[v / 2.0**s for v in row] for row, s in zip(fixed, scales)]
     report: dict[str, Any] = {"outputs": proven, "outputs_fixed": fixed, "output_scales": scales}
-    try:
-        reference = [o.reshape(-1).tolist() for o in run_float(model, inputs)]
+    try:  # ``reference``: the float outputs when the caller has them already (a batch runs one session)
+        if reference is None:
+            reference = [o.reshape(-1).tolist() for o in run_float(model, inputs)]
     except Exception as exc:  # the float reference is informative only: a model onnxruntime refuses still proves
         return {**report, "float_outputs": None, "max_abs_error": None, "float_error": f"onnxruntime: {first_line(exc)}"}
     errors = [float(np.max(np.abs(np.subtract(p, r)))) if p else 0.0 for p, r in zip(proven, reference)]
@@ -216,12 +218,43 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: C
     log = staging / "ezkl.log"
     inputs, generated, input_notes = _prepare_input(req, model, staging)
     input_path = staging / "input.json"
-    copy_file(model.path, staging / MODEL)
+    # a cached circuit may have been calibrated on smaller values: check before the SRS and keys
+    check = lambda settings: check_range(inputs, model, settings)  # noqa: E731
+    shared = prepare_shared(req, model, calibration, input_path, stages, log, staging, check=check)
+    stage_shared(staging, shared)
+    fixed, engine = prove_input(staging, shared, inputs, stages, log, engine=req.engine)
+    return finish(staging, req, shared, stages, generated, engine, inputs, fixed, input_notes)
 
+
+# --- the split that ``prove --inputs`` (:mod:`vcompute.zk.batch`) reuses ------------------------
+# prepare_shared: what every input of one model shares (circuit, SRS, keys), made once;
+# prove_input: witness, engine check, proof and verification of one input;
+# finish: the EVM outputs and summary.json. ``_prove_in`` is the three in a row.
+
+
+@dataclass
+class Shared:
+    """What every input of one model and options shares: the circuit, the SRS and the keys."""
+
+    model: ModelInfo
+    circ: circuit.Circuit
+    settings: dict[str, Any]
+    srs: srs.Srs
+    keys: keys.Keys
+    records: list[dict[str, Any]] = field(default_factory=list)  # their stage records
+
+
+def prepare_shared(req: ProveRequest, model: ModelInfo, calibration: CalibrationData | None, input_path: Path,
+                   stages: Stages, log: Path | None, scratch: Path,
+                   check: Callable[[dict[str, Any]], None] | None = None) -> Shared:
+    """Calibrate and compile (on ``calibration``, else on ``input_path``), resolve the SRS, make the keys.
+
+    Each comes from the cache when it can. ``check(settings)`` runs right after calibration."""
+    first = len(stages.records)
     with stages.run("calibrate + compile") as rec:
         data_path = input_path
         if calibration is not None:  # checked and flattened: EZKL reads only flat lists
-            data_path = staging / ".calibration-data.json"
+            data_path = scratch / ".calibration-data.json"
             write_json(data_path, calibration.data)
         circ = circuit.build(model.path, model.sha256, req.options, data_path, calibration.sha256 if calibration else None, log=log)
         if calibration is not None:
@@ -230,56 +263,91 @@ def _prove_in(staging: Path, req: ProveRequest, model: ModelInfo, calibration: C
         rung = circ.meta.get("calibration", {})
         if rung.get("rung") and not circ.cached:
             why = rung["failed"][0]["reason"] if rung.get("failed") else "no parameters"
-            progress("calibrate + compile", "warning", {"message": f"EZKL's default calibration failed ({why}); calibrated on rung {rung['name']!r}: {rung['why']}"})
-        copy_file(circ.settings_path, staging / "settings.json")
-        copy_file(circ.compiled_path, staging / "model.compiled")
+            stages.progress("calibrate + compile", "warning", {"message": f"EZKL's default calibration failed ({why}); calibrated on rung {rung['name']!r}: {rung['why']}"})
     settings = circ.settings()
     logrows = int(settings["run_args"]["logrows"])
-    check_range(inputs, model, settings)  # a cached circuit may have been calibrated on smaller values
+    if check is not None:
+        check(settings)
 
     with stages.run("srs") as rec:
         the_srs = srs.resolve(logrows, req.srs)
         rec["cached"] = the_srs.cached
-        (staging / VERIFIER_SRS).write_bytes(srs.verifier_srs(the_srs.path))
     if the_srs.development:
-        progress("srs", "warning", {"message": srs.DEV_WARNING})
+        stages.progress("srs", "warning", {"message": srs.DEV_WARNING})
 
     with stages.run("setup") as rec:
         the_keys = keys.setup(circ.compiled_path, the_srs, log=log)
         rec["cached"] = the_keys.cached
-        copy_file(the_keys.vk, staging / "vk.key")
-    binding.record(model.sha256, sha256_file(staging / "settings.json"), the_srs.sha256, sha256_file(staging / "vk.key"))
+    binding.record(model.sha256, sha256_file(circ.settings_path), the_srs.sha256, sha256_file(the_keys.vk))
+    return Shared(model, circ, settings, the_srs, the_keys, stages.records[first:])
 
+
+def stage_shared(staging: Path, shared: Shared) -> None:
+    """Put the files every proof dir of this circuit holds into ``staging``."""
+    copy_file(shared.model.path, staging / MODEL)
+    copy_file(shared.circ.settings_path, staging / "settings.json")
+    copy_file(shared.circ.compiled_path, staging / "model.compiled")
+    (staging / VERIFIER_SRS).write_bytes(srs.verifier_srs(shared.srs.path))
+    copy_file(shared.keys.vk, staging / "vk.key")
+
+
+#: ``engine(witness_fixed)`` -> the summary's engine fields; raises ProofError on a mismatch
+EngineCheck = Callable[[list[list[int]]], dict[str, Any]]
+
+
+def prove_input(staging: Path, shared: Shared, inputs: list[np.ndarray], stages: Stages, log: Path | None,
+                engine: bool | EngineCheck = True) -> tuple[list[list[int]], dict[str, Any]]:
+    """Witness, engine check, proof and local verification of ``staging/input.json``.
+
+    Writes ``witness.json`` and ``proof.json`` into ``staging``; returns the witness's output
+    integers and the engine fields. ``engine`` may be a callable that compares outputs the engine
+    computed beforehand with the witness (a batch runs the engine once for all its inputs)."""
+    model, settings = shared.model, shared.settings
     with stages.run("witness"):
-        wit = proving.witness(input_path, circ.compiled_path, staging / "witness.json", the_keys.vk, the_srs.path, log=log)
+        wit = proving.witness(staging / "input.json", shared.circ.compiled_path, staging / "witness.json",
+                              shared.keys.vk, shared.srs.path, log=log)
         circuit.check_witness(settings, wit)  # before prove: EZKL's prove can hang on an out-of-table lookup
     fixed = proving.felts_to_ints(wit["outputs"])
 
-    engine: dict[str, Any] = {"engine_exact": None, "engine_reason": "skipped (--no-engine)"}
-    if req.engine and not model.input_names:  # tract folds a constant graph to its output before EZKL sees it
-        engine = {"engine_exact": None, "engine_reason": "the model has no inputs: EZKL proves a constant, nothing for the engine to run"}
-    elif req.engine:
+    result: dict[str, Any] = {"engine_exact": None, "engine_reason": "skipped (--no-engine)"}
+    if engine and not model.input_names:  # tract folds a constant graph to its output before EZKL sees it
+        result = {"engine_exact": None, "engine_reason": "the model has no inputs: EZKL proves a constant, nothing for the engine to run"}
+    elif engine:
         with stages.run("engine"):
-            engine = engine_check.check(model.proto if model.proto is not None else model.path, inputs, settings, fixed, model_key=model.sha256)
-        if engine["engine_exact"] is None:
-            stages.warn("engine", f"the engine did not run this model ({engine['engine_reason']}): engine_exact is null")
+            result = engine(fixed) if callable(engine) else engine_check.check(
+                model.proto if model.proto is not None else model.path, inputs, settings, fixed, model_key=model.sha256)
+        if result["engine_exact"] is None:
+            stages.warn("engine", f"the engine did not run this model ({result['engine_reason']}): engine_exact is null")
 
     with stages.run("prove"):
-        proving.prove(staging / "witness.json", circ.compiled_path, the_keys.pk, staging / "proof.json", the_srs.path, log=log)
+        proving.prove(staging / "witness.json", shared.circ.compiled_path, shared.keys.pk, staging / "proof.json",
+                      shared.srs.path, log=log)
 
     with stages.run("verify"):
-        proving.verify(staging / "proof.json", staging / "settings.json", staging / "vk.key", the_srs.path, log=log)
+        proving.verify(staging / "proof.json", shared.circ.settings_path, shared.keys.vk, shared.srs.path, log=log)
+    return fixed, result
 
+
+def finish(staging: Path, req: ProveRequest, shared: Shared, stages: Stages, generated: bool, engine: dict[str, Any],
+           inputs: list[np.ndarray], fixed: list[list[int]], input_notes: list[str],
+           evm_artifact: dict[str, Any] | None = None, calldata: bytes | None = None,
+           reference: list[list[float]] | None = None) -> dict[str, Any]:
+    """The proof exists: write the EVM outputs (a failure is a warning) and summary.json; return the summary.
+
+    A batch passes the verifier ``evm_artifact`` it compiled once, each proof's ``calldata`` and
+    the float ``reference`` outputs it computed with one onnxruntime session."""
     # From here on the proof exists: nothing below may throw it away.
-    evm = _build_evm(stages, staging, the_srs.path, req.reusable_verifier) if req.evm else None
-    summary = _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes)
+    evm = _build_evm(stages, staging, shared.srs.path, req.reusable_verifier, evm_artifact, calldata) if req.evm else None
+    summary = _summary(req, shared.model, shared.circ, shared.settings, shared.srs, shared.keys, stages, staging,
+                       generated, engine, inputs, fixed, input_notes, reference)
     if evm is not None:
         summary["evm"] = evm
     write_json(staging / "summary.json", summary)
     return summary
 
 
-def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes) -> dict[str, Any]:
+def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, generated, engine, inputs, fixed, input_notes,
+             reference=None) -> dict[str, Any]:
     proof_bytes = len(bytes(json.loads((staging / "proof.json").read_text())["proof"]))
     return {
         "vcompute_version": __version__,
@@ -311,16 +379,18 @@ def _summary(req, model, circ, settings, the_srs, the_keys, stages, staging, gen
         "warnings": stages.warnings,
         "partial": bool(stages.warnings),
         **engine,
-        **_output_report(model, inputs, fixed, [int(s) for s in settings["model_output_scales"]]),
+        **_output_report(model, inputs, fixed, [int(s) for s in settings["model_output_scales"]], reference),
     }
 
 
-def _build_evm(stages: Stages, staging: Path, srs_path: Path, reusable: bool = False) -> dict[str, Any]:
+def _build_evm(stages: Stages, staging: Path, srs_path: Path, reusable: bool = False,
+               artifact: dict[str, Any] | None = None, data: bytes | None = None) -> dict[str, Any]:
     """Write the Solidity verifier, its Hardhat artifact and the calldata; a failure is a warning.
 
     The single-model verifier (``Halo2Verifier``), unless it would exceed EIP-170 or ``reusable``
     asks for EZKL's reusable verifier: then ``Halo2VerifierReusable`` with this model's VKA, its
-    digest and the reusable ``verifyProof`` calldata instead (see :mod:`vcompute.evm.reusable`)."""
+    digest and the reusable ``verifyProof`` calldata instead (see :mod:`vcompute.evm.reusable`).
+    ``artifact`` and ``data``: the compiled single verifier and the calldata, when a batch made them once."""
     from vcompute.evm import reusable as rv
     from vcompute.evm import solc, verifier
 
@@ -333,9 +403,9 @@ def _build_evm(stages: Stages, staging: Path, srs_path: Path, reusable: bool = F
     vk, settings = staging / "vk.key", staging / "settings.json"
     try:
         with stages.run("evm verifier") as rec:
-            single = verifier.verifier_artifact(vk, settings, srs_path)
+            single = artifact or verifier.verifier_artifact(vk, settings, srs_path)
             kind, reason = rv.choose(single, reusable)
-            data = verifier.calldata(staging / "proof.json")
+            data = data if data is not None else verifier.calldata(staging / "proof.json")
             if kind == rv.SINGLE:
                 rec["cached"] = single["cached"]
                 result = verifier.write_outputs(staging, single, data)
