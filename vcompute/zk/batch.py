@@ -536,6 +536,7 @@ def _run(req: BatchRequest, model: ModelInfo, items: list[Item], progress: pipel
                        "backend": "ray" if req.use_ray else "processes", "calibration": calib_how,
                        "engine": engine_info})
     interrupted = False
+    error: VcomputeError | None = None
     try:
         if todo:
             with pool:
@@ -554,12 +555,17 @@ def _run(req: BatchRequest, model: ModelInfo, items: list[Item], progress: pipel
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except VcomputeError as exc:  # the workers could not start: the batch stops, said in batch.json too
+        error = exc
+        head["error"] = {"kind": "usage" if isinstance(exc, UsageError) else "proof", "message": str(exc)}
+        raise
     finally:
         if not req.use_ray:
             shutil.rmtree(out / f".work-{os.getpid()}", ignore_errors=True)
         head.update(finished=_now(), seconds=round(time.perf_counter() - t0, 3), interrupted=interrupted,
                     driver_rss_mb=rss_mb())
-        head["exit_code"] = 130 if interrupted else exit_code_of(list(record.entries.values()))
+        head["exit_code"] = (130 if interrupted else error.exit_code if error is not None
+                             else exit_code_of(list(record.entries.values())))
         record.write(force=True)
     document = record.document()
     on_event("done", document)

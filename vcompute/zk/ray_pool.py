@@ -307,7 +307,3 @@ class RayPool:
     def describe(self) -> dict[str, Any]:
         return {"backend": "ray", "address": self.address, "count": self.size, "rayon_threads": self.threads,
                 "nodes": sorted({i.get("node_id", "") for i in self.ready_info}), "actors": self.ready_info}
-
-
-def pool_error(exc: BaseException) -> VcomputeError:
-    return exc if isinstance(exc, VcomputeError) else ProofError(f"Ray: {exc}")
