@@ -204,13 +204,13 @@ contract InferenceRegistry {
         if (m.verifier == address(0)) revert UnknownModel(modelId);
     }
 
-    // --- batches (added for `vcompute attest` on a batch dir; everything above is unchanged) ---
+    // --- batches (`vcompute attest` on a batch dir) ---
 
     error LengthMismatch(uint256 proofs, uint256 instances);
     error InvalidProofAt(uint256 index);
 
-    /// Attests several proofs of one model in one transaction: one transaction's base cost, one
-    /// model lookup and code-hash check, and warm storage slots, shared by all of them.
+    /// Attests several proofs of one model (of a single-model verifier) in one transaction: one
+    /// transaction's base cost, one model lookup and code-hash check, shared by all of them.
     /// All or nothing for validity: reverts with InvalidProofAt(i) if proof i is invalid (check
     /// each with an eth_call of verifyProof first). A result that is already recorded (earlier, or
     /// twice in this batch) is not recorded again and is no error: its id is returned like the others.
@@ -219,9 +219,9 @@ contract InferenceRegistry {
         returns (bytes32[] memory attestationIds)
     {
         if (proofs.length != instances.length) revert LengthMismatch(proofs.length, instances.length);
-        address verifier = _models[modelId].verifier;
-        if (verifier == address(0)) revert UnknownModel(modelId);
-        if (verifier.codehash != _models[modelId].codeHash) revert VerifierChanged(modelId);
+        address verifier = _checkedVerifier(modelId);
+        // a model of the reusable verifier must pass its VKA and have its digest checked: attestWithVka
+        if (_models[modelId].vkaDigest != bytes32(0)) revert WrongVerifierKind(modelId);
         attestationIds = new bytes32[](proofs.length);
         for (uint256 i = 0; i < proofs.length; ++i) {
             attestationIds[i] = _attestChecked(verifier, modelId, proofs[i], instances[i], i);

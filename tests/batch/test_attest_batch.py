@@ -86,3 +86,26 @@ def test_gas_per_attestation_single_vs_batch(batch_dir: Path, anvil) -> None:
     if os.environ.get("VCOMPUTE_GAS_OUT"):
         Path(os.environ["VCOMPUTE_GAS_OUT"]).write_text(json.dumps(numbers, indent=2))
     assert per_batch < per_single
+
+
+def test_attest_batch_refuses_a_reusable_verifier_model(batch_dir: Path, anvil) -> None:
+    """attestBatch calls verifyProof(proof, instances): a reusable-verifier model must go through attestWithVka."""
+    from vcompute.errors import ProofError
+
+    w3 = connect(anvil.url)
+    use_sender(w3)
+    prep = prepare(batch_dir / "0000")
+    verifier, _, _ = ensure_verifier(w3, prep.artifact)
+    registry, _ = Registry.deploy(w3)
+    model_id = registry.register_reusable_model(verifier, b"\x01" * 32, bytes(32), bytes(32))
+    proof, instances = decode_calldata(prep.calldata)
+    with pytest.raises(ProofError, match="WrongVerifierKind"):
+        registry.attest_batch(model_id, [proof], [instances])
+    single = registry.register_model(verifier, bytes(32), bytes(32))
+    with pytest.raises(ProofError, match="LengthMismatch"):
+        registry.attest_batch(single, [proof], [instances, instances])
+    flipped = bytearray(proof)
+    flipped[len(proof) // 2] ^= 1
+    with pytest.raises(ProofError, match=r"InvalidProofAt\(1,?\)"):
+        registry.attest_batch(single, [proof, bytes(flipped)], [instances, instances])
+    assert not registry.lookup(attestation_id(single, instances))  # all or nothing

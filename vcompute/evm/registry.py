@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from eth_abi import decode
 from eth_utils import keccak
@@ -343,6 +344,8 @@ def attest_batch_dir(
 ) -> dict:
     """``vcompute attest DIR`` on a batch dir: every proof verified locally (in parallel, model
     bound), then each on the chain (eth_call), then recorded with ``attestBatch``, ``chunk`` at a time.
+    Proofs whose single verifier would not fit EIP-170 go through EZKL's reusable verifier, one
+    ``attestWithVka`` each (attestBatch takes single-model verifiers only).
 
     A proof rejected anywhere is reported and left out; a result already recorded (earlier, or
     the same result twice in this batch) is reported as such and not sent again."""
@@ -353,6 +356,7 @@ def attest_batch_dir(
     local = verify_batch(folder, srs_path, workers, require_model=True)
     rows: list[dict] = []
     groups: dict[str, dict] = {}
+    reusable: list[tuple[dict, Any]] = []  # proofs whose verifier needs EZKL's reusable verifier
     for r in local["proofs"]:
         if r["result"] == "not proven":
             rows.append({"name": r["name"], "status": "skipped", "reason": r["reason"]})
@@ -360,6 +364,9 @@ def attest_batch_dir(
             rows.append({"name": r["name"], "status": "rejected", "reason": f"local verification: {r['reason']}"})
         else:
             prep = prepare(folder / r["name"], srs_path)
+            if prep.is_reusable:
+                reusable.append((r, prep))
+                continue
             proof, instances = decode_calldata(prep.calldata)
             group = groups.setdefault(prep.artifact["key"], {"artifact": prep.artifact, "vk": r["vk_sha256"],
                                                              "onnx": r["model_sha256"], "items": []})
@@ -368,6 +375,20 @@ def attest_batch_dir(
     with session(rpc_url, private_key) as (w3, rpc_url):
         registry = ensure_registry(w3, registry_address)
         model_ids = []
+        for r, prep in reusable:  # one attestWithVka each: attestBatch takes single-model verifiers only
+            check = verify_on(w3, rpc_url, prep)
+            proof, instances = decode_calldata(prep.calldata)
+            if not check.valid:
+                rows.append({"name": r["name"], "status": "rejected", "reason": f"on-chain: {check.reason}"})
+                continue
+            model_id = ensure_model(registry, check.verifier_address, bytes.fromhex(r["vk_sha256"]),
+                                    bytes.fromhex(r["model_sha256"]), prep.vka.digest)
+            if model_id not in model_ids:
+                model_ids.append(model_id)
+            one = registry.attest(model_id, proof, instances, prep.vka.words)
+            rows.append({"name": r["name"], **one.to_dict()})
+            if one.status == "attested" and one.gas_used:
+                gas_total, transactions, attested = gas_total + one.gas_used, transactions + 1, attested + 1
         for group in groups.values():
             verifier, _, _ = ensure_verifier(w3, group["artifact"])
             model_id = ensure_model(registry, verifier, bytes.fromhex(group["vk"]), bytes.fromhex(group["onnx"]))
