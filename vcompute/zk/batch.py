@@ -526,7 +526,8 @@ def _run(req: BatchRequest, model: ModelInfo, items: list[Item], progress: pipel
 
         pool = RayPool(shared, workers, threads, address=req.ray_address)
     else:
-        workers = max(1, min(workers, len(todo))) if todo else 1
+        workers = max(1, min(workers, len(todo))) if todo else 1  # no idle workers for a small batch
+        threads = req.threads or threads_per_worker(workers, cores)
         work_dir = out / f".work-{os.getpid()}"
         pool = ProcessPool(workers, threads=threads, init="vcompute.zk.workers:init_prover",
                            init_arg={"shared": shared, "work_dir": str(work_dir)})
