@@ -24,20 +24,33 @@ DIV_ROUND_LIMIT = 2**52
 
 
 @triton.jit
+def round_div(x, d, SHIFT: tl.constexpr):
+    """sign(x) * floor(|x| / d + 1/2): EZKL's division, ties away from zero (the one formula every
+    fused epilogue reuses). ``d`` > 0; SHIFT >= 0 means d == 2**SHIFT. Needs |x| < 2**62 (callers
+    check |x| < 2**52, EZKL's exactness limit, beforehand).
+
+    For d = 2^s (s >= 1) it is ``(x + 2^(s-1) - [x < 0]) >> s`` with a flooring shift: for x >= 0
+    that is floor(x/d + 1/2); for x < 0 it is floor((x + d/2 - 1)/d) = ceil((x - d/2)/d) =
+    -floor(|x|/d + 1/2). Three integer ops instead of a division, the cheap case of every rebase.
+    """
+    if SHIFT == 0:
+        return x
+    elif SHIFT > 0:
+        return (x + ((1 << (SHIFT - 1)) - (x < 0).to(tl.int64))) >> SHIFT
+    else:
+        ax = tl.where(x < 0, -x, x)
+        q = ax // d
+        q += (2 * (ax - q * d) >= d).to(tl.int64)
+        return tl.where(x < 0, -q, q)
+
+
+@triton.jit
 def _div_round_kernel(x_ptr, out_ptr, n, d, SHIFT: tl.constexpr, BLOCK: tl.constexpr):
-    """out = sign(x) * floor(|x| / d + 1/2) (ties away from zero); SHIFT >= 0 when d == 2**SHIFT."""
+    """out = round_div(x, d): ties away from zero; SHIFT >= 0 when d == 2**SHIFT."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0)
-    ax = tl.where(x < 0, -x, x)
-    if SHIFT >= 0:
-        q = ax >> SHIFT
-        r = ax & ((1 << SHIFT) - 1)
-    else:
-        q = ax // d
-        r = ax - q * d
-    q += (2 * r >= d).to(tl.int64)
-    tl.store(out_ptr + offs, tl.where(x < 0, -q, q), mask=mask)
+    tl.store(out_ptr + offs, round_div(x, d, SHIFT), mask=mask)
 
 
 @on_input_device
@@ -65,4 +78,4 @@ def div_round(x: torch.Tensor, divisor: int, config: BlockConfig | None = None) 
     return out.to(out_device)
 
 
-__all__ = ["div_round", "DIV_ROUND_LIMIT"]
+__all__ = ["div_round", "round_div", "DIV_ROUND_LIMIT"]

@@ -48,3 +48,58 @@ def int_mm_reference(a: torch.Tensor, b: torch.Tensor, limbs: int) -> torch.Tens
         for j, bj in enumerate(bl):
             c += torch._int_mm(ai, bj).to(torch.int64) << (8 * (i + j))
     return c
+
+
+def ref_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain int64 reference on the CPU (exact when the result fits int64)."""
+    c = a.cpu() @ b.cpu()
+    return c + bias.cpu() if bias is not None else c
+
+
+def ref_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+               padding: tuple[int, int, int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """Plain int64 conv reference on the CPU (exact when the result fits int64); padding is (t, l, b, r)."""
+    x, w = x.cpu(), w.cpu()
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = stride, padding, dilation
+    nb, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = torch.nn.functional.pad(x, (pl, pr, pt, pb))
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    og = o // groups
+    out = torch.zeros((nb, o, ho, wo), dtype=torch.int64)
+    for r in range(kh):
+        for s in range(kw):
+            patch = xp[:, :, r * dh : r * dh + sh * (ho - 1) + 1 : sh, s * dw : s * dw + sw * (wo - 1) + 1 : sw]
+            for g in range(groups):
+                out[:, g * og : (g + 1) * og] += torch.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og, :, r, s])
+    if bias is not None:
+        out += bias.cpu()[None, :, None, None]
+    return out
+
+
+def ref_div_round(x: torch.Tensor, d: int) -> torch.Tensor:
+    """EZKL's division with plain torch int64 ops: ``sign(x) * floor(|x| / d + 1/2)`` (ties away from zero),
+    on x's device."""
+    ax = x.abs()
+    q = ax // d
+    q += (2 * (ax - q * d) >= d).to(torch.int64)
+    return torch.where(x < 0, -q, q)
+
+
+def ref_epilogue(x: torch.Tensor, bias: torch.Tensor | None = None, divisor: int = 1, bias_after: bool = False,
+                 lo: int | None = None, hi: int | None = None) -> torch.Tensor:
+    """The unfused epilogue with plain torch ops on x's device: ``clamp(div_round(x + bias, divisor)
+    [+ bias], lo, hi)``; ``bias`` must already broadcast against ``x``."""
+    if bias is not None and not bias_after:
+        x = x + bias.to(x.device)
+    if divisor > 1:
+        x = ref_div_round(x, divisor)
+    if bias is not None and bias_after:
+        x = x + bias.to(x.device)
+    if lo is not None:
+        x = x.clamp(min=lo)
+    if hi is not None:
+        x = x.clamp(max=hi)
+    return x

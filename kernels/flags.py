@@ -1,0 +1,107 @@
+"""Device-side error flags for the planned (sync-free) kernel paths: ``ErrorFlags``.
+
+A planned call (limb counts fixed at plan time) cannot stop on the host when a value breaks its
+plan without a device-to-host sync per op. Instead each kernel ORs an error code into an int32
+flag on the device (atomically) and computes on; the caller reads all flags once, after the whole
+forward pass, with :meth:`ErrorFlags.check`, which raises OverflowError naming the op and what
+went wrong. An output computed under a raised flag is invalid (wrong bits), and so is everything
+computed from it. No kernels here: the codes and the host-side helper.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vcompute.kernels.runtime import device as kernels_device
+
+#: operand a (gemm) / x (conv) / the first elementwise operand lies outside its planned limbs or bound
+FLAG_A_RANGE = 1
+#: operand b (gemm) / w (conv) / the second elementwise operand lies outside its planned limbs or bound
+FLAG_B_RANGE = 2
+#: an int64 addition (the bias, or an elementwise add/sub) wrapped
+FLAG_ADD_OVERFLOW = 4
+#: a value to be rescaled reached |x| >= 2^52, where EZKL's f64 division stops being exact
+FLAG_RESCALE_LIMIT = 8
+#: an elementwise shift or product could leave int64 (|a * b| >= 2^62 is refused, as the host guards do)
+FLAG_MUL_OVERFLOW = 16
+
+_MEANINGS = {
+    FLAG_A_RANGE: "the first operand (a / x) has a value outside its planned limb count or bound",
+    FLAG_B_RANGE: "the second operand (b / w) has a value outside its planned limb count or bound",
+    FLAG_ADD_OVERFLOW: "an int64 addition (bias or elementwise add/sub) overflowed",
+    FLAG_RESCALE_LIMIT: "a value reached |x| >= 2^52 before a rescale (EZKL's f64 division is not exact there)",
+    FLAG_MUL_OVERFLOW: "an elementwise shift or product could leave int64",
+}
+
+
+def describe_flag(code: int) -> str:
+    """The conditions an error code holds, in words ('' for 0)."""
+    parts = [text for bit, text in _MEANINGS.items() if code & bit]
+    rest = code & ~sum(_MEANINGS)
+    if rest:
+        parts.append(f"unknown code bits {rest:#x}")
+    return "; ".join(parts)
+
+
+def new_flag(device: torch.device | str | None = None) -> torch.Tensor:
+    """A single zeroed int32 flag (what the kernels' ``flag=`` argument takes) on ``device``,
+    by default the device the kernels run on."""
+    return torch.zeros(1, dtype=torch.int32, device=device or kernels_device())
+
+
+def check_flag(flag: torch.Tensor, what: str = "kernel") -> None:
+    """Read one flag (a device-to-host sync) and raise OverflowError if any code is set."""
+    code = int(flag.reshape(-1)[0].item())
+    if code:
+        raise OverflowError(f"{what}: {describe_flag(code)} (flag {code:#x}); its output is invalid")
+
+
+class ErrorFlags:
+    """One int32 flag per op of a forward pass, in one device tensor, read back with one sync.
+
+    The flags live on ``device``, by default the device the kernels run on.
+    ``slot(name)`` hands out a 1-element view for a kernel's ``flag=`` argument (the same name
+    gets the same slot); ``check()`` copies all flags to the host once and raises OverflowError
+    naming every op whose flag is set; ``reset()`` zeroes them on the device (no sync), e.g.
+    before the next forward pass or a CUDA-graph replay.
+    """
+
+    def __init__(self, device: torch.device | str | None = None, capacity: int = 256) -> None:
+        if capacity < 1:
+            raise ValueError(f"ErrorFlags capacity must be >= 1, got {capacity}")
+        self.tensor = torch.zeros(capacity, dtype=torch.int32, device=device or kernels_device())
+        self.names: list[str] = []
+
+    def slot(self, name: str) -> torch.Tensor:
+        """The flag of op ``name`` (a view into the shared tensor)."""
+        if name in self.names:
+            i = self.names.index(name)
+        else:
+            if len(self.names) == self.tensor.numel():
+                raise ValueError(f"ErrorFlags: all {self.tensor.numel()} slots are used; make it with a larger capacity")
+            i = len(self.names)
+            self.names.append(name)
+        return self.tensor[i : i + 1]
+
+    def reset(self) -> None:
+        """Zero every flag (on the device, no sync)."""
+        self.tensor.zero_()
+
+    def codes(self) -> dict[str, int]:
+        """{op name: error code} for every op whose flag is set (one device-to-host copy)."""
+        vals = self.tensor[: len(self.names)].tolist()
+        return {name: int(v) for name, v in zip(self.names, vals) if v}
+
+    def check(self) -> None:
+        """OverflowError listing each flagged op and its conditions, if any flag is set."""
+        bad = self.codes()
+        if bad:
+            lines = "\n".join(f"  {name}: {describe_flag(code)} (flag {code:#x})" for name, code in bad.items())
+            raise OverflowError(
+                f"{len(bad)} op(s) broke their planned bounds; their outputs and everything computed from them are "
+                f"invalid (re-plan with more limbs or wider bounds):\n{lines}"
+            )
+
+
+__all__ = ["ErrorFlags", "new_flag", "check_flag", "describe_flag", "FLAG_A_RANGE", "FLAG_B_RANGE",
+           "FLAG_ADD_OVERFLOW", "FLAG_RESCALE_LIMIT", "FLAG_MUL_OVERFLOW"]
