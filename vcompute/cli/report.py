@@ -128,6 +128,28 @@ def print_infer(console: Console, result: dict[str, Any]) -> None:
     console.print(f"ops: {', '.join(result['ops'])}")
 
 
+def print_infer_batch(console: Console, result: dict[str, Any]) -> None:
+    """``infer --inputs``: each sample's outputs (the first rows), then time and throughput."""
+    samples = result["samples"]
+    rate = result.get("samples_per_s")
+    title = (f"{len(samples)} samples on {result['device']} in {result['time_ms']:.2f} ms"
+             f"{f' ({rate:,.0f} samples/s)' if rate else ''}, batches of {result['batch_size']}")
+    table = Table(title=title, title_justify="left")
+    for col in ("sample", "output", "values", "fixed-point"):
+        table.add_column(col, justify="right" if col == "sample" else "left")
+    for i, s in enumerate(samples):
+        if i == MAX_OUTPUT_ROWS:
+            table.add_row("…", "", f"{len(samples) - i} more (--json prints every sample)", "")
+            break
+        for t, (row, fixed) in enumerate(zip(s["outputs"], s["outputs_fixed"])):
+            show = 6
+            vals = ", ".join(f"{v:.4g}" for v in row[:show]) + (" …" if len(row) > show else "")
+            ints = ", ".join(str(q) for q in fixed[:show]) + (" …" if len(fixed) > show else "")
+            table.add_row(str(i) if t == 0 else "", str(t), vals, ints)
+    console.print(table)
+    console.print(f"ops: {', '.join(result['ops'])}; engine path: {', '.join(result['path'])}")
+
+
 def print_bench(console: Console, result: dict[str, Any]) -> None:
     """The bench tables: inference per batch and runner, then the proof pipeline cold and warm."""
     from vcompute.bench.plot import RUNNERS

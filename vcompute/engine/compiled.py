@@ -183,7 +183,7 @@ def _conv_weight(plan: Plan, step: Step) -> tuple[np.ndarray, np.ndarray | None]
     return w, b
 
 
-def _op_bounds(plan: Plan, step: Step, ins: list[int]) -> tuple[int, int]:
+def _op_bounds(graph: Graph, plan: Plan, step: Step, ins: list[int]) -> tuple[int, int]:
     """(bound of the op's result before its rebase, peak of its intermediates) for the ops the
     fast path runs; NotCompilable for any other."""
     node = step.node
@@ -243,7 +243,8 @@ def _op_bounds(plan: Plan, step: Step, ins: list[int]) -> tuple[int, int]:
         r = kk * ins[0]
         return (rebase_bound(r, kk) if node.attrs["normalized"] else r), r
     if op == "sum":
-        n = int(node.attrs.get("n") or np.prod([node.shape[i] for i in node.attrs["axes"]] or [1]))
+        src = graph.nodes[node.inputs[0]].shape
+        n = int(np.prod([src[i] for i in node.attrs["axes"]] or [1]))
         return n * ins[0], n * ins[0]
     raise NotCompilable(f"{node.onnx_op or op}: EZKL op {op!r} has no fast-path implementation")
 
@@ -261,7 +262,7 @@ def analyze_bounds(graph: Graph, plan: Plan, input_bounds: list[int]) -> Bounds:
         bd.value[name] = int(b)
     for name, step in plan.steps.items():
         ins = [bd.value[i] for i in step.node.inputs]
-        r, peak = _op_bounds(plan, step, ins)
+        r, peak = _op_bounds(graph, plan, step, ins)
         if step.rebase_div is not None:
             if step.rebase_div > step.extra.get("decomp_limit", decomp_limit({})):
                 raise NotCompilable(f"{step.node.onnx_op}: a rebase by {step.rebase_div} (EZKL "

@@ -294,8 +294,9 @@ class Engine:
                     outs.append(res[off: off + nb * n].reshape(nb, n).copy())
                     off += nb * n
                 return outs, self._last_path
-            only_input = int(flags[0]) == FLAG_INPUT_RANGE and not flags[1:].any()
-            if attempt == 0 and only_input and not on_host:
+            # an input beyond the tier invalidates everything after it (later flags follow from it)
+            input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
+            if attempt == 0 and input_flag and not on_host:
                 bits = self._device_bits(graph, plan, prepared)  # the planned tier was too small
                 if bits is None:
                     break
