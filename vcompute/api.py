@@ -179,12 +179,12 @@ def infer(
     device: str | None = None,
 ) -> InferResult:
     """Run ``model`` on the fixed-point engine: the integers ``prove`` would attest for the same options."""
-    from vcompute import infer as inference
+    from vcompute.infer import infer as run_one  # "from vcompute import infer" can give this function
     from vcompute.zk import circuit
 
     options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
     with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
-        result = inference.infer(
+        result = run_one(
             Path(model), _input_file(input, Path(tmp), "input.json"), Path(settings) if settings else None,
             options=options, calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"), device=device,
         )
@@ -229,13 +229,13 @@ def infer_batch(
     ``prove`` would attest for each. ``samples``: a file (EZKL JSON with a list of samples, JSON
     lines, .npy, .npz), a list of per-sample inputs, or one array with the samples on its first
     axis. Without ``settings``, calibration runs as ``prove`` would, on the first sample."""
-    from vcompute import infer as inference
+    from vcompute.infer import infer_batch as run_batch
     from vcompute.zk import circuit
 
     options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
     with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
         path, parsed = _samples(Path(model), samples, Path(tmp))
-        result = inference.infer_batch(
+        result = run_batch(
             Path(model), path, Path(settings) if settings else None, options=options,
             calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"), device=device,
             batch_size=batch_size, samples=parsed,
@@ -266,8 +266,8 @@ def load(
     there). ``settings``: EZKL's settings (a dict or a file, e.g. a proof dir's); without them,
     calibration runs as ``prove`` would, on ``calibration_data`` or the deterministic sample input.
     On a GPU each batch size's forward pass is captured once in a CUDA graph and replayed."""
-    from vcompute import infer as inference
     from vcompute.engine.engine import Engine
+    from vcompute.infer import check_device, resolve_settings
     from vcompute.inputs import sample_input
     from vcompute.model import load_model
     from vcompute.zk import circuit
@@ -278,9 +278,9 @@ def load(
         info = load_model(Path(model))
         options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
         options.check()
-        inference.check_device(device)
+        check_device(device)
         with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
-            settings_dict = inference.resolve_settings(
+            settings_dict = resolve_settings(
                 info, Path(settings) if settings else None, options,
                 _input_file(calibration_data, Path(tmp), "calibration.json"), sample_input(info))
     return Engine(model if not isinstance(model, str) else Path(model), settings_dict, device, backend=backend,

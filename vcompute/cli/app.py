@@ -390,12 +390,12 @@ def infer(
         if input is not None and inputs is not None:
             raise UsageError("give --input (one sample) or --inputs (many), not both")
         if inputs is not None:
-            from vcompute import infer as inference
+            from vcompute.infer import infer_batch
             from vcompute.zk import circuit
 
             options = circuit.CircuitOptions(target=target.value, scales=_parse_scales(scales), max_logrows=max_logrows)
             with _err.status("running the fixed-point engine…"):
-                result = inference.infer_batch(model, inputs, settings, options=options, calibration_data=calibration_data,
+                result = infer_batch(model, inputs, settings, options=options, calibration_data=calibration_data,
                                                device=device, batch_size=batch_size, path=path.value)
             if as_json:
                 print_json(result)
@@ -443,7 +443,7 @@ def export(
 def bench(
     model: Annotated[Path, typer.Argument(help="The ONNX model to benchmark.", show_default=False)],
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for inference, comma-separated.")] = "1,8",
+    batch: Annotated[str, typer.Option(help="Batch sizes for inference, comma-separated (each runs as one batch: throughput in samples/s).")] = "1,8,64",
     repeat: Annotated[int, typer.Option(help="Timed repetitions per measurement (after one warm-up).")] = 5,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Work dir for the proofs it makes. Default: bench-out/<model name>.")] = None,
     onchain: Annotated[bool, typer.Option(help="Also measure deploy and verification gas on a local Anvil.")] = False,

@@ -163,10 +163,16 @@ def print_bench(console: Console, result: dict[str, Any]) -> None:
             if "unsupported" in r:
                 table.add_row(str(row["batch"]), label, "", "", "", "", r["unsupported"])
                 continue
-            exact = {True: "= witness", False: "MISMATCH"}.get(r.get("matches_witness"), "float")
+            if key == "engine":
+                ok = r.get("matches_witness") is not False and r.get("matches_reference") is not False
+                exact = (f"= witness ({r.get('witnesses_checked', '?')}), = op path ({r.get('samples_checked', '?')})"
+                         if ok else f"MISMATCH: {r.get('mismatch')}")
+                exact += f"; {r.get('path', '')}"
+            else:
+                exact = "float"
             table.add_row(
                 str(row["batch"]), label, r["device"], f"{r['median_ms']:.3f} ms",
-                f"{r['min_ms']:.3f}–{r['max_ms']:.3f}", f"{r['throughput_per_s']:.1f}", exact,
+                f"{r['min_ms']:.3f}–{r['max_ms']:.3f}", f"{r['throughput_per_s']:,.0f}", exact,
             )
     console.print(table)
 
