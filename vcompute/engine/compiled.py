@@ -353,7 +353,24 @@ GENERIC_OPS = {"relu", "leaky", "max", "min", "abs", "neg", "pow", "identity", "
                "transpose", "slice", "concat", "sum"}
 
 
-def fuse(plan: Plan, outputs: list[str]) -> list[FusedOp]:
+def _poolable(plan: Plan, cur: str, cons: dict[str, list[str]], outputs: set[str]) -> str | None:
+    """The pooling step that solely consumes ``cur`` if the conv kernel can pool in its epilogue:
+    non-overlapping windows (kernel = stride), no padding, a window of 2, 4, 8 or 16 cells."""
+    if cur in outputs or len(cons.get(cur, [])) != 1:
+        return None
+    p = plan.steps[cons[cur][0]]
+    a = p.node.attrs
+    if p.node.op not in ("maxpool", "sumpool") or p.rebase_div is not None or p.node.inputs[0] != cur:
+        return None
+    kk = int(np.prod(a["kernel"]))
+    if tuple(a["kernel"]) != tuple(a["stride"]) or any(v for pair in a["pads"] for v in pair):
+        return None
+    if kk not in (2, 4, 8, 16) or len(p.node.shape) != 4:
+        return None
+    return p.node.name
+
+
+def fuse(plan: Plan, outputs: list[str], pool_fusion: bool = True) -> list[FusedOp]:
     """Group the plan's steps into launches (see the module docstring)."""
     cons = _consumers(plan)
     outs = set(outputs)
@@ -383,8 +400,18 @@ def fuse(plan: Plan, outputs: list[str]) -> list[FusedOp]:
             ops.append(FusedOp("gemm", steps, [node.inputs[0]], attrs))
         elif op == "conv" and _conv_weight(plan, step) is not None:
             attrs = {"weight": node.inputs[1], "bias": node.inputs[2] if len(node.inputs) > 2 else None,
-                     "shift": _rescale_shift(step)}
+                     "shift": _rescale_shift(step), "pool": None}
             attrs["lo"], attrs["hi"] = _absorb_clamps(plan, name, cons, outs, None, None, steps)
+            pool = _poolable(plan, steps[-1], cons, outs) if pool_fusion else None
+            if pool is not None:
+                pstep = plan.steps[pool]
+                kk = int(np.prod(pstep.node.attrs["kernel"]))
+                psteps = [pool]
+                plo, phi = _absorb_clamps(plan, pool, cons, outs, None, None, psteps)
+                attrs["pool"] = {"kernel": tuple(pstep.node.attrs["kernel"]), "max": pstep.node.op == "maxpool",
+                                 "divisor": kk if pstep.node.op == "sumpool" and pstep.node.attrs["normalized"] else 1,
+                                 "lo": plo, "hi": phi}
+                steps += psteps
             ops.append(FusedOp("conv", steps, [node.inputs[0]], attrs))
         elif op in ("add", "sub", "mult"):
             attrs = {"op": {"add": "add", "sub": "sub", "mult": "mul"}[op], "shift": _rescale_shift(step),
@@ -489,14 +516,14 @@ class CompiledPlan:
     """
 
     def __init__(self, graph: Graph, plan: Plan, input_bits: list[int], device: str,
-                 tiles: str | TilePolicy | None = None) -> None:
+                 tiles: str | TilePolicy | None = None, pool_fusion: bool = True) -> None:
         self.graph, self.plan = graph, plan
         self.device = torch.device(device)
         self.input_bits = list(input_bits)
         self.input_bounds = [(1 << b) - 1 for b in input_bits]
         self.tiles = tile_policy(tiles)
         self.bounds = analyze_bounds(graph, plan, self.input_bounds)
-        self.ops = fuse(plan, graph.outputs)
+        self.ops = fuse(plan, graph.outputs, pool_fusion)
         self.flag_names: list[str] = ["inputs"]
         self._consts: dict[str, torch.Tensor] = {}
         self.prepared = [self._prepare(op) for op in self.ops]
@@ -552,8 +579,14 @@ class CompiledPlan:
                                  f" [{step.node.onnx_op}]")
 
     def _prep_conv(self, op: FusedOp) -> _Prepared:
-        from vcompute.kernels import int_conv2d, pack_conv_weight
-        from vcompute.kernels.gemm import limbs_needed, padded_limbs
+        from dataclasses import replace
+
+        from vcompute.kernels import pack_conv_weight
+        from vcompute.kernels.conv import _launch_conv
+        from vcompute.kernels.epilogue import Epilogue
+        from vcompute.kernels.gemm import check_accumulator_bound, limbs_needed, padded_limbs
+
+        from .fast_kernels import conv_pool, split_nchw
 
         step = self.plan.steps[op.steps[0]]
         node = step.node
@@ -563,15 +596,20 @@ class CompiledPlan:
         packed = pack_conv_weight(w)
         bias = self._const(op.attrs["bias"]).reshape(-1) if op.attrs["bias"] is not None else None
         bx = self.bounds.value[op.inputs[0]]
-        la = limbs_needed(-bx, bx)
+        la = padded_limbs(limbs_needed(-bx, bx))
+        lb = packed.limbs.shape[1]
+        o, cg, kh, kw = w.shape
+        k = cg * kh * kw
+        check_accumulator_bound(k, la, lb, bx, packed.bound, f"conv {node.onnx_op}")
         slot = self._slot(op.out)
         (t, b), (l, r) = node.attrs["pads"]
         stride, groups = tuple(node.attrs["stride"]), node.attrs["group"]
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
+        epi = Epilogue.make("conv", shift, False, None, (lo, hi))
+        pool = op.attrs.get("pool")
         out_shape = tuple(self.plan.steps[op.out].node.shape)
-        o, cg, kh, kw = w.shape
         tiles, x_name = self.tiles, op.inputs[0]
-        plim = (padded_limbs(la), packed.limbs.shape[1])
+        kk = int(np.prod(pool["kernel"])) if pool else 1
 
         def fn(env, flags):
             x = env[x_name]
@@ -579,17 +617,29 @@ class CompiledPlan:
             xi = x.reshape(-1, *x.shape[2:])
             if xi.dim() == 3:
                 xi = xi.unsqueeze(2)
-            ho = (xi.shape[2] + t + b - kh) // stride[0] + 1
-            wo = (xi.shape[3] + l + r - kw) // stride[1] + 1
-            cfg = tiles.conv_config(xi.shape[0] * ho * wo, o // groups, cg * kh * kw, *plim)
-            y = int_conv2d(xi, packed, bias, stride, (t, l, b, r), (1, 1), groups, cfg, limbs=la,
-                           bounds=(bx, None), flag=flags[slot:slot + 1], rescale_shift=shift,
-                           clip=(lo, hi))
+            n_img, _, h, wd = xi.shape
+            f = flags[slot:slot + 1]
+            x_l = split_nchw(xi, la, -bx, bx, f)
+            ho = (h + t + b - kh) // stride[0] + 1
+            wo = (wd + l + r - kw) // stride[1] + 1
+            cfg = tiles.conv_config(n_img * ho * wo, o // groups, k, la, lb)
+            if pool is None:
+                y = _launch_conv(x_l, packed.limbs, bias, (n_img, h, wd, o, ho, wo, cg, kw, k),
+                                 (stride[0], stride[1], t, l, 1, 1), groups, cfg, epi, f)
+            else:
+                if cfg.block_m // la < kk:
+                    cfg = replace(cfg, block_m=kk * la)
+                y = conv_pool(x_l, packed.limbs, bias, n_img, h, wd, o, cg, kh, kw, stride, (t, l, b, r), groups,
+                              pool["kernel"], pool["max"], pool["divisor"], (pool["lo"], pool["hi"]), cfg, epi, f)
             env[op.out] = y.reshape(nb, *out_shape)
 
-        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} limbs {la}x{packed.n_limbs}"
+        pool_txt = ""
+        if pool:
+            kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
+            pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
+        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} limbs {la}x{lb}"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
-                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}")
+                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")
 
     def _prep_eltwise(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import fused_elementwise

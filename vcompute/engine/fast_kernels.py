@@ -8,10 +8,18 @@
   copy), then the epilogue of the fused GEMM (``round_div`` by a divisor, e.g. an average pool's
   window size, and a clamp). EZKL pads with zeros for both pools (``layouts.rs::max_pool``,
   ``sumpool``), so a padded cell reads 0 in both.
+* :func:`split_nchw`: a conv input's signed 8-bit limbs straight from NCHW (the kernels' conv
+  copies the input to NHWC first), checked against the planned range into a flag.
+* :func:`conv_pool`: the kernels' implicit-GEMM conv (same limb scheme, same epilogue: bias,
+  rescale, clamp) whose output rows are ordered window by window of a following non-overlapping
+  pooling (2x2: four consecutive rows), so the epilogue also pools (sum or max, then the
+  average's ``round_div`` and a clamp) and only the pooled map is written: the conv's int64
+  output never reaches memory.
 
-Both reuse the formulas of :mod:`kernels.rescale` / :mod:`kernels.epilogue`, so they round
-exactly as ``div_round`` and the GEMM epilogue do. Neither syncs: bounds are planned, and what
-the plan cannot rule out is ORed into an int32 flag.
+All reuse the formulas of :mod:`kernels.rescale` / :mod:`kernels.epilogue` (and the conv's tile
+code from :mod:`kernels.conv` / :mod:`kernels.gemm`), so they round exactly as ``div_round``
+and the GEMM epilogue do. None syncs: bounds are planned, and what the plan cannot rule out is
+ORed into an int32 flag.
 """
 
 from __future__ import annotations
@@ -23,14 +31,16 @@ import triton
 import triton.language as tl
 
 from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
-from vcompute.kernels.epilogue import clamp, report
-from vcompute.kernels.flags import FLAG_RESCALE_LIMIT
+from vcompute.kernels.epilogue import Epilogue, apply_epilogue, clamp, report
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_RESCALE_LIMIT
+from vcompute.kernels.gemm import _combine_limbs, _tile_coords
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_div
 
 #: a model input lies outside the bound the plan was made for (or is not finite)
 FLAG_INPUT_RANGE = 1 << 10
 
 _INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
+_A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
 _LIMIT_CODE: tl.constexpr = tl.constexpr(FLAG_RESCALE_LIMIT)
 _LIMIT: tl.constexpr = tl.constexpr(DIV_ROUND_LIMIT)
 
@@ -133,4 +143,158 @@ def pool2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     return out
 
 
-__all__ = ["FLAG_INPUT_RANGE", "pool2d", "quantize_input"]
+@triton.jit
+def _split_nchw_kernel(x_ptr, out_ptr, flag_ptr, P, C, HW, lo, hi, L: tl.constexpr, BLOCK_P: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
+    """out[p, i, c] = i-th signed 8-bit limb of x[n, c, hw] (p = n*HW + hw); FLAG_A_RANGE into the
+    flag where a value lies outside [lo, hi] (its limbs would be cut)."""
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = (p[:, None] < P) & (c[None, :] < C)
+    n = p // HW
+    hw = p % HW
+    x = tl.load(x_ptr + (n * C * HW + hw)[:, None] + c[None, :].to(tl.int64) * HW, mask=mask, other=0)
+    outside = tl.max(tl.max((mask & ((x < lo) | (x > hi))).to(tl.int32), axis=1), axis=0)
+    if outside != 0:
+        tl.atomic_or(flag_ptr, _A_CODE)
+    base = out_ptr + p[:, None] * (L * C) + c[None, :]
+    for i in tl.static_range(L):
+        d = ((x + 128) & 255) - 128
+        tl.store(base + i * C, d.to(tl.int8), mask=mask)
+        x = (x - d) >> 8
+
+
+
+def split_nchw(x: torch.Tensor, limbs: int, lo: int, hi: int, flag: torch.Tensor) -> torch.Tensor:
+    """int8 [N*H*W, limbs, C] limbs of an NCHW int64 tensor (pixels in NHWC order, as the kernels'
+    conv reads them); values outside [lo, hi] set FLAG_A_RANGE in ``flag``. No host sync."""
+    nb, c, h, w = x.shape
+    x = x.contiguous()
+    p = nb * h * w
+    out = torch.empty((p, limbs, c), dtype=torch.int8, device=x.device)
+    if p == 0 or c == 0:
+        return out
+    block_c = min(64, triton.next_power_of_2(c))
+    block_p = max(16, 4096 // block_c)
+    grid = (triton.cdiv(p, block_p), triton.cdiv(c, block_c))
+    _split_nchw_kernel[grid](x, out, flag, p, c, h * w, lo, hi, L=limbs, BLOCK_P=block_p, BLOCK_C=block_c)
+    return out
+
+
+@triton.jit
+def _conv_pool_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
+                      H, W, stride_xp, stride_xl, HP, WP, O, OG, CG, KW, K, K_PAD, stride_wo, stride_wl, M,
+                      stride_h, stride_w, pad_t, pad_l, d, lo, hi, pd, plo, phi,
+                      LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr,
+                      DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
+                      PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr, PDIV: tl.constexpr,
+                      P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """pooled[n, g*OG+o, hp, wp] = pclamp(round_div(pool_{dy,dx} epilogue(conv[n, o, hp*PH+dy, wp*PW+dx]), pd)).
+
+    kernels.conv._conv_limb_kernel with its rows ordered window by window: row m is window
+    m // (PH*PW) (n, hp, wp in raster order) and position m % (PH*PW) (dy, dx) inside it, so a
+    tile's rows hold whole windows and the epilogue pools them before the one store.
+    """
+    KK: tl.constexpr = PH * PW
+    OUT_M: tl.constexpr = BLOCK_M // LA
+    OUT_N: tl.constexpr = BLOCK_N // LB
+    OUT_W: tl.constexpr = OUT_M // KK
+    g = tl.program_id(1)
+    pid_m, pid_n = _tile_coords(tl.program_id(0), tl.cdiv(M, OUT_M), tl.cdiv(OG, OUT_N), GROUP_M)
+
+    ra = tl.arange(0, BLOCK_M)
+    m = pid_m * OUT_M + ra // LA
+    m_ok = m < M
+    m = tl.where(m_ok, m, 0)
+    win = m // KK
+    j = m % KK
+    n_img = win // (HP * WP)
+    ho = ((win % (HP * WP)) // WP) * PH + j // PW
+    wo = (win % WP) * PW + j % PW
+    h0 = ho * stride_h - pad_t
+    w0 = wo * stride_w - pad_l
+    a_row = (ra % LA).to(tl.int64) * stride_xl + g * CG
+    img = n_img.to(tl.int64) * H
+
+    rb = tl.arange(0, BLOCK_N)
+    o = pid_n * OUT_N + rb // LB
+    o = tl.where(o < OG, o, 0)
+    b_row = (g * OG + o).to(tl.int64) * stride_wo + (rb % LB).to(tl.int64) * stride_wl
+
+    rk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    for k0 in range(0, K_PAD, BLOCK_K):
+        k = k0 + rk
+        c = k % CG
+        rs = k // CG
+        h = h0[:, None] + (rs // KW)[None, :]
+        w = w0[:, None] + (rs % KW)[None, :]
+        ok = m_ok[:, None] & (k < K)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        pix = (img[:, None] + h) * W + w
+        a = tl.load(x_ptr + pix * stride_xp + a_row[:, None] + c[None, :], mask=ok, other=0)
+        b = tl.load(w_ptr + b_row[None, :] + k[:, None], mask=(k < K_PAD)[:, None], other=0)
+        acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+
+    res = _combine_limbs(acc, LA, LB, BLOCK_M, BLOCK_N)
+    offs_m = pid_m * OUT_M + tl.arange(0, OUT_M)
+    offs_o = pid_n * OUT_N + tl.arange(0, OUT_N)
+    mask = (offs_m[:, None] < M) & (offs_o[None, :] < OG)
+    bias = tl.zeros((1, OUT_N), dtype=tl.int64)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + g * OG + offs_o, mask=offs_o < OG, other=0)[None, :]
+    res = apply_epilogue(res, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, BIAS_AFTER, DIV, HAS_LO, HAS_HI, CHECK)
+    r3 = tl.reshape(res, (OUT_W, KK, OUT_N))
+    if IS_MAX:
+        pooled = tl.max(r3, axis=1)
+    else:
+        pooled = tl.sum(r3, axis=1)
+    if PDIV != -2:
+        pooled = round_div(pooled, pd, PDIV)
+    pooled = clamp(pooled, plo, phi, P_HAS_LO, P_HAS_HI)
+    MW = M // KK
+    offs_w = pid_m * OUT_W + tl.arange(0, OUT_W)
+    pmask = (offs_w[:, None] < MW) & (offs_o[None, :] < OG)
+    ww = tl.where(offs_w < MW, offs_w, 0)
+    out_off = ((ww // (HP * WP)).to(tl.int64) * O * HP * WP + (ww % (HP * WP)))[:, None] \
+        + (g * OG + offs_o).to(tl.int64)[None, :] * (HP * WP)
+    tl.store(out_ptr + out_off, pooled, mask=pmask)
+
+
+def _div_mode(d: int) -> int:
+    return -2 if d == 1 else (d.bit_length() - 1 if d & (d - 1) == 0 else -1)
+
+
+def conv_pool(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None, nb: int, h: int, w: int,
+              o: int, cg: int, kh: int, kw: int, stride: tuple[int, int], pads: tuple[int, int, int, int],
+              groups: int, pool: tuple[int, int], is_max: bool, pool_div: int,
+              pool_clip: tuple[int | None, int | None], cfg, epi: Epilogue, flag: torch.Tensor) -> torch.Tensor:
+    """Conv (planned limbs ``x_l`` [N*H*W, LA, C], packed ``w_l`` [O, LB, Kp]) with the epilogue
+    ``epi``, then a non-overlapping ``pool`` (kernel = stride, no padding, floor mode) of every
+    (PH x PW) window: sum (then ``round_div`` by ``pool_div``) or max, then ``pool_clip``.
+    Returns int64 [N, O, Ho // PH, Wo // PW]. Host checks are the caller's (plan time)."""
+    (sh, sw), (pt, pl, pb, pr), (ph, pw) = stride, pads, pool
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    hp, wp = ho // ph, wo // pw
+    la, lb = x_l.shape[1], w_l.shape[1]
+    out = torch.empty((nb, o, hp, wp), dtype=torch.int64, device=x_l.device)
+    m = nb * hp * wp * ph * pw
+    if m == 0:
+        return out
+    og = o // groups
+    k = cg * kh * kw
+    grid = (triton.cdiv(m, cfg.block_m // la) * triton.cdiv(og, cfg.block_n // lb), groups)
+    epi_rt, epi_cx = epi.kernel_args()
+    plo, phi = pool_clip
+    _conv_pool_kernel[grid](
+        x_l, w_l, bias if bias is not None else out, out, flag,
+        h, w, x_l.stride(0), x_l.stride(1), hp, wp, o, og, cg, kw, k, w_l.shape[2], w_l.stride(0), w_l.stride(1), m,
+        sh, sw, pt, pl, *epi_rt, pool_div, 0 if plo is None else plo, 0 if phi is None else phi,
+        LA=la, LB=lb, HAS_BIAS=bias is not None, CHECK=True, **epi_cx,
+        PH=ph, PW=pw, IS_MAX=is_max, PDIV=_div_mode(pool_div), P_HAS_LO=plo is not None, P_HAS_HI=phi is not None,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out
+
+
+__all__ = ["FLAG_INPUT_RANGE", "conv_pool", "pool2d", "quantize_input", "split_nchw"]
