@@ -41,7 +41,7 @@ def _pool(case: Path, n: int) -> tuple[list[list[np.ndarray]], dict[int, list[li
     first = [np.asarray(x, dtype=np.float64) for x in b["samples"][0]]
     shapes = _concrete_shapes(declared, [x.shape for x in first], [x.size for x in first])
     samples = [[np.asarray(x, dtype=np.float64).reshape(s) for x, s in zip(smp, shapes)] for smp in b["samples"]]
-    witnesses = dict(enumerate(b["witness_outputs"]))
+    witnesses = {i: w for i, w in enumerate(b["witness_outputs"]) if i < n}
     rng = np.random.default_rng(2026)
     while len(samples) < n:
         samples.append([np.round(rng.uniform(-1.0, 1.0, s), 6) for s in shapes])

@@ -82,7 +82,10 @@ def _float_bits(x32: np.ndarray, scale: int) -> int | None:
     some value is infinite (the op path then refuses it with its own message)."""
     if x32.size == 0:
         return 0
-    m = float(np.nanmax(np.abs(x32))) if not np.all(np.isnan(x32)) else 0.0
+    a = np.abs(x32)
+    m = float(a.max())
+    if np.isnan(m):  # NaN quantizes to 0 (Rust's round(NaN) as i64): the rest decides
+        m = float(np.nanmax(a)) if not np.all(np.isnan(a)) else 0.0
     if not np.isfinite(m):
         return None
     q = abs(int(quantize_input(np.array([m]), scale)[0])) if m * 2.0 ** scale < 2.0 ** 62 else None
