@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=20, help="end-to-end and onnxruntime repetitions")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
     ap.add_argument("--device", default=None)
+    ap.add_argument("--variants", type=int, nargs="*", default=None,
+                    help="also time the engine with convs on the limb GEMM (tensor cores) instead of the "
+                         "direct int64 kernel, at these batch sizes")
     a = ap.parse_args(argv)
 
     import onnxruntime
@@ -100,7 +103,20 @@ def main(argv: list[str] | None = None) -> int:
                   f" exact: {e['samples_checked']} vs op path {e['matches_reference']}, {e['witnesses_checked']} vs"
                   f" witness {e['matches_witness']}", flush=True)
             rows.append(row)
-        results.append({"name": name, "reference_cpu_s": round(ref_s, 3), "inference": rows,
+        variants = []
+        for bs in a.variants or []:
+            from vcompute.engine.compiled import TilePolicy
+
+            for label, pol in (("convs on the limb GEMM (tensor cores)", TilePolicy("mma-conv", conv_impl="mma")),
+                               ("convs direct (int64, CUDA cores)", TilePolicy("direct-conv", conv_impl="direct"))):
+                v = bench_engine_batched(case / "model.onnx", settings, samples[:bs], 3, a.device,
+                                         {i: w for i, w in witnesses.items() if i < bs}, reference[:bs], tiles=pol)
+                bad += not (v["matches_reference"] and v["matches_witness"] is not False)
+                variants.append({"batch": bs, "variant": label, "median_ms": v["median_ms"],
+                                 "throughput_per_s": v["throughput_per_s"], "exact": v["matches_reference"]})
+                print(f"{name} batch {bs} variant {label}: {v['median_ms']:.4f} ms, exact {v['matches_reference']}",
+                      flush=True)
+        results.append({"name": name, "reference_cpu_s": round(ref_s, 3), "inference": rows, "variants": variants,
                         "settings": {k: settings["run_args"][k] for k in ("input_scale", "param_scale", "logrows")
                                      if k in settings["run_args"]}})
 

@@ -168,7 +168,7 @@ def _witness_outputs(sample: list[np.ndarray], proof_dir: Path) -> list[list[int
 
 def bench_engine_batched(model_path: Path, settings: dict[str, Any], samples: list[list[np.ndarray]], repeat: int,
                          device: str | None, witnesses: dict[int, list[list[int]]] | None = None,
-                         reference: list[list[list[int]]] | None = None) -> dict[str, Any]:
+                         reference: list[list[list[int]]] | None = None, tiles: Any = "auto") -> dict[str, Any]:
     """The engine on the whole batch at once (``Engine``: on a GPU, the fused plan as a CUDA graph).
 
     Exactness: every sample against ``reference`` (default: the op-by-op int64 path on the CPU)
@@ -182,7 +182,7 @@ def bench_engine_batched(model_path: Path, settings: dict[str, Any], samples: li
     from vcompute.engine.run import run_fixed_batch
     from vcompute.engine.witness import compare
 
-    engine = Engine(model_path, settings, device)
+    engine = Engine(model_path, settings, device, tiles=tiles)
     batch = _stack_f32(samples)
     result = engine.infer(batch)
     result = engine.infer(batch)  # the second call of a size captures its graph

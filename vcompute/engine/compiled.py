@@ -49,6 +49,8 @@ from .quantize import Plan, Step
 #: intermediates (shifts, sums of two bounded terms) then cannot wrap
 BOUND_LIMIT = 2**52
 INT32_LIMIT = 2**31
+#: convs with at most this many (output channels per group) x (taps) run on the CUDA cores
+DIRECT_CONV_MAX = 4096
 
 
 class NotCompilable(Exception):
@@ -76,6 +78,11 @@ class TilePolicy:
     gemm: Any = None
     conv: Any = None
     block: Any = None
+    #: convolution kernel: "mma" (limb GEMM on the tensor cores), "direct" (int64 on the CUDA
+    #: cores: no limbs, no gathers of single bytes) or "auto" (direct for few channels)
+    conv_impl: str = "auto"
+    #: pixels per program of the direct conv (None: its rule)
+    direct_block: int | None = None
 
     def gemm_config(self, m: int, la: int, lb: int):
         from vcompute.kernels.gemm import default_config
@@ -97,11 +104,19 @@ class TilePolicy:
     def block_config(self):
         return self.block
 
+    def direct(self, og: int, k: int) -> bool:
+        """Whether a conv with ``og`` output channels per group and ``k`` taps runs direct: its
+        tensor-core tile would be mostly padding (``og * k <= 4096``, e.g. every LeNet conv)."""
+        if self.conv_impl in ("mma", "direct"):
+            return self.conv_impl == "direct"
+        return og * k <= DIRECT_CONV_MAX
+
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules), ``small`` (16x16 tiles, 16-element blocks: every
-    mask and edge), ``wide`` (pointer-load GEMM 64x128, conv 64x64), ``persistent`` (TMA GEMM
-    on a persistent grid). A :class:`TilePolicy` passes through."""
+    mask and edge; convs on the limb GEMM), ``wide`` (pointer-load GEMM 64x128, direct convs of
+    64 pixels), ``persistent`` (TMA GEMM on a persistent grid, convs on 32x32 limb tiles). A
+    :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
     from vcompute.kernels import BlockConfig, ConvConfig, GemmConfig
@@ -109,11 +124,11 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     presets = {
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
-                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1)),
+                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma"),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
-                           ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2)),
+                           ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64),
         "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
-                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4)),
+                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma"),
     }
     key = name or "auto"
     if key not in presets:
@@ -586,24 +601,32 @@ class CompiledPlan:
         from vcompute.kernels.epilogue import Epilogue
         from vcompute.kernels.gemm import check_accumulator_bound, limbs_needed, padded_limbs
 
-        from .fast_kernels import conv_pool, split_nchw
+        from .fast_kernels import conv_pool, direct_conv, split_nchw
 
         step = self.plan.steps[op.steps[0]]
         node = step.node
         w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
         if w.dim() == 3:  # 1-D conv: (O, I, k) -> (O, I, 1, k)
             w = w.unsqueeze(2)
-        packed = pack_conv_weight(w)
         bias = self._const(op.attrs["bias"]).reshape(-1) if op.attrs["bias"] is not None else None
         bx = self.bounds.value[op.inputs[0]]
-        la = padded_limbs(limbs_needed(-bx, bx))
-        lb = packed.limbs.shape[1]
         o, cg, kh, kw = w.shape
         k = cg * kh * kw
-        check_accumulator_bound(k, la, lb, bx, packed.bound, f"conv {node.onnx_op}")
+        groups = node.attrs["group"]
+        direct = self.tiles.direct(o // groups, k)
+        if direct:
+            w_max = _absmax(self.plan.consts[op.attrs["weight"]])
+            narrow = bx < 2**31 and w_max < 2**31
+            w_direct = w.to(torch.int32 if w_max < 2**31 else torch.int64).contiguous()
+            la = lb = 0
+        else:
+            packed = pack_conv_weight(w)
+            la = padded_limbs(limbs_needed(-bx, bx))
+            lb = packed.limbs.shape[1]
+            check_accumulator_bound(k, la, lb, bx, packed.bound, f"conv {node.onnx_op}")
         slot = self._slot(op.out)
         (t, b), (l, r) = node.attrs["pads"]
-        stride, groups = tuple(node.attrs["stride"]), node.attrs["group"]
+        stride = tuple(node.attrs["stride"])
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
         epi = Epilogue.make("conv", shift, False, None, (lo, hi))
         pool = op.attrs.get("pool")
@@ -619,6 +642,13 @@ class CompiledPlan:
                 xi = xi.unsqueeze(2)
             n_img, _, h, wd = xi.shape
             f = flags[slot:slot + 1]
+            if direct:
+                y = direct_conv(xi, w_direct, bias, stride, (t, l, b, r), groups, epi, f, narrow,
+                                pool["kernel"] if pool else None, bool(pool and pool["max"]),
+                                pool["divisor"] if pool else 1, (pool["lo"], pool["hi"]) if pool else (None, None),
+                                tiles.direct_block)
+                env[op.out] = y.reshape(nb, *out_shape)
+                return
             x_l = split_nchw(xi, la, -bx, bx, f)
             ho = (h + t + b - kh) // stride[0] + 1
             wo = (wd + l + r - kw) // stride[1] + 1
@@ -637,7 +667,8 @@ class CompiledPlan:
         if pool:
             kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
             pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
-        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} limbs {la}x{lb}"
+        how = "direct int64" if direct else f"limbs {la}x{lb}"
+        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
                                  f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")
 
@@ -747,10 +778,12 @@ class CompiledPlan:
 
     # -- running ------------------------------------------------------------------------------
     def forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
-        """The whole batch, no host sync: returns ``cat(flags, out_0, out_1, ...)`` as int64."""
-        from .fast_kernels import quantize_input
+        """The whole batch, no host sync: returns ``cat(flags, out_0, out_1, ...)`` as int64.
 
-        flags.zero_()
+        ``flags`` must be zero on entry; the last kernel copies them out and zeroes them again, so
+        a CUDA graph of this pass can be replayed as it is."""
+        from .fast_kernels import finalize, quantize_input
+
         env: dict[str, torch.Tensor] = {}
         cfg = self.tiles.block_config()
         for k, name in enumerate(self.graph.inputs):
@@ -761,9 +794,7 @@ class CompiledPlan:
             env[name] = x.reshape(x.shape[0], *node.shape)
         for p in self.prepared:
             p.fn(env, flags)
-        parts = [flags[: self.n_flags].to(torch.int64)]
-        parts += [env[o].reshape(-1) for o in self.graph.outputs]
-        return torch.cat(parts)
+        return finalize(flags, self.n_flags, [env[o] for o in self.graph.outputs])
 
     def describe(self) -> list[str]:
         """One line per launch group, with its limbs and epilogue (for ``--json`` and docs)."""

@@ -240,10 +240,13 @@ class Engine:
         if outs is None:
             outs = self._ops(graph, plan, xs)
         self.stats["fused" if path.startswith("graph (") else path.split(" ")[0]] += 1
-        fixed_arrays = [o.reshape(nb, -1) for o in outs]
-        fixed = [[o[i].tolist() for o in fixed_arrays] for i in range(nb)]
+        fixed_arrays = [np.asarray(o).reshape(nb, -1) for o in outs]
         scales = plan.output_scales
-        floats = [[[v / 2.0 ** s for v in o] for o, s in zip(sample, scales)] for sample in fixed]
+        per_out = [a.tolist() for a in fixed_arrays]  # one conversion per output, not per sample
+        fixed = [[lst[i] for lst in per_out] for i in range(nb)]
+        # int64 -> float64 rounds to nearest as Python's int -> float does; / 2^s is exact
+        per_float = [(a.astype(np.float64) / 2.0 ** s).tolist() for a, s in zip(fixed_arrays, scales)]
+        floats = [[lst[i] for lst in per_float] for i in range(nb)]
         elapsed = (time.perf_counter() - t0) * 1000.0
         return BatchResult(fixed, floats, scales, self.backend.describe(), elapsed, _op_names(plan), path=path)
 

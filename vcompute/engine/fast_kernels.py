@@ -297,4 +297,163 @@ def conv_pool(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None, n
     return out
 
 
-__all__ = ["FLAG_INPUT_RANGE", "conv_pool", "pool2d", "quantize_input", "split_nchw"]
+@triton.jit
+def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
+                        C, H, W, HO, WO, HP, WP, O, OG, CG, M, stride_h, stride_w, pad_t, pad_l,
+                        d, lo, hi, pd, plo, phi,
+                        KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, DIV: tl.constexpr,
+                        HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, NARROW: tl.constexpr,
+                        POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
+                        PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
+    """Exact int64 conv on the CUDA cores, for layers with few channels (where the limb GEMM's
+    tensor-core tiles are mostly padding and its im2col gathers single bytes): a [BLOCK_P pixels x
+    BLOCK_O channels] tile accumulates ``x * w`` over the taps in int64 (the plan bounds
+    ``K * max|x| * max|w|`` below 2^63, so nothing wraps; ``NARROW``: both fit int32, so each
+    product is one widening multiply), then the GEMM epilogue (bias, rescale, clamp) and, with
+    POOL, the window-ordered pooling of :func:`conv_pool`. Input loads run along image rows."""
+    KK: tl.constexpr = PH * PW
+    pid_p = tl.program_id(0)
+    n_o = tl.cdiv(OG, BLOCK_O)
+    g = tl.program_id(1) // n_o
+    pid_o = tl.program_id(1) % n_o
+    m = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    m_ok = m < M
+    m = tl.where(m_ok, m, 0)
+    if POOL:
+        win = m // KK
+        j = m % KK
+        n_img = win // (HP * WP)
+        ho = ((win % (HP * WP)) // WP) * PH + j // PW
+        wo = (win % WP) * PW + j % PW
+    else:
+        n_img = m // (HO * WO)
+        ho = (m % (HO * WO)) // WO
+        wo = m % WO
+    h0 = ho * stride_h - pad_t
+    w0 = wo * stride_w - pad_l
+    o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    o_ok = o < OG
+    oc = g * OG + tl.where(o_ok, o, 0)
+    x_img = x_ptr + (n_img.to(tl.int64) * C + g * CG) * H * W
+    w_row = w_ptr + oc.to(tl.int64) * (CG * KH * KW)
+    acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.int64)
+    for c in range(0, CG):
+        for r in tl.static_range(KH):
+            h = h0 + r
+            h_ok = m_ok & (h >= 0) & (h < H)
+            for s in tl.static_range(KW):
+                w = w0 + s
+                ok = h_ok & (w >= 0) & (w < W)
+                xv = tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0)
+                wv = tl.load(w_row + (c * KH + r) * KW + s, mask=o_ok, other=0)
+                if NARROW:
+                    acc += xv.to(tl.int32).to(tl.int64)[:, None] * wv.to(tl.int64)[None, :]
+                else:
+                    acc += xv[:, None] * wv.to(tl.int64)[None, :]
+    mask = m_ok[:, None] & o_ok[None, :]
+    bias = tl.zeros((1, BLOCK_O), dtype=tl.int64)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + oc, mask=o_ok, other=0)[None, :]
+    res = apply_epilogue(acc, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, False, DIV, HAS_LO, HAS_HI, True)
+    if POOL:
+        OUT_W: tl.constexpr = BLOCK_P // KK
+        r3 = tl.reshape(res, (OUT_W, KK, BLOCK_O))
+        if IS_MAX:
+            pooled = tl.max(r3, axis=1)
+        else:
+            pooled = tl.sum(r3, axis=1)
+        if PDIV != -2:
+            pooled = round_div(pooled, pd, PDIV)
+        pooled = clamp(pooled, plo, phi, P_HAS_LO, P_HAS_HI)
+        MW = M // KK
+        offs_w = pid_p * OUT_W + tl.arange(0, OUT_W)
+        ww = tl.where(offs_w < MW, offs_w, 0)
+        out_off = ((ww // (HP * WP)).to(tl.int64) * O * HP * WP + (ww % (HP * WP)))[:, None] \
+            + oc.to(tl.int64)[None, :] * (HP * WP)
+        tl.store(out_ptr + out_off, pooled, mask=(offs_w[:, None] < MW) & o_ok[None, :])
+    else:
+        out_off = (n_img.to(tl.int64) * O * HO * WO + (m % (HO * WO)))[:, None] + oc.to(tl.int64)[None, :] * (HO * WO)
+        tl.store(out_ptr + out_off, res, mask=mask)
+
+
+def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                pads: tuple[int, int, int, int], groups: int, epi: Epilogue, flag: torch.Tensor, narrow: bool,
+                pool: tuple[int, int] | None = None, pool_max: bool = False, pool_div: int = 1,
+                pool_clip: tuple[int | None, int | None] = (None, None), block_p: int | None = None,
+                num_warps: int = 4) -> torch.Tensor:
+    """Exact conv of int64 x [N, C, H, W] with int32 weights ``w32`` [O, C/groups, kh, kw] on the
+    CUDA cores (see ``_direct_conv_kernel``), the GEMM epilogue ``epi`` and optionally a following
+    non-overlapping ``pool`` (as :func:`conv_pool`). Host checks are the caller's (plan time)."""
+    nb, c, h, w = x.shape
+    o, cg, kh, kw = w32.shape
+    (sh, sw), (pt, pl, pb, pr) = stride, pads
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    og = o // groups
+    block_o = min(64, max(2, triton.next_power_of_2(og)))
+    if pool is not None:
+        ph, pw = pool
+        hp, wp = ho // ph, wo // pw
+        out = torch.empty((nb, o, hp, wp), dtype=torch.int64, device=x.device)
+        m = nb * hp * wp * ph * pw
+    else:
+        ph = pw = 1
+        hp = wp = 1
+        out = torch.empty((nb, o, ho, wo), dtype=torch.int64, device=x.device)
+        m = nb * ho * wo
+    if m == 0:
+        return out
+    if block_p is None:
+        block_p = max(32, min(256, 2048 // block_o))
+    block_p = max(block_p, ph * pw)
+    grid = (triton.cdiv(m, block_p), groups * triton.cdiv(og, block_o))
+    epi_rt, epi_cx = epi.kernel_args()
+    epi_cx.pop("BIAS_AFTER")
+    plo, phi = pool_clip
+    _direct_conv_kernel[grid](
+        x.contiguous(), w32, bias if bias is not None else out, out, flag,
+        c, h, w, ho, wo, hp, wp, o, og, cg, m, sh, sw, pt, pl, *epi_rt,
+        pool_div, 0 if plo is None else plo, 0 if phi is None else phi,
+        KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, **epi_cx,
+        POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
+        P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
+        num_warps=num_warps)
+    return out
+
+
+@triton.jit
+def _finalize_kernel(flag_ptr, n_flags, src_ptr, n, res_ptr, offset, WITH_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+    """res[offset + i] = src[i]; with WITH_FLAGS, program 0 also copies the flags to res[0:n_flags]
+    and zeroes them (each forward pass then starts with clear flags, with no memset of its own)."""
+    pid = tl.program_id(0)
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(res_ptr + offset + offs, tl.load(src_ptr + offs, mask=mask, other=0), mask=mask)
+    if WITH_FLAGS:
+        if pid == 0:
+            for f0 in range(0, n_flags, BLOCK):
+                fo = f0 + tl.arange(0, BLOCK)
+                fm = fo < n_flags
+                tl.store(res_ptr + fo, tl.load(flag_ptr + fo, mask=fm, other=0).to(tl.int64), mask=fm)
+                tl.store(flag_ptr + fo, tl.zeros((BLOCK,), dtype=tl.int32), mask=fm)
+
+
+def finalize(flags: torch.Tensor, n_flags: int, outputs: list[torch.Tensor]) -> torch.Tensor:
+    """One int64 tensor ``[flags, out_0, out_1, ...]`` (the one device-to-host copy of a batch),
+    the flags zeroed on the way (the next forward pass starts clear)."""
+    total = n_flags + sum(o.numel() for o in outputs)
+    res = torch.empty(total, dtype=torch.int64, device=flags.device)
+    offset = n_flags
+    block = 1024
+    for i, o in enumerate(outputs):
+        src = o.reshape(-1).contiguous()
+        grid = (max(1, triton.cdiv(src.numel(), block)),)
+        _finalize_kernel[grid](flags, n_flags, src, src.numel(), res, offset, WITH_FLAGS=i == 0, BLOCK=block)
+        offset += src.numel()
+    if not outputs:
+        res[:n_flags] = flags[:n_flags].to(torch.int64)
+        flags.zero_()
+    return res
+
+
+__all__ = ["FLAG_INPUT_RANGE", "conv_pool", "direct_conv", "finalize", "pool2d", "quantize_input", "split_nchw"]
