@@ -21,18 +21,33 @@ step() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 cat "$OUT/device.txt"
 
 step "engine: exactness of every sample and timings (bench_engine.py, batches $BATCHES)"
-timeout "${BENCH_S:-300}" python3 scripts/bench_engine.py "$CASES" --batches $BATCHES --out "$OUT" > "$OUT/bench-engine.log" 2>&1 || status=1
+timeout "${BENCH_S:-300}" python3 scripts/bench_engine.py "$CASES" --batches $BATCHES --out "$OUT" \
+  ${VARIANTS:+--variants $VARIANTS} > "$OUT/bench-engine.log" 2>&1 || status=1
 tail -n 22 "$OUT/bench-engine.log"
 
-if [ -n "${KERNEL_BENCH:-1}" ] && [ "${KERNEL_BENCH:-1}" != 0 ]; then
-  step "exact GEMM vs cuBLAS (scripts/bench_kernels.py)"
-  timeout "${KBENCH_S:-100}" python3 scripts/bench_kernels.py --sizes ${KSIZES:-2048 4096 8192} --limbs 1 2 4 > "$OUT/bench-kernels.log" 2>&1 || status=1
-  tail -n 12 "$OUT/bench-kernels.log"
-fi
-
 step "GPU-marked tests: engine fast path, batches, kernels"
-timeout "${TESTS_S:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu --maxfail=10 --durations=8 \
+timeout "${TESTS_S:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu --maxfail=10 --durations=12 \
   tests/engine/test_fast.py tests/engine/test_batch.py tests/engine/test_engine.py tests/kernels > "$OUT/pytest-gpu.log" 2>&1 || status=1
-tail -n 15 "$OUT/pytest-gpu.log"
+tail -n 22 "$OUT/pytest-gpu.log"
+
+if [ "${KERNEL_BENCH:-1}" != 0 ]; then
+  # exact GEMM vs cuBLAS; with MAIN_KERNELS=dir (a checkout's kernels/ and its scripts/bench_kernels.py
+  # one level up), the same runs alternate with that version's kernels: an A/B on one machine
+  ksizes=${KSIZES:-2048 4096 8192}
+  for round in 1 2; do
+    step "exact GEMM vs cuBLAS, this tree, round $round"
+    timeout "${KBENCH_S:-60}" python3 scripts/bench_kernels.py --sizes $ksizes --limbs 2 4 > "$OUT/k.log" 2>&1 || status=1
+    { echo "## this tree, round $round"; grep -A4 "^  size" "$OUT/k.log"; } >> "$OUT/bench-kernels.log"
+    if [ -n "${MAIN_KERNELS:-}" ] && [ -d "$MAIN_KERNELS" ]; then
+      step "exact GEMM vs cuBLAS, $MAIN_KERNELS, round $round"
+      rm -rf /tmp/kernels-this && cp -r kernels /tmp/kernels-this && rm -rf kernels && cp -r "$MAIN_KERNELS" kernels
+      timeout "${KBENCH_S:-60}" python3 "$MAIN_KERNELS/../scripts/bench_kernels.py" --sizes $ksizes --limbs 2 4 > "$OUT/k.log" 2>&1 || status=1
+      { echo "## $MAIN_KERNELS, round $round"; grep -A4 "^  size" "$OUT/k.log"; } >> "$OUT/bench-kernels.log"
+      rm -rf kernels && cp -r /tmp/kernels-this kernels
+    fi
+  done
+  rm -f "$OUT/k.log"
+  cat "$OUT/bench-kernels.log"
+fi
 step "done (status $status)"
 exit $status
