@@ -2,7 +2,8 @@
 
 Each model is a small torch module with seeded weights, exported to ONNX (opset 17, the
 TorchScript exporter, which EZKL accepts) next to a sample input in EZKL's JSON format.
-Run: ``python scripts/make_circuits.py`` (rewrites circuits/*/model.onnx and input.json).
+Run: ``python scripts/make_circuits.py [NAME ...]`` (rewrites circuits/<name>/model.onnx and
+input.json; every model without a name).
 """
 
 from __future__ import annotations
@@ -46,9 +47,37 @@ class TinyCNN(nn.Module):
         return self.head(torch.flatten(self.features(x), 1))
 
 
+class LeNet5(nn.Module):
+    """LeNet-5 on a 1x28x28 image (MNIST's size): two 5x5 convolutions with ReLU and 2x2
+    average pooling (LeCun's subsampling layers), then dense layers 400 -> 120 -> 84 -> 10.
+    About 61k weights: the size of EZKL's LeNet example, and the model issue #9 times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))
+
+
 MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...]]] = {
     "mlp": (TinyMLP, (1, 8)),
     "cnn": (TinyCNN, (1, 1, 8, 8)),
+    "lenet": (LeNet5, (1, 1, 28, 28)),
 }
 
 
@@ -75,5 +104,7 @@ def export(name: str, seed: int = 0) -> Path:
 
 
 if __name__ == "__main__":
-    for name in MODELS:
+    import sys
+
+    for name in sys.argv[1:] or MODELS:
         print(f"wrote {export(name)}")

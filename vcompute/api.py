@@ -1,4 +1,5 @@
-"""The public Python API: ``vcompute.prove``, ``verify``, ``verify_onchain``, ``attest``, ``infer``, ``export``.
+"""The public Python API: ``vcompute.prove``, ``verify``, ``verify_onchain``, ``attest``, ``infer``,
+``infer_batch``, ``load`` (an :class:`Engine` serving many batches), ``export``.
 
 Each takes paths as ``str`` or ``Path`` and inputs as files, numpy arrays, torch tensors or
 EZKL's ``{"input_data": ...}`` dict, and returns a typed result (a dataclass). Failures raise
@@ -55,6 +56,28 @@ class InferResult:
     device: str
     time_ms: float
     ops: list[str]
+    path: str = "ops"
+
+
+@dataclass
+class BatchInferResult:
+    """Every sample's outputs: ``outputs_fixed[i][k]`` are sample i's output k, flat integers."""
+
+    outputs: list[list[list[float]]]
+    outputs_fixed: list[list[list[int]]]
+    output_scales: list[int]
+    device: str
+    time_ms: float
+    ops: list[str]
+    path: list[str]
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.outputs_fixed)
+
+    def sample(self, i: int) -> InferResult:
+        return InferResult(self.outputs[i], self.outputs_fixed[i], self.output_scales, self.device, self.time_ms,
+                           self.ops, self.path[-1])
 
 
 def _input_file(value: InputLike, work: Path, name: str) -> Path | None:
@@ -246,16 +269,112 @@ def infer(
     device: str | None = None,
 ) -> InferResult:
     """Run ``model`` on the fixed-point engine: the integers ``prove`` would attest for the same options."""
-    from vcompute import inference
+    from vcompute.inference import infer as run_one
     from vcompute.zk import circuit
 
     options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
     with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
-        result = inference.infer(
+        result = run_one(
             Path(model), _input_file(input, Path(tmp), "input.json"), Path(settings) if settings else None,
             options=options, calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"), device=device,
         )
-    return InferResult(**{k: result[k] for k in ("outputs", "outputs_fixed", "output_scales", "device", "time_ms", "ops")})
+    return InferResult(**{k: result[k] for k in ("outputs", "outputs_fixed", "output_scales", "device", "time_ms", "ops", "path")})
+
+
+def _samples(model_path: Path, samples: Any, work: Path) -> tuple[Path | None, list[list[np.ndarray]] | None]:
+    """Samples as a file path (any format ``infer.load_samples`` reads), or a list of per-sample
+    inputs (each: an array, a list of arrays, or EZKL's dict), or one stacked array."""
+    from vcompute.inputs import parse_input_data
+    from vcompute.model import load_model
+
+    if samples is None or isinstance(samples, (str, Path)):
+        return (Path(samples) if samples is not None else None), None
+    model = load_model(model_path)
+    if _is_array(samples):
+        samples = [_to_numpy(samples)[i] for i in range(len(samples))]
+    out = []
+    for i, s in enumerate(samples):
+        if isinstance(s, dict):
+            out.append(parse_input_data(s, model, f"sample {i}"))
+            continue
+        tensors = [s] if _is_array(s) else list(s)
+        data = {"input_data": [np.asarray(_to_numpy(t), dtype=np.float64).reshape(-1).tolist() for t in tensors]}
+        out.append(parse_input_data(data, model, f"sample {i}"))
+    return None, out
+
+
+def infer_batch(
+    model: PathLike,
+    samples: Any = None,
+    *,
+    batch_size: int = 64,
+    settings: PathLike | None = None,
+    target: str = "resources",
+    scales: Sequence[int] | None = None,
+    max_logrows: int | None = None,
+    calibration_data: InputLike = None,
+    device: str | None = None,
+) -> BatchInferResult:
+    """Run many samples through one loaded engine, ``batch_size`` at a time: the integers
+    ``prove`` would attest for each. ``samples``: a file (EZKL JSON with a list of samples, JSON
+    lines, .npy, .npz), a list of per-sample inputs, or one array with the samples on its first
+    axis. Without ``settings``, calibration runs as ``prove`` would, on the first sample."""
+    from vcompute.inference import infer_batch as run_batch
+    from vcompute.zk import circuit
+
+    options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
+    with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
+        path, parsed = _samples(Path(model), samples, Path(tmp))
+        result = run_batch(
+            Path(model), path, Path(settings) if settings else None, options=options,
+            calibration_data=_input_file(calibration_data, Path(tmp), "calibration.json"), device=device,
+            batch_size=batch_size, samples=parsed,
+        )
+    return BatchInferResult(
+        outputs=[s["outputs"] for s in result["samples"]], outputs_fixed=[s["outputs_fixed"] for s in result["samples"]],
+        output_scales=result["output_scales"], device=result["device"], time_ms=result["time_ms"], ops=result["ops"],
+        path=result["path"], batch_size=batch_size,
+    )
+
+
+def load(
+    model: PathLike | Any,
+    settings: PathLike | dict[str, Any] | None = None,
+    *,
+    device: str | None = None,
+    backend: str | None = None,
+    path: str = "auto",
+    tiles: str = "auto",
+    target: str = "resources",
+    scales: Sequence[int] | None = None,
+    max_logrows: int | None = None,
+    calibration_data: InputLike = None,
+):
+    """Load a model once for many calls: an :class:`vcompute.Engine` whose ``.infer(batch)``
+    returns every sample's outputs (``BatchResult``). ``batch``: a list of per-sample input lists,
+    stacked arrays (one per model input, samples first) or torch tensors (on the GPU they stay
+    there). ``settings``: EZKL's settings (a dict or a file, e.g. a proof dir's); without them,
+    calibration runs as ``prove`` would, on ``calibration_data`` or the deterministic sample input.
+    On a GPU each batch size's forward pass is captured once in a CUDA graph and replayed."""
+    from vcompute.engine.engine import Engine
+    from vcompute.inference import check_device, resolve_settings
+    from vcompute.inputs import sample_input
+    from vcompute.model import load_model
+    from vcompute.zk import circuit
+
+    if isinstance(settings, dict):
+        settings_dict = settings
+    else:
+        info = load_model(Path(model))
+        options = circuit.CircuitOptions(target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows)
+        options.check()
+        check_device(device)
+        with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
+            settings_dict = resolve_settings(
+                info, Path(settings) if settings else None, options,
+                _input_file(calibration_data, Path(tmp), "calibration.json"), sample_input(info))
+    return Engine(model if not isinstance(model, str) else Path(model), settings_dict, device, backend=backend,
+                  path=path, tiles=tiles)
 
 
 def export(module: Any, example_input: Any, path: PathLike, *, opset: int = 17, input_names: Sequence[str] | None = None) -> Path:

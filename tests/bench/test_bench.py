@@ -19,8 +19,12 @@ def test_bench_reports_inference_and_proof_side_by_side(cli, tmp_path: Path) -> 
     assert [row["batch"] for row in report["inference"]] == [1, 3]
     for row in report["inference"]:
         assert row["engine"]["matches_witness"] is True, row["engine"]
+        assert row["engine"]["matches_reference"] is True and row["engine"]["samples_checked"] == row["batch"]
+        assert row["engine"]["witnesses_checked"] == row["batch"]
         for runner in ("engine", "torch", "onnxruntime"):
             assert row[runner]["median_ms"] > 0 and row[runner]["min_ms"] <= row[runner]["max_ms"], (runner, row[runner])
+            assert row[runner]["throughput_per_s"] > 0
+        assert set(row["engine_speedup"]) == {"vs_torch", "vs_onnxruntime"}
     proof = report["proof"]
     assert proof["cold"]["cached"]["setup"] is False, "the cold run must start from an empty cache"
     assert proof["warm"]["cached"] == {**proof["warm"]["cached"], "calibrate + compile": True, "srs": True, "setup": True}
@@ -32,3 +36,52 @@ def test_bench_reports_inference_and_proof_side_by_side(cli, tmp_path: Path) -> 
 def test_bench_bad_batch(cli) -> None:
     result = cli("bench", CIRCUITS / "mlp" / "model.onnx", "--batch", "0,x")
     assert result.returncode == 2 and "--batch takes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_float_baseline_follows_onnx_average_pool(tmp_path: Path) -> None:
+    """ONNX AveragePool divides by the cells inside the image unless count_include_pad=1 (torch's
+    avg_pool2d counts the padding by default): the baseline must match onnxruntime both ways."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from vcompute.bench.torch_float import FloatModel
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 7)).astype(np.float32)
+    for cip in (False, True):
+        path = tmp_path / f"avg{int(cip)}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=cip),
+                              (torch.zeros(2, 3, 7, 7),), str(path), opset_version=17, dynamo=False)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        got = FloatModel(path, "cpu")(torch.from_numpy(x))[0].numpy()
+        assert np.allclose(got, want, atol=1e-6), (cip, np.abs(got - want).max())
+
+
+def test_bench_engine_script_on_exported_cases(tmp_path: Path) -> None:
+    """scripts/bench_engine.py (the GPU host's benchmark, no EZKL there) runs on exported cases and
+    checks every sample; here on the CPU, op by op."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("ezkl")
+    from vcompute.engine import selfcheck
+
+    cases = tmp_path / "cases"
+    selfcheck.export(cases, [CIRCUITS / "mlp"], samples=3, draw="uniform")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(CIRCUITS.parent / "scripts" / "bench_engine.py"), str(cases),
+                             "--batches", "1", "4", "--repeat", "2", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    doc = json.loads((out / "bench-engine.json").read_text())
+    rows = doc["models"][0]["inference"]
+    assert [r["batch"] for r in rows] == [1, 4]
+    assert all(r["engine"]["matches_reference"] for r in rows) and rows[1]["engine"]["witnesses_checked"] == 3
+    assert (out / "bench-engine.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,7 +1,10 @@
 """``vcompute bench``: inference and proving measured side by side, in one run.
 
-Inference, per batch size: the Triton fixed-point engine (checked against EZKL's witness for
-every sample), PyTorch eager in float (GPU when there is one) and onnxruntime on the CPU.
+Inference, per batch size: the fixed-point engine on the whole batch (on a GPU: the fused plan
+replayed as a CUDA graph; every sample checked against the op-by-op int64 path, and up to
+``WITNESS_SAMPLES`` against EZKL's witness), PyTorch eager in float (GPU when there is one) and
+onnxruntime on the CPU: latency and throughput (samples/s), device work timed like
+``triton.testing.do_bench``.
 Proof pipeline: every stage cold (an empty cache) and warm, each ``prove`` in its own process
 so its peak memory is its own. Nothing here asserts a time: benchmarks record, tests check.
 """
@@ -66,7 +69,8 @@ def _samples(base: list[np.ndarray], batch: int) -> list[list[np.ndarray]]:
 
 def _stack(samples: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Batch samples along the first axis (each sample keeps its batch-1 leading dim)."""
-    return [np.concatenate([s[i] for s in samples], axis=0) for i in range(len(samples[0]))]
+    return [np.concatenate([np.asarray(s[i])[None] if np.ndim(s[i]) == 0 or np.shape(s[i])[0] != 1 else s[i]
+                            for s in samples], axis=0) for i in range(len(samples[0]))]
 
 
 # --- proof pipeline -------------------------------------------------------------------------
@@ -143,8 +147,13 @@ def bench_gas(proof_dir: Path, rpc_url: str | None) -> dict[str, Any]:
 
 # --- inference ------------------------------------------------------------------------------
 
+#: EZKL witnesses checked per batch (each costs a witness generation); every sample of every batch
+#: is also checked against the op-by-op engine (the exact int64 CPU path the witnesses vouch for)
+WITNESS_SAMPLES = 16
 
-def _time(fn: Callable[[], Any], repeat: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+
+def time_host(fn: Callable[[], Any], repeat: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall-clock milliseconds of ``repeat`` calls after one warm-up (compilation, allocation)."""
     fn()  # warm-up: compilation, allocation
     sync()
     times = []
@@ -154,6 +163,24 @@ def _time(fn: Callable[[], Any], repeat: int, sync: Callable[[], None] = lambda:
         sync()
         times.append((time.perf_counter() - start) * 1000.0)
     return times
+
+
+_time = time_host  # the former name
+
+
+def time_device(fn: Callable[[], Any], warmup_ms: float = 25, rep_ms: float = 100) -> list[float]:
+    """``triton.testing.do_bench``: CUDA-event times of each call (the L2 cache flushed before
+    each), after warm-up; returns [median, min, max] in ms."""
+    from triton.testing import do_bench
+
+    return list(do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.0, 1.0]))
+
+
+def _stats_q(q: list[float], batch: int) -> dict[str, float]:
+    """Stats from [median, min, max] (``time_device``)."""
+    median, lo, hi = q
+    return {"median_ms": round(median, 4), "min_ms": round(lo, 4), "max_ms": round(hi, 4),
+            "throughput_per_s": round(batch / (median / 1000.0), 2) if median > 0 else float("inf")}
 
 
 def _witness_outputs(sample: list[np.ndarray], proof_dir: Path) -> list[list[int]]:
@@ -167,38 +194,87 @@ def _witness_outputs(sample: list[np.ndarray], proof_dir: Path) -> list[list[int
     return proving.felts_to_ints(wit["outputs"])
 
 
-def bench_engine(model: ModelInfo, settings: dict[str, Any], samples: list[list[np.ndarray]], repeat: int, proof_dir: Path, device: str | None) -> dict[str, Any]:
-    """The Triton engine, one sample at a time (the circuit is batch 1); exactness checked per sample."""
-    from vcompute.engine.run import run_fixed
+def bench_engine_batched(model_path: Path, settings: dict[str, Any], samples: list[list[np.ndarray]], repeat: int,
+                         device: str | None, witnesses: dict[int, list[list[int]]] | None = None,
+                         reference: list[list[list[int]]] | None = None, tiles: Any = "auto") -> dict[str, Any]:
+    """The engine on the whole batch at once (``Engine``: on a GPU, the fused plan as a CUDA graph).
+
+    Exactness: every sample against ``reference`` (default: the op-by-op int64 path on the CPU)
+    and the samples in ``witnesses`` (index -> EZKL's outputs) against EZKL. Times: on a GPU the
+    graph replay alone (``time_device``, the batch already on the device, as the PyTorch column
+    times its forward pass), and end to end from host arrays to Python integers (``time_host``).
+    """
+    import torch
+
+    from vcompute.engine.engine import Engine
+    from vcompute.engine.run import run_fixed_batch
     from vcompute.engine.witness import compare
 
-    results = [run_fixed(model.path, s, settings, device=device) for s in samples]
-    mismatches = [m for r, s in zip(results, samples) if (m := compare(r.outputs_fixed, _witness_outputs(s, proof_dir))[1])]
-    times = []
-    for _ in range(repeat):
-        times.append(sum(run_fixed(model.path, s, settings, device=device).time_ms for s in samples))
-    return {**_stats(times, len(samples)), "device": results[0].device, "matches_witness": not mismatches, "mismatch": mismatches[0] if mismatches else None}
+    engine = Engine(model_path, settings, device, tiles=tiles)
+    batch = _stack_f32(samples)
+    result = engine.infer(batch)
+    result = engine.infer(batch)  # the second call of a size captures its graph
+    if reference is None:
+        reference = run_fixed_batch(model_path, batch, settings, backend="torch").outputs_fixed
+    bad_ref = [i for i, (got, want) in enumerate(zip(result.outputs_fixed, reference)) if got != want]
+    bad_wit = [(i, where) for i, want in (witnesses or {}).items()
+               if (where := compare(result.outputs_fixed[i], want)[1])]
+    row: dict[str, Any] = {"device": result.device, "path": result.path, "samples_checked": len(samples),
+                           "matches_reference": not bad_ref, "witnesses_checked": len(witnesses or {}),
+                           "matches_witness": not bad_wit if witnesses else None,
+                           "mismatch": (f"sample {bad_ref[0]} vs the op path" if bad_ref else
+                                        f"sample {bad_wit[0][0]} vs its witness: {bad_wit[0][1]}" if bad_wit else None)}
+    e2e = time_host(lambda: engine.infer(batch), repeat)
+    row["end_to_end"] = _stats(e2e, len(samples))
+    if result.path == "graph":
+        runner = engine.graph_runner(batch)
+        row.update(_stats_q(time_device(runner.replay), len(samples)))
+        row["timed"] = "graph replay (device)"
+    else:
+        row.update(_stats(e2e, len(samples)))
+        row["timed"] = "end to end (host)"
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return row
 
 
-def bench_torch(model: ModelInfo, samples: list[list[np.ndarray]], repeat: int) -> dict[str, Any]:
+def _stack_f32(samples: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """One float32 array per model input with the samples on the first axis."""
+    return [np.stack([np.asarray(s[k], dtype=np.float64).astype(np.float32) for s in samples])
+            for k in range(len(samples[0]))]
+
+
+def bench_engine(model: ModelInfo, settings: dict[str, Any], samples: list[list[np.ndarray]], repeat: int, proof_dir: Path, device: str | None) -> dict[str, Any]:
+    """The engine on the batch, exactness checked against EZKL for up to ``WITNESS_SAMPLES``
+    samples and against the op path for all of them."""
+    witnesses = {i: _witness_outputs(s, proof_dir) for i, s in enumerate(samples[:WITNESS_SAMPLES])}
+    return bench_engine_batched(model.path, settings, samples, repeat, device, witnesses)
+
+
+def bench_torch(model: ModelInfo | Path, samples: list[list[np.ndarray]], repeat: int) -> dict[str, Any]:
+    """PyTorch eager in float32, batched; on a GPU timed like the engine (``time_device``)."""
     import torch
 
     from vcompute.bench.torch_float import FloatModel, batch_inputs
 
+    path = model.path if isinstance(model, ModelInfo) else Path(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = FloatModel(model.path, device)
+    net = FloatModel(path, device)
     xs = batch_inputs(_stack(samples), device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = _time(lambda: net(*xs), repeat, sync)
-    name = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
-    return {**_stats(times, len(samples)), "device": f"{device} ({name})"}
+    if device == "cuda":
+        row = _stats_q(time_device(lambda: net(*xs)), len(samples))
+        name = torch.cuda.get_device_name()
+    else:
+        row = _stats(time_host(lambda: net(*xs), repeat), len(samples))
+        name = cpu_name()
+    return {**row, "device": f"{device} ({name})"}
 
 
-def _batched_model_bytes(model: ModelInfo) -> bytes:
+def _batched_model_bytes(path: Path) -> bytes:
     """The ONNX model with a symbolic first dimension on inputs and outputs, for batched runs."""
     import onnx
 
-    proto = onnx.load(str(model.path))
+    proto = onnx.load(str(path))
     for value in [*proto.graph.input, *proto.graph.output]:
         dims = value.type.tensor_type.shape.dim
         if dims:
@@ -206,24 +282,28 @@ def _batched_model_bytes(model: ModelInfo) -> bytes:
     return proto.SerializeToString()
 
 
-def bench_onnxruntime(model: ModelInfo, samples: list[list[np.ndarray]], repeat: int) -> dict[str, Any]:
+def bench_onnxruntime(model: ModelInfo | Path, samples: list[list[np.ndarray]], repeat: int) -> dict[str, Any]:
     """onnxruntime on the CPU, batched when the graph allows, else one sample at a time."""
     import onnxruntime as ort
 
+    path = model.path if isinstance(model, ModelInfo) else Path(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(_batched_model_bytes(model), options, providers=["CPUExecutionProvider"])
-    batched = {n: x.astype(np.float32) for n, x in zip(model.input_names, _stack(samples))}
+    session = ort.InferenceSession(_batched_model_bytes(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    batched = {n: x.astype(np.float32) for n, x in zip(names, _stack(samples))}
     try:
         session.run(None, batched)
         run = lambda: session.run(None, batched)  # noqa: E731
         mode = "batched"
     except Exception:
-        plain = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
-        feeds = [{n: x.astype(np.float32) for n, x in zip(model.input_names, s)} for s in samples]
+        plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feeds = [{n: x.astype(np.float32) for n, x in zip(names, s)} for s in samples]
         run = lambda: [plain.run(None, f) for f in feeds]  # noqa: E731
         mode = "per sample"
-    return {**_stats(_time(run, repeat), len(samples)), "device": "cpu", "mode": mode}
+    reps = max(repeat, 5)
+    return {**_stats(time_host(run, reps), len(samples)), "device": f"cpu ({cpu_name()}, {os.cpu_count()} cores)",
+            "mode": mode}
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -287,6 +367,8 @@ def run(req: BenchRequest, progress: Progress = lambda _: None) -> dict[str, Any
         row["torch"] = bench_torch(model, samples, req.repeat)
         progress(f"inference, batch {batch}: onnxruntime")
         row["onnxruntime"] = bench_onnxruntime(model, samples, req.repeat)
+        if "unsupported" not in row["engine"]:
+            row["engine_speedup"] = speedups(row)
         inference.append(row)
     return {
         "model": str(model.path),
@@ -306,3 +388,13 @@ def _engine_row(model: ModelInfo, settings: dict[str, Any], samples: list[list[n
         return bench_engine(model, settings, samples, req.repeat, proof_dir, req.device)
     except UnsupportedOpError as exc:
         return {"unsupported": str(exc)}
+
+
+def speedups(row: dict[str, Any]) -> dict[str, float | None]:
+    """Engine throughput over PyTorch float and onnxruntime for one batch row."""
+    eng = row["engine"].get("throughput_per_s")
+    out: dict[str, float | None] = {}
+    for key in ("torch", "onnxruntime"):
+        other = row[key].get("throughput_per_s")
+        out[f"vs_{key}"] = round(eng / other, 3) if eng and other else None
+    return out

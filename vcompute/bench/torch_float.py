@@ -40,11 +40,22 @@ def _conv(x, w, b=None, **a):
 
 
 def _pool(kind: str):
+    """ONNX MaxPool / AveragePool (2-D, floor mode). An average divides by the window's cells
+    inside the image unless ``count_include_pad=1`` (ONNX's default is 0; torch's avg_pool2d counts
+    the padding by default, and padding by hand would count it too)."""
+
     def run(x, **a):
         k = a["kernel_shape"]
-        x = F.pad(x, _pads(a, len(k)), value=float("-inf") if kind == "max" else 0.0)
+        pads = _pads(a, len(k))
         strides = a.get("strides", k)
-        return (F.max_pool2d if kind == "max" else F.avg_pool2d)(x, k, strides)
+        if kind == "max":
+            return F.max_pool2d(F.pad(x, pads, value=float("-inf")), k, strides)
+        total = F.avg_pool2d(F.pad(x, pads), k, strides, divisor_override=1)
+        if a.get("count_include_pad", 0) or not any(pads):
+            return total / float(k[0] * k[1])
+        ones = F.pad(torch.ones_like(x[:1, :1]), pads)
+        cells = F.avg_pool2d(ones, k, strides, divisor_override=1)
+        return total / cells
 
     return run
 
@@ -85,19 +96,30 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def _const(array: np.ndarray, device: str) -> torch.Tensor:
+    """Float constants (weights) on the device; integer ones (shapes, axes) stay on the CPU, so
+    reading them never syncs with the GPU."""
+    t = torch.from_numpy(array.copy())
+    return t.to(device) if t.is_floating_point() else t
+
+
 class FloatModel:
-    """An ONNX model prepared once (weights on the device), run many times."""
+    """An ONNX model prepared once (weights on the device, attributes parsed, Constant nodes
+    evaluated), run many times: PyTorch eager, one op after another, as a float baseline."""
 
     def __init__(self, path: Path, device: str) -> None:
         proto = onnx.load(str(path))
         self.device = device
-        self.consts = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()).to(device) for i in proto.graph.initializer}
+        self.consts = {i.name: _const(numpy_helper.to_array(i), device) for i in proto.graph.initializer}
+        self.nodes: list[tuple[Callable[..., torch.Tensor], list[str], str, dict[str, Any]]] = []
         for node in proto.graph.node:
+            attrs = _attrs(node)
             if node.op_type == "Constant":
+                self.consts[node.output[0]] = _const(numpy_helper.to_array(attrs["value"]), device)
                 continue
             if node.op_type not in OPS:
                 raise UsageError(f"the float baseline has no PyTorch op for ONNX {node.op_type}")
-        self.nodes = list(proto.graph.node)
+            self.nodes.append((OPS[node.op_type], [i for i in node.input if i], node.output[0], attrs))
         self.inputs = [i.name for i in proto.graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in proto.graph.output]
 
@@ -105,13 +127,8 @@ class FloatModel:
     def __call__(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         env = dict(self.consts)
         env.update(zip(self.inputs, xs))
-        for node in self.nodes:
-            attrs = _attrs(node)
-            if node.op_type == "Constant":
-                env[node.output[0]] = torch.from_numpy(numpy_helper.to_array(attrs["value"]).copy()).to(self.device)
-                continue
-            args = [env[i] for i in node.input if i]
-            env[node.output[0]] = OPS[node.op_type](*args, **attrs)
+        for fn, ins, out, attrs in self.nodes:
+            env[out] = fn(*[env[i] for i in ins], **attrs)
         return [env[o] for o in self.outputs]
 
 

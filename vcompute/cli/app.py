@@ -477,24 +477,51 @@ def _attest_batch(folder: Path, rpc_url, private_key, registry, srs, as_json: bo
             raise typer.Exit(1)
 
 
+class EnginePath(str, Enum):
+    auto = "auto"
+    graph = "graph"
+    fused = "fused"
+    ops = "ops"
+
+
 @app.command()
 def infer(
     model: Annotated[Path, typer.Argument(help="The ONNX model to run.", show_default=False)],
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
-    settings: Annotated[Optional[Path], typer.Option(help="EZKL settings.json giving the scales (e.g. a proof dir's). Default: calibrate as 'prove' would, with the same options, through the cache.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="One sample in EZKL's JSON format. Default: the deterministic sample input.")] = None,
+    inputs: Annotated[Optional[Path], typer.Option("--inputs", help="Many samples: EZKL JSON with a list of samples (a list of {\"input_data\": ...}, or {\"samples\": [...]}), JSON lines (one sample a line), .npy (samples on the first axis) or .npz (one array per model input). Outputs come for every sample.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per engine batch with --inputs (one GEMM over every sample's rows; on a GPU one CUDA graph per batch size).")] = 64,
+    settings: Annotated[Optional[Path], typer.Option(help="EZKL settings.json giving the scales (e.g. a proof dir's). Default: calibrate as 'prove' would, with the same options, through the cache (on the first sample).")] = None,
     target: Annotated[Target, typer.Option(help="As for 'prove' (used without --settings).")] = Target.resources,
     scales: Annotated[Optional[str], typer.Option(help="As for 'prove' (used without --settings).")] = None,
     max_logrows: Annotated[Optional[int], typer.Option(help="As for 'prove' (used without --settings).")] = None,
     calibration_data: Annotated[Optional[Path], typer.Option(help="Calibration samples, as for 'prove' (used without --settings).")] = None,
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda:0 or cpu. Default: the GPU if there is one, else the CPU.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print outputs, outputs_fixed, device, time_ms and ops as JSON.")] = False,
+    path: Annotated[EnginePath, typer.Option(help="Engine path with --inputs: auto (a CUDA graph of the fused plan on a GPU, op by op on the CPU), graph, fused or ops. Bits never depend on it.")] = EnginePath.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="Print outputs, outputs_fixed, device, time_ms and ops as JSON; with --inputs, a 'samples' list holding each sample's outputs and outputs_fixed.")] = False,
 ) -> None:
-    """Run MODEL on vcompute's fixed-point engine: the integers a proof would attest."""
+    """Run MODEL on vcompute's fixed-point engine: the integers a proof would attest, for one sample or many."""
     from dataclasses import asdict
 
     from vcompute import api
 
     with user_errors():
+        if input is not None and inputs is not None:
+            raise UsageError("give --input (one sample) or --inputs (many), not both")
+        if inputs is not None:
+            from vcompute.inference import infer_batch
+            from vcompute.zk import circuit
+
+            options = circuit.CircuitOptions(target=target.value, scales=_parse_scales(scales), max_logrows=max_logrows)
+            with _err.status("running the fixed-point engine…"):
+                result = infer_batch(model, inputs, settings, options=options, calibration_data=calibration_data,
+                                               device=device, batch_size=batch_size, path=path.value)
+            if as_json:
+                print_json(result)
+            else:
+                from vcompute.cli import report
+
+                report.print_infer_batch(_out, result)
+            return
         with _err.status("running the fixed-point engine…"):
             result = api.infer(model, input, settings=settings, target=target.value, scales=_parse_scales(scales),
                                max_logrows=max_logrows, calibration_data=calibration_data, device=device)
@@ -534,7 +561,7 @@ def export(
 def bench(
     model: Annotated[Path, typer.Argument(help="The ONNX model to benchmark.", show_default=False)],
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input in EZKL's JSON format. Default: the deterministic sample input.")] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for inference, comma-separated.")] = "1,8",
+    batch: Annotated[str, typer.Option(help="Batch sizes for inference, comma-separated (each runs as one batch: throughput in samples/s).")] = "1,8,64",
     repeat: Annotated[int, typer.Option(help="Timed repetitions per measurement (after one warm-up).")] = 5,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Work dir for the proofs it makes. Default: bench-out/<model name>.")] = None,
     onchain: Annotated[bool, typer.Option(help="Also measure deploy and verification gas on a local Anvil.")] = False,

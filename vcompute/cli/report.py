@@ -128,6 +128,28 @@ def print_infer(console: Console, result: dict[str, Any]) -> None:
     console.print(f"ops: {', '.join(result['ops'])}")
 
 
+def print_infer_batch(console: Console, result: dict[str, Any]) -> None:
+    """``infer --inputs``: each sample's outputs (the first rows), then time and throughput."""
+    samples = result["samples"]
+    rate = result.get("samples_per_s")
+    title = (f"{len(samples)} samples on {result['device']} in {result['time_ms']:.2f} ms"
+             f"{f' ({rate:,.0f} samples/s)' if rate else ''}, batches of {result['batch_size']}")
+    table = Table(title=title, title_justify="left")
+    for col in ("sample", "output", "values", "fixed-point"):
+        table.add_column(col, justify="right" if col == "sample" else "left")
+    for i, s in enumerate(samples):
+        if i == MAX_OUTPUT_ROWS:
+            table.add_row("…", "", f"{len(samples) - i} more (--json prints every sample)", "")
+            break
+        for t, (row, fixed) in enumerate(zip(s["outputs"], s["outputs_fixed"])):
+            show = 6
+            vals = ", ".join(f"{v:.4g}" for v in row[:show]) + (" …" if len(row) > show else "")
+            ints = ", ".join(str(q) for q in fixed[:show]) + (" …" if len(fixed) > show else "")
+            table.add_row(str(i) if t == 0 else "", str(t), vals, ints)
+    console.print(table)
+    console.print(f"ops: {', '.join(result['ops'])}; engine path: {', '.join(result['path'])}")
+
+
 def print_bench(console: Console, result: dict[str, Any]) -> None:
     """The bench tables: inference per batch and runner, then the proof pipeline cold and warm."""
     from vcompute.bench.plot import RUNNERS
@@ -141,10 +163,16 @@ def print_bench(console: Console, result: dict[str, Any]) -> None:
             if "unsupported" in r:
                 table.add_row(str(row["batch"]), label, "", "", "", "", r["unsupported"])
                 continue
-            exact = {True: "= witness", False: "MISMATCH"}.get(r.get("matches_witness"), "float")
+            if key == "engine":
+                ok = r.get("matches_witness") is not False and r.get("matches_reference") is not False
+                exact = (f"= witness ({r.get('witnesses_checked', '?')}), = op path ({r.get('samples_checked', '?')})"
+                         if ok else f"MISMATCH: {r.get('mismatch')}")
+                exact += f"; {r.get('path', '')}"
+            else:
+                exact = "float"
             table.add_row(
                 str(row["batch"]), label, r["device"], f"{r['median_ms']:.3f} ms",
-                f"{r['min_ms']:.3f}–{r['max_ms']:.3f}", f"{r['throughput_per_s']:.1f}", exact,
+                f"{r['min_ms']:.3f}–{r['max_ms']:.3f}", f"{r['throughput_per_s']:,.0f}", exact,
             )
     console.print(table)
 

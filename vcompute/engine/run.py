@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +44,7 @@ class EngineResult:
     device: str
     time_ms: float
     ops: list[str] = field(default_factory=list)
+    path: str = "ops"
 
 
 @dataclass
@@ -57,6 +57,8 @@ class BatchResult:
     device: str
     time_ms: float  # the whole batch
     ops: list[str] = field(default_factory=list)
+    #: how the batch ran: "graph", "fused", "ops", or "ops (fallback: why)" (engine.Engine)
+    path: str = "ops"
 
     @property
     def batch_size(self) -> int:
@@ -65,7 +67,7 @@ class BatchResult:
     def sample(self, i: int) -> EngineResult:
         """Sample ``i`` as a one-sample result (``time_ms`` is the batch's)."""
         return EngineResult(self.outputs_fixed[i], self.outputs[i], self.output_scales,
-                            self.device, self.time_ms, self.ops)
+                            self.device, self.time_ms, self.ops, self.path)
 
 
 # -- the model and its cached plan ------------------------------------------------------------
@@ -236,6 +238,30 @@ def _op_names(plan: Plan) -> list[str]:
     return names
 
 
+_ENGINES: dict[tuple, Any] = {}
+
+
+def engine_for(model: ModelLike, settings: dict, device: str | None = None, *,
+               backend: str | Backend | None = None, path: str = "auto", tiles: Any = "auto",
+               model_key: str | None = None):
+    """The cached :class:`.engine.Engine` for these arguments (its compiled plans and CUDA graphs
+    live as long as it does)."""
+    from .engine import Engine
+
+    src = _Source(model, model_key)
+    be_key = backend if backend is None or isinstance(backend, str) else ("object", id(backend))
+    key = (src.key, json.dumps(settings.get("run_args", {}), sort_keys=True, default=str),
+           json.dumps(settings.get("model_output_scales"), default=str), device, be_key, path,
+           tiles if isinstance(tiles, str) or tiles is None else ("policy", id(tiles)))
+    eng = _ENGINES.get(key)
+    if eng is None:
+        if len(_ENGINES) > _MAX_CACHED:
+            _ENGINES.clear()
+        eng = _ENGINES[key] = Engine(model, settings, device, backend=backend, path=path, tiles=tiles,
+                                     model_key=model_key)
+    return eng
+
+
 def run_fixed_batch(
     model: ModelLike,
     samples: Samples,
@@ -245,6 +271,8 @@ def run_fixed_batch(
     backend: str | Backend | None = None,
     check_scales: bool = True,
     model_key: str | None = None,
+    path: str = "auto",
+    tiles: Any = "auto",
 ) -> BatchResult:
     """Run ``model`` on a batch of samples, each exactly as EZKL computes its witness.
 
@@ -252,37 +280,19 @@ def run_fixed_batch(
     is cached per model, keyed by the file's path and mtime, or by the proto's serialized bytes'
     hash unless ``model_key`` names it). ``samples`` is a list of per-sample input lists (floats,
     one array-like per model input), or stacked arrays with a leading batch axis: a list of one
-    array per model input, or a single array for a single-input model. ``settings`` is EZKL's
-    settings.json (its ``run_args`` give the scales). ``backend``: ``"triton"`` (the kernels),
-    ``"torch"`` (exact int64 on the CPU; ``"reference"`` is its former name), or ``None`` for
-    Triton on a CUDA device and torch elsewhere. With ``check_scales`` the output scales must
-    equal the settings' ``model_output_scales`` (a mismatch means the lowering differs from
-    EZKL's).
+    array per model input, or a single array for a single-input model (torch tensors on any
+    device too). ``settings`` is EZKL's settings.json (its ``run_args`` give the scales).
+    ``backend``: ``"triton"`` (the kernels), ``"torch"`` (exact int64 on the CPU; ``"reference"``
+    is its former name), or ``None`` for Triton on a CUDA device and torch elsewhere. With
+    ``check_scales`` the output scales must equal the settings' ``model_output_scales`` (a
+    mismatch means the lowering differs from EZKL's). ``path``: ``"auto"`` (a CUDA graph of the
+    compiled, fused plan on a GPU; op by op elsewhere), ``"graph"``, ``"fused"`` or ``"ops"``
+    (:mod:`.engine`); ``tiles``: the tile policy of the fused path (bits never depend on it).
+    Calls with the same arguments share one cached :class:`.engine.Engine`.
     """
-    src = _Source(model, model_key)
-    run_args = settings["run_args"]
-    per_input = _stack_inputs(samples)
-    shapes = _shapes_for(_declared_shapes(src), [x[0] for x in per_input])
-    graph, plan = _prepared(src, shapes, run_args)
-    expected = settings.get("model_output_scales")
-    if check_scales and expected is not None and list(expected) != plan.output_scales:
-        raise ScaleMismatchError(
-            f"engine output scales {plan.output_scales} != EZKL's {list(expected)}; "
-            f"ops: {[s.node.onnx_op for s in plan.steps.values()]}"
-        )
-
-    be, dev = backends.resolve(backend, _pick_device(device))
-    t0 = time.perf_counter()
-    outs = _execute_exact(graph, plan, be, dev, per_input)
-    if dev.startswith("cuda"):
-        torch.cuda.synchronize()
-    elapsed = (time.perf_counter() - t0) * 1000.0
-
-    nb = per_input[0].shape[0]
-    fixed = [[[int(v) for v in o[i].tolist()] for o in outs] for i in range(nb)]
-    floats = [[[v / 2.0 ** s for v in o] for o, s in zip(sample, plan.output_scales)]
-              for sample in fixed]
-    return BatchResult(fixed, floats, plan.output_scales, be.describe(), elapsed, _op_names(plan))
+    eng = engine_for(model, settings, device, backend=backend, path=path, tiles=tiles,
+                     model_key=model_key)
+    return eng.infer(samples, check_scales=check_scales)
 
 
 def run_fixed(
@@ -294,9 +304,12 @@ def run_fixed(
     backend: str | Backend | None = None,
     check_scales: bool = True,
     model_key: str | None = None,
+    path: str = "auto",
+    tiles: Any = "auto",
 ) -> EngineResult:
     """Run ``model_path`` (a path or a loaded ModelProto) on one sample's ``inputs`` (floats, one
     array per model input) the way EZKL computes its witness: :func:`run_fixed_batch` with a
     batch of one (same arguments)."""
     return run_fixed_batch(model_path, [list(inputs)], settings, device, backend=backend,
-                           check_scales=check_scales, model_key=model_key).sample(0)
+                           check_scales=check_scales, model_key=model_key, path=path,
+                           tiles=tiles).sample(0)

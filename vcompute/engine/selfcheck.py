@@ -6,8 +6,10 @@ witness outputs (``{"samples": [input_data, ...], "witness_outputs": [[[int]]...
 steps, so the second can run where EZKL is absent:
 
     python -m vcompute.engine.selfcheck export CASES_DIR circuits/mlp circuits/cnn ... [--samples 16]
+                                             [--draw perturb|uniform]
         # for each folder with model.onnx + input.json: calibrate, compile, witness (needs ezkl);
-        # with --samples, that many perturbed samples and their witnesses go to batch.json
+        # with --samples, that many samples (near the input, or uniform in [-1, 1)) and their
+        # witnesses go to batch.json
     python -m vcompute.engine.selfcheck run CASES_DIR [--device cuda:0] [--backend triton|torch]
                                           [--batch 1 2 3 7 16]
         # run_fixed on every case, compare with the witness; with --batch, also run_fixed_batch
@@ -29,7 +31,7 @@ from .run import run_fixed, run_fixed_batch
 from .witness import compare, witness_outputs
 
 
-def export(out: Path, sources: list[Path], samples: int = 0) -> None:
+def export(out: Path, sources: list[Path], samples: int = 0, draw: str = "perturb") -> None:
     import ezkl
 
     for src in sources:
@@ -44,9 +46,9 @@ def export(out: Path, sources: list[Path], samples: int = 0) -> None:
         ezkl.compile_circuit(m, compiled, s)
         ezkl.gen_witness(d, compiled, str(dst / "witness.json"))
         if samples:
-            write_batch(dst, perturbed(json.loads((dst / "input.json").read_text())["input_data"],
-                                       samples),
-                        lambda data, w: ezkl.gen_witness(data, compiled, w))
+            first = json.loads((dst / "input.json").read_text())["input_data"]
+            pick = perturbed if draw == "perturb" else uniform
+            write_batch(dst, pick(first, samples), lambda data, w: ezkl.gen_witness(data, compiled, w))
         print(f"exported {dst}")
 
 
@@ -58,6 +60,14 @@ def perturbed(input_data: list, n: int, seed: int = 0) -> list[list]:
         out.append([(np.asarray(x, dtype=np.float64) + rng.uniform(-0.05, 0.05, np.shape(x)))
                     .tolist() for x in input_data])
     return out
+
+
+def uniform(input_data: list, n: int, seed: int = 0) -> list[list]:
+    """``input_data`` itself, then ``n - 1`` samples drawn uniformly from [-1, 1) (6 decimals):
+    the bundled models' sample distribution."""
+    rng = np.random.default_rng(seed)
+    return [input_data] + [[np.round(rng.uniform(-1.0, 1.0, np.shape(x)), 6).tolist() for x in input_data]
+                           for _ in range(n - 1)]
 
 
 def write_batch(case: Path, samples: list[list], gen_witness) -> None:
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("out", type=Path)
     e.add_argument("sources", type=Path, nargs="+")
     e.add_argument("--samples", type=int, default=0, help="also witness this many samples")
+    e.add_argument("--draw", choices=["perturb", "uniform"], default="perturb",
+                   help="the extra samples: near the input (perturb) or uniform in [-1, 1)")
     r = sub.add_parser("run")
     r.add_argument("cases", type=Path)
     r.add_argument("--device", default=None)
@@ -133,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="batch sizes to check over each case's batch.json samples")
     a = ap.parse_args(argv)
     if a.cmd == "export":
-        export(a.out, a.sources, a.samples)
+        export(a.out, a.sources, a.samples, a.draw)
         return 0
     return run(a.cases, a.device, a.backend, a.batch)
 

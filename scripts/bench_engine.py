@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Exactness and speed of the batched engine on a GPU host without EZKL (issue #9).
+
+    # here, with EZKL: models, calibrated settings, samples and their witnesses
+    python -m vcompute.engine.selfcheck export CASES circuits/lenet circuits/cnn circuits/mlp --samples 32
+    # on the GPU host
+    python scripts/bench_engine.py CASES --batches 1 8 64 256 1024 --out OUT
+
+For each case and batch size: the engine (``vcompute.Engine``: the fused plan as a CUDA graph)
+on that many samples, every sample checked against the op-by-op int64 path on the CPU (the
+path EZKL's witnesses vouch for, re-checked here on the exported samples) and the exported
+samples against their EZKL witnesses; PyTorch eager float on the same GPU; onnxruntime on the
+host's CPU. GPU work is timed like ``triton.testing.do_bench`` (median); the engine also end to
+end (host float32 arrays in, Python integers out). Writes ``OUT/bench-engine.json`` and
+``OUT/bench-engine.png``; prints a table last. Exit 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _pool(case: Path, n: int) -> tuple[list[list[np.ndarray]], dict[int, list[list[int]]], dict]:
+    """``n`` samples: the exported ones (with witnesses) first, then seeded uniform(-1, 1) draws
+    of the same shapes (the bundled models' sample distribution)."""
+    from vcompute.engine.engine import _concrete_shapes
+    from vcompute.engine.graph import model_input_shapes
+
+    settings = json.loads((case / "settings.json").read_text())
+    b = json.loads((case / "batch.json").read_text())
+    declared = model_input_shapes(case / "model.onnx")
+    first = [np.asarray(x, dtype=np.float64) for x in b["samples"][0]]
+    shapes = _concrete_shapes(declared, [x.shape for x in first], [x.size for x in first])
+    samples = [[np.asarray(x, dtype=np.float64).reshape(s) for x, s in zip(smp, shapes)] for smp in b["samples"]]
+    witnesses = {i: w for i, w in enumerate(b["witness_outputs"]) if i < n}
+    rng = np.random.default_rng(2026)
+    while len(samples) < n:
+        samples.append([np.round(rng.uniform(-1.0, 1.0, s), 6) for s in shapes])
+    return samples[:n], witnesses, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cases", type=Path)
+    ap.add_argument("--models", nargs="+", default=None, help="case folder names (default: all)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
+    ap.add_argument("--repeat", type=int, default=20, help="end-to-end and onnxruntime repetitions")
+    ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--variants", type=int, nargs="*", default=None,
+                    help="also time the engine with convs on the limb GEMM (tensor cores) instead of the "
+                         "direct int64 kernel, at these batch sizes")
+    a = ap.parse_args(argv)
+
+    import onnxruntime
+    import torch
+    import triton
+
+    from vcompute import __version__
+    from vcompute.bench.plot import write_models_plot
+    from vcompute.bench.run import (bench_engine_batched, bench_onnxruntime, bench_torch, cpu_name,
+                                    speedups)
+    from vcompute.engine.run import run_fixed_batch
+    from vcompute.engine.witness import compare
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    names = a.models or sorted(p.name for p in a.cases.iterdir() if (p / "batch.json").exists())
+    results, bad = [], 0
+    for name in names:
+        case = a.cases / name
+        samples, witnesses, settings = _pool(case, max(a.batches))
+        t0 = time.perf_counter()
+        reference = run_fixed_batch(case / "model.onnx", samples, settings, backend="torch").outputs_fixed
+        ref_s = time.perf_counter() - t0
+        for i, want in witnesses.items():  # the reference itself, against EZKL
+            ok, where = compare(reference[i], want)
+            if not ok:
+                print(f"{name}: the op path differs from EZKL's witness of sample {i}: {where}", flush=True)
+                bad += 1
+        rows = []
+        for bs in a.batches:
+            wit = {i: w for i, w in witnesses.items() if i < bs}
+            row = {"batch": bs}
+            row["engine"] = bench_engine_batched(case / "model.onnx", settings, samples[:bs], a.repeat, a.device,
+                                                 wit, reference[:bs])
+            row["torch"] = bench_torch(case / "model.onnx", samples[:bs], a.repeat)
+            row["onnxruntime"] = bench_onnxruntime(case / "model.onnx", samples[:bs], a.repeat)
+            row["engine_speedup"] = speedups(row)
+            e = row["engine"]
+            if not (e["matches_reference"] and e["matches_witness"] is not False):
+                bad += 1
+            print(f"{name} batch {bs}: engine {e['median_ms']:.4f} ms ({e['path']}, e2e {e['end_to_end']['median_ms']:.3f} ms)"
+                  f" torch {row['torch']['median_ms']:.4f} ms ort {row['onnxruntime']['median_ms']:.4f} ms;"
+                  f" exact: {e['samples_checked']} vs op path {e['matches_reference']}, {e['witnesses_checked']} vs"
+                  f" witness {e['matches_witness']}", flush=True)
+            rows.append(row)
+        variants = []
+        for bs in a.variants or []:
+            from vcompute.engine.compiled import TilePolicy
+
+            for label, pol in (("convs on the limb GEMM (tensor cores)", TilePolicy("mma-conv", conv_impl="mma")),
+                               ("convs direct (int64, CUDA cores)", TilePolicy("direct-conv", conv_impl="direct"))):
+                v = bench_engine_batched(case / "model.onnx", settings, samples[:bs], 3, a.device,
+                                         {i: w for i, w in witnesses.items() if i < bs}, reference[:bs], tiles=pol)
+                bad += not (v["matches_reference"] and v["matches_witness"] is not False)
+                variants.append({"batch": bs, "variant": label, "median_ms": v["median_ms"],
+                                 "throughput_per_s": v["throughput_per_s"], "exact": v["matches_reference"]})
+                print(f"{name} batch {bs} variant {label}: {v['median_ms']:.4f} ms, exact {v['matches_reference']}",
+                      flush=True)
+        results.append({"name": name, "reference_cpu_s": round(ref_s, 3), "inference": rows, "variants": variants,
+                        "settings": {k: settings["run_args"][k] for k in ("input_scale", "param_scale", "logrows")
+                                     if k in settings["run_args"]}})
+
+    doc = {
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "host": {"cpu": cpu_name(), "cores": os.cpu_count()},
+        "versions": {"vcompute": __version__, "torch": torch.__version__, "triton": triton.__version__,
+                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+        "command": "python scripts/bench_engine.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "models": results,
+    }
+    (a.out / "bench-engine.json").write_text(json.dumps(doc, indent=1))
+    write_models_plot(results, a.out / "bench-engine.png",
+                      f"exact engine vs PyTorch float ({doc['device']}) vs onnxruntime (CPU), {doc['date']}")
+    print(f"\n{doc['device']}, {doc['date']}, {doc['versions']}")
+    print(f"{'model':<7} {'batch':>5} | {'engine ms':>10} {'samples/s':>12} | {'torch ms':>9} {'samples/s':>12} | "
+          f"{'ort ms':>9} {'samples/s':>11} | {'x torch':>7} {'x ort':>7} | e2e ms | exact")
+    for res in results:
+        for row in res["inference"]:
+            e, t, o = row["engine"], row["torch"], row["onnxruntime"]
+            sp = row["engine_speedup"]
+            exact = "yes" if e["matches_reference"] and e["matches_witness"] is not False else f"NO {e['mismatch']}"
+            print(f"{res['name']:<7} {row['batch']:>5} | {e['median_ms']:>10.4f} {e['throughput_per_s']:>12,.0f} | "
+                  f"{t['median_ms']:>9.4f} {t['throughput_per_s']:>12,.0f} | {o['median_ms']:>9.4f} "
+                  f"{o['throughput_per_s']:>11,.0f} | {sp['vs_torch']:>7.2f} {sp['vs_onnxruntime']:>7.2f} | "
+                  f"{e['end_to_end']['median_ms']:.3f} | {exact} ({e['samples_checked']}/{e['witnesses_checked']})")
+    print("all exact" if not bad else f"{bad} mismatch(es)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

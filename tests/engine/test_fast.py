@@ -1,0 +1,323 @@
+"""The compiled fast path (#9): planned limbs, fused epilogues, one flag read, CUDA graphs.
+
+Every model of ``test_engine.CASES`` (and the bundled LeNet-5) runs batched on the fused path
+(the Triton interpreter on the CPU; the GPU and its CUDA graphs under ``-m gpu``): each sample's
+integers must equal its own EZKL witness and its batch-1 result, for every tile policy. Models
+with ops outside the fast path must say so and run op by op, with the same bits. A batch that
+raises a device flag is never returned from the fast path: it re-runs op by op.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ezkl = pytest.importorskip("ezkl")
+
+from tests.conftest import CIRCUITS  # noqa: E402
+from tests.engine.test_batch import N_SAMPLES, Case, _product_model  # noqa: E402
+from tests.engine.test_engine import CASES  # noqa: E402
+
+from vcompute.engine import compare, run_fixed, run_fixed_batch, witness_outputs  # noqa: E402
+from vcompute.engine.compiled import (TILE_POLICIES, CompiledPlan, NotCompilable,  # noqa: E402
+                                      analyze_bounds, rebase_bound)
+from vcompute.engine.engine import Engine, _concrete_shapes  # noqa: E402
+from vcompute.engine.run import _declared_shapes  # noqa: E402
+from vcompute.engine.ops import run_step  # noqa: E402
+from vcompute.engine.backends import TorchBackend  # noqa: E402
+from vcompute.engine.quantize import quantize_input  # noqa: E402
+
+#: the models the fast path must cover (a regression here is a lost fast path, not a wrong bit)
+COVERED = {"mlp", "mlp_s7", "mlp_s10_m2", "cnn", "cnn_s9", "conv_bn_groups", "add_sub_mul",
+           "div_const", "gap_linear", "concat_layout", "batchnorm", "leaky_relu", "avgpool_pad",
+           "reduce_mean", "clip_relu6", "abs_neg", "conv_bn_unfused", "avgpool_no_count_pad",
+           "maxpool_pad_negative", "view_flatten", "residual_block"}
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine-fast")
+    made: dict[str, Case] = {}
+
+    def get(name: str) -> Case:
+        if name not in made:
+            made[name] = Case(root, name)
+        return made[name]
+
+    return get
+
+
+class LeNet:
+    """The bundled LeNet-5 at EZKL's calibrated scale (13), a few samples and their witnesses."""
+
+    def __init__(self, root: Path, n: int = 4) -> None:
+        self.model = CIRCUITS / "lenet" / "model.onnx"
+        settings, compiled = root / "settings.json", root / "model.compiled"
+        args = ezkl.PyRunArgs()
+        args.input_scale = args.param_scale = 13
+        assert ezkl.gen_settings(str(self.model), str(settings), py_run_args=args)
+        assert ezkl.compile_circuit(str(self.model), str(compiled), str(settings))
+        self.settings = json.loads(settings.read_text())
+        first = np.array(json.loads((CIRCUITS / "lenet" / "input.json").read_text())["input_data"][0])
+        rng = np.random.default_rng(9)
+        self.samples = [[first.reshape(1, 1, 28, 28)]] + [
+            [np.round(rng.uniform(-1, 1, (1, 1, 28, 28)), 6)] for _ in range(n - 1)]
+        self.witness = []
+        for i, s in enumerate(self.samples):
+            data, wit = root / f"in{i}.json", root / f"w{i}.json"
+            data.write_text(json.dumps({"input_data": [s[0].reshape(-1).tolist()]}))
+            ezkl.gen_witness(str(data), str(compiled), str(wit))
+            self.witness.append(witness_outputs(wit))
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    return LeNet(tmp_path_factory.mktemp("lenet"))
+
+
+def _check(case, res, idx, what):
+    assert res.batch_size == len(idx)
+    for pos, i in enumerate(idx):
+        exact, where = compare(res.outputs_fixed[pos], case.witness[i])
+        assert exact, f"{what}: sample {i} (row {pos}) vs its EZKL witness: {where}; path {res.path}"
+        if hasattr(case, "single"):
+            exact, where = compare(res.outputs_fixed[pos], case.single("torch", i))
+            assert exact, f"{what}: sample {i} vs the op path's batch-1 run: {where}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fused_batch_matches_witness(cases, name):
+    """Batch of 3 on the fused path (Triton interpreter): witness and batch-1 bits; the
+    covered models must run fused, the others must say why they fell back."""
+    case = cases(name)
+    idx = [0, 5, N_SAMPLES - 1]
+    res = run_fixed_batch(case.model, [case.samples[i] for i in idx], case.settings, "cpu",
+                          backend="triton", path="fused")
+    _check(case, res, idx, f"{name}, fused")
+    if name in COVERED:
+        assert res.path == "fused", f"{name} lost its fast path: {res.path}"
+    else:
+        assert res.path.startswith("ops (fallback: "), res.path
+
+
+@pytest.mark.parametrize("policy", TILE_POLICIES)
+@pytest.mark.parametrize("name", ["mlp", "cnn", "conv_bn_groups", "residual_block", "gap_linear"])
+def test_every_tile_policy_gives_the_same_bits(cases, name, policy):
+    case = cases(name)
+    idx = [1, 2, 3, 4, 6, 8, 9]
+    res = run_fixed_batch(case.model, [case.samples[i] for i in idx], case.settings, "cpu",
+                          backend="triton", path="fused", tiles=policy)
+    assert res.path == "fused"
+    _check(case, res, idx, f"{name}, tiles {policy}")
+
+
+@pytest.mark.parametrize("size", [1, 4])
+def test_lenet_fused(lenet, size):
+    idx = list(range(size))
+    res = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, "cpu",
+                          backend="triton", path="fused", tiles="small" if size == 4 else "auto")
+    assert res.path == "fused"
+    _check(lenet, res, idx, f"lenet, batch {size}")
+    ops = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, backend="torch")
+    assert ops.outputs_fixed == res.outputs_fixed and ops.path == "ops"
+
+
+def _all_values(graph, plan, xs):
+    """Every value of the op path, batched (torch int64 on the CPU)."""
+    be = TorchBackend()
+    vals = {}
+    for k, name in enumerate(graph.inputs):
+        node = graph.nodes[name]
+        vals[name] = torch.from_numpy(quantize_input(np.asarray(xs[k]).reshape(len(xs[k]), *node.shape),
+                                                     plan.input_scales[k], node.attrs["float"]))
+    vals.update({n: torch.from_numpy(np.ascontiguousarray(q)).unsqueeze(0) for n, q in plan.consts.items()})
+    for name, step in plan.steps.items():
+        vals[name] = run_step(be, step, [vals[i] for i in step.node.inputs])
+    return vals
+
+
+@pytest.mark.parametrize("name", sorted(COVERED))
+def test_static_bounds_hold_every_value(cases, name):
+    """Each value's static bound dominates what the op path computes, for every sample."""
+    case = cases(name)
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    xs = [np.stack([s[k] for s in case.samples]) for k in range(len(case.samples[0]))]
+    first = [tuple(x.shape[1:]) for x in xs]
+    shapes = _concrete_shapes(_declared_shapes(eng._src), first, [int(np.prod(f)) for f in first])
+    graph, plan = eng.prepare(shapes)
+    xs = [x.reshape(len(x), *s) for x, s in zip(xs, shapes)]
+    bits = eng._host_bits(graph, plan, [x.astype(np.float32) for x in xs])
+    bounds = analyze_bounds(graph, plan, [(1 << b) - 1 for b in bits])
+    for v, t in _all_values(graph, plan, xs).items():
+        got = int(t.abs().max()) if t.numel() else 0
+        assert got <= bounds.value[v], f"{name}: value {v} reaches {got} > bound {bounds.value[v]}"
+
+
+def test_rebase_bound():
+    for b in (0, 1, 7, 8, 9, 1000, 2**40 + 3):
+        for d in (1, 2, 8, 1024):
+            xs = torch.tensor([b, -b], dtype=torch.int64)
+            from vcompute.kernels.reference import div_round
+
+            assert int(div_round(xs, d).abs().max()) == rebase_bound(b, d)
+
+
+def test_device_resident_inputs_escalate_the_tier(cases):
+    """Tensors the host never reads start at the smallest tier; values beyond it raise the input
+    flag, and the batch re-runs at its own tier, exact (never a wrong bit)."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    x = torch.tensor(np.stack([case.samples[i][0] for i in range(3)]), dtype=torch.float32)
+    big = x * 6.0  # beyond the floor tier (|x| < 2)
+    want = run_fixed_batch(case.model, big.numpy().astype(np.float64), case.settings, backend="torch")
+    res = eng.infer(big)
+    assert res.path == "fused" and res.outputs_fixed == want.outputs_fixed
+    assert res.outputs_fixed == eng.infer(big.numpy()).outputs_fixed
+
+
+def test_a_raised_flag_never_returns_fast_outputs(cases):
+    """A plan whose bounds a batch breaks (here: tampered) flags it on the device; the engine
+    then runs the op path and returns its (exact) bits, saying so."""
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    idx = [0, 1]
+    batch = [case.samples[i] for i in idx]
+    assert eng.infer(batch).path == "fused"
+    for cp in eng._compiled.values():
+        assert isinstance(cp, CompiledPlan)
+        cp.input_bounds = [1 for _ in cp.input_bounds]  # every real input now breaks the plan
+    res = eng.infer(batch)
+    assert res.path.startswith("ops (fallback: device flags raised by inputs"), res.path
+    _check(case, res, idx, "flagged batch")
+    assert eng.stats["fallbacks"] == 1
+
+
+def test_overflowing_inputs_fail_as_on_the_op_path(tmp_path):
+    """Inputs whose products leave the exact range are refused with the op path's error, and a
+    batch that only the batch-wide guard refuses still runs (sample by sample)."""
+    path = _product_model(tmp_path)
+    settings = {"run_args": {"input_scale": 0, "param_scale": 0, "scale_rebase_multiplier": 1}}
+    big, small = 2.0 ** 40, 3.0
+    a = [np.array([[big, -5.0]]), np.array([[small, 7.0]])]
+    b = [np.array([[small, 2.0]]), np.array([[-big, 1.0]])]
+    res = run_fixed_batch(path, [a, b], settings, "cpu", backend="triton", path="fused")
+    assert res.outputs_fixed == [[[int(big * small), -35]], [[-int(big * small), 2]]]
+    assert res.path.startswith("ops (fallback: ")
+    with pytest.raises(OverflowError):
+        run_fixed_batch(path, [a, [np.array([[big, 1.0]]), np.array([[big, 1.0]])]], settings, "cpu",
+                        backend="triton", path="fused")
+    small_batch = [[np.array([[3.0, -5.0]]), np.array([[4.0, 7.0]])]]
+    assert run_fixed_batch(path, small_batch, settings, "cpu", backend="triton",
+                           path="fused").outputs_fixed == [[[12, -35]]]
+
+
+def test_nonfinite_input_is_refused_like_the_op_path(cases):
+    case = cases("mlp")
+    bad = case.samples[0][0].copy()
+    bad.reshape(-1)[0] = np.inf
+    with pytest.raises(OverflowError):
+        run_fixed_batch(case.model, [[bad]], case.settings, backend="torch")
+    with pytest.raises(OverflowError):
+        run_fixed_batch(case.model, [[bad]], case.settings, "cpu", backend="triton", path="fused")
+
+
+def test_not_compilable_says_why(cases):
+    case = cases("softmax")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    res = eng.infer([case.samples[0]])
+    assert res.path.startswith("ops (fallback: ") and eng.stats["last_fallback"]
+    cp = next(iter(eng._compiled.values()))
+    assert isinstance(cp, NotCompilable)
+
+
+def test_path_arguments_are_checked(cases):
+    from vcompute.errors import UsageError
+
+    case = cases("mlp")
+    with pytest.raises(UsageError, match="CUDA"):
+        Engine(case.model, case.settings, "cpu", backend="triton", path="graph")
+    with pytest.raises(UsageError, match="triton"):
+        Engine(case.model, case.settings, "cpu", backend="torch", path="fused")
+    with pytest.raises(UsageError, match="path must be"):
+        Engine(case.model, case.settings, "cpu", path="fast")
+    # the defaults: op by op on the CPU
+    assert Engine(case.model, case.settings, "cpu").path == "ops"
+
+
+def test_engine_serves_many_calls_from_one_load(cases):
+    """``vcompute.Engine`` / ``vcompute.load``: one model, many batches of different sizes."""
+    import vcompute
+
+    case = cases("cnn")
+    eng = vcompute.load(case.model, settings=case.settings, device="cpu", backend="triton", path="fused")
+    assert isinstance(eng, vcompute.Engine)
+    for idx in ([0], [1, 2], [3, 4, 5]):
+        _check(case, eng.infer([case.samples[i] for i in idx]), idx, "served")
+    assert eng.stats["fused"] == 3 and len(eng._compiled) >= 1
+
+
+# -- GPU: the graph path ---------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("name", sorted(COVERED))
+def test_gpu_graph_path_every_size(cases, name):
+    """Each size twice: the first call runs fused, the second captures and replays the graph;
+    a third with other samples replays it again (new data through the same static buffers)."""
+    case = cases(name)
+    eng = Engine(case.model, case.settings, "cuda:0")
+    for size in (1, 2, 3, 7, 16):
+        idx = list(range(size))
+        for rep in range(3):
+            sel = idx if rep < 2 else [(i + 5) % N_SAMPLES for i in idx]
+            res = eng.infer([case.samples[i] for i in sel])
+            _check(case, res, sel, f"{name}, graph, batch {size}, call {rep}")
+            assert res.path == ("graph (first call: fused)" if rep == 0 else "graph"), res.path
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_lenet_graph_and_device_inputs(lenet):
+    eng = Engine(lenet.model, lenet.settings, "cuda:0")
+    idx = list(range(len(lenet.samples)))
+    batch = [lenet.samples[i] for i in idx]
+    for _ in range(3):
+        _check(lenet, eng.infer(batch), idx, "lenet graph")
+    x = torch.tensor(np.concatenate([s[0] for s in batch]), dtype=torch.float32, device="cuda:0")
+    for _ in range(3):
+        res = eng.infer(x)
+        _check(lenet, res, idx, "lenet, device-resident input")
+    assert res.path == "graph"
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("policy", TILE_POLICIES)
+def test_gpu_tile_policies(lenet, policy):
+    eng = Engine(lenet.model, lenet.settings, "cuda:0", tiles=policy)
+    idx = list(range(len(lenet.samples)))
+    for _ in range(2):
+        _check(lenet, eng.infer([lenet.samples[i] for i in idx]), idx, f"lenet, tiles {policy}")
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_graph_flag_falls_back(cases):
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cuda:0")
+    batch = [case.samples[i] for i in range(4)]
+    for _ in range(2):
+        assert eng.infer(batch).path.startswith("graph")
+    bigger = [[s[0] * 40.0] for s in batch]  # a higher tier: its own plan and graph
+    want = run_fixed_batch(case.model, bigger, case.settings, backend="torch").outputs_fixed
+    for _ in range(2):
+        res = eng.infer(bigger)
+        assert res.outputs_fixed == want and res.path.startswith("graph")
+    assert run_fixed(case.model, case.samples[0], case.settings, "cuda:0").outputs_fixed == case.witness[0]

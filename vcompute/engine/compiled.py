@@ -1,0 +1,806 @@
+"""Plan compilation for the fast path (#9): bounds, limb counts, fusion, no host sync.
+
+:func:`compile_plan` turns a scale plan (:mod:`.quantize`) into a :class:`CompiledPlan` whose
+``forward`` runs a whole batch with no device-to-host transfer, so that it can be captured in a
+CUDA graph (:mod:`.engine`). Three things make that possible:
+
+1. **Static bounds** (:func:`analyze_bounds`). Every value gets a bound on ``|v|`` from the model
+   input's bound (the batch's own, rounded up to a power of two: a *tier*) and the weights,
+   which are known: a GEMM's output is bounded by its input bound times the largest column L1
+   norm of its integer weights, a conv's by the largest per-channel L1 norm plus the bias,
+   a rebase divides the bound, an add adds bounds... The limb counts and overflow bounds of
+   every GEMM and conv (``limbs=``, ``bounds=`` of the kernels' planned path) follow from
+   them, as does int64 safety for everything else: a plan whose bounds could reach 2^52
+   (where EZKL's f64 division stops being exact) is not compiled at all.
+2. **Device flags.** What the host no longer checks is checked on the device and ORed into
+   one int32 flag per op (:class:`kernels.flags.ErrorFlags`): a model input beyond the tier
+   (``fast_kernels.FLAG_INPUT_RANGE``), an operand beyond its planned limbs, a wrapped add.
+   They are read once, after the whole batch, with the outputs. Static bounds make all but the
+   input check unreachable; they stay as a second line of defence. A raised flag never yields
+   outputs: the caller re-runs the batch on the op-by-op path, which gives the same bits or
+   the error EZKL's rules call for (:class:`.engine.Engine`).
+3. **Fusion** (:func:`fuse`). EZKL's rebase (``div_round`` by ``2^k``), a Gemm's bias add and a
+   following ReLU / Clip / Max-Min by a constant fold into the GEMM's epilogue; a conv's rebase
+   and activation into the conv's (EZKL adds a conv's bias before its rebase, a Gemm's after);
+   Add / Sub / Mult with their rebase and activation into one ``fused_elementwise``; pooling
+   with an average's division into one pool kernel. Anything else in a small whitelist runs its
+   registered op on :class:`NoSyncBackend` (exact int64 torch ops, bounded statically); a model
+   with any other op is not compiled (:class:`NotCompilable`) and runs op by op.
+
+Tile configurations are explicit (:class:`TilePolicy`): bits never depend on them, and the tests
+run every policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .ir import Graph
+from .ops import registry
+from .ops._batch import align
+from .ops._ezkl import decomp_limit
+from .quantize import Plan, Step
+
+#: every bound must stay below this: EZKL's f64 division is exact below 2^52, and int64
+#: intermediates (shifts, sums of two bounded terms) then cannot wrap
+BOUND_LIMIT = 2**52
+INT32_LIMIT = 2**31
+#: convs with at most this many (output channels per group) x (taps) run on the CUDA cores
+DIRECT_CONV_MAX = 4096
+
+
+class NotCompilable(Exception):
+    """The plan cannot run on the fast path (an op outside it, or bounds too large); the engine
+    runs the op-by-op path instead. ``str(e)`` says why."""
+
+
+# -- tile configurations ----------------------------------------------------------------------
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class TilePolicy:
+    """Explicit tile configs for every kernel of a compiled plan (never autotuned).
+
+    ``gemm``/``conv``/``block`` fix one config for every call; None means the rule: the
+    kernels' ``default_config(m, la, lb)`` for GEMMs, :meth:`conv_config`'s for convs and the
+    default 1-D block for elementwise and pooling kernels. Bits never depend on the policy.
+    """
+
+    name: str = "auto"
+    gemm: Any = None
+    conv: Any = None
+    block: Any = None
+    #: convolution kernel: "mma" (limb GEMM on the tensor cores), "direct" (int64 on the CUDA
+    #: cores: no limbs, no gathers of single bytes) or "auto" (direct for few channels)
+    conv_impl: str = "auto"
+    #: pixels per program of the direct conv (None: its rule)
+    direct_block: int | None = None
+
+    def gemm_config(self, m: int, la: int, lb: int):
+        from vcompute.kernels.gemm import default_config
+
+        return self.gemm if self.gemm is not None else default_config(m, la, lb)
+
+    def conv_config(self, m: int, og: int, k: int, la: int, lb: int):
+        """Narrow tiles for the few output channels of small CNNs (a 128-wide tile would be
+        mostly padding), a K step no larger than the reduction."""
+        if self.conv is not None:
+            return self.conv
+        from vcompute.kernels.conv import ConvConfig
+
+        block_n = min(128, max(16, _pow2(og * lb)))
+        block_k = 32 if k <= 32 else 64
+        block_m = 128 if m * la >= 128 else max(16, _pow2(m * la))
+        return ConvConfig(block_m, block_n, block_k, 4 if block_n <= 64 else 8, 3, 8)
+
+    def block_config(self):
+        return self.block
+
+    def direct(self, og: int, k: int) -> bool:
+        """Whether a conv with ``og`` output channels per group and ``k`` taps runs direct: its
+        tensor-core tile would be mostly padding (``og * k <= 4096``, e.g. every LeNet conv)."""
+        if self.conv_impl in ("mma", "direct"):
+            return self.conv_impl == "direct"
+        return og * k <= DIRECT_CONV_MAX
+
+
+def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
+    """A named policy: ``auto`` (the rules), ``small`` (16x16 tiles, 16-element blocks: every
+    mask and edge; convs on the limb GEMM), ``wide`` (pointer-load GEMM 64x128, direct convs of
+    64 pixels), ``persistent`` (TMA GEMM on a persistent grid, convs on 32x32 limb tiles). A
+    :class:`TilePolicy` passes through."""
+    if isinstance(name, TilePolicy):
+        return name
+    from vcompute.kernels import BlockConfig, ConvConfig, GemmConfig
+
+    presets = {
+        "auto": TilePolicy(),
+        "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
+                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma"),
+        "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
+                           ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64),
+        "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
+                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma"),
+    }
+    key = name or "auto"
+    if key not in presets:
+        raise ValueError(f"unknown tile policy {name!r} (one of {', '.join(presets)})")
+    return presets[key]
+
+
+TILE_POLICIES = ("auto", "small", "wide", "persistent")
+
+
+# -- static bounds ----------------------------------------------------------------------------
+
+
+def _absmax(a: np.ndarray) -> int:
+    """max |a| as a Python int (exact for the int64 minimum too); 0 when empty."""
+    a = np.asarray(a)
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def _sum_abs(a: np.ndarray, axis) -> np.ndarray:
+    """Exact sums of |a| along ``axis`` (object ints when int64 could wrap)."""
+    a = np.asarray(a)
+    if a.size and _absmax(a) * max(1, a.size) >= 2**62:
+        return np.abs(a.astype(object)).sum(axis=axis)
+    return np.abs(a.astype(np.int64)).sum(axis=axis)
+
+
+def rebase_bound(b: int, d: int) -> int:
+    """Largest ``|div_round(x, d)|`` for ``|x| <= b``: ``floor(b / d + 1/2)``."""
+    return (2 * b + d) // (2 * d)
+
+
+def _const_value(plan: Plan, name: str) -> np.ndarray | None:
+    return plan.consts.get(name)
+
+
+@dataclass
+class Bounds:
+    """``value[name]``: bound on ``|v|`` of each value; ``peak[name]``: the largest intermediate
+    an op meets on the way (before its rebase, inside its own arithmetic)."""
+
+    value: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
+
+
+def _gemm_weight(plan: Plan, step: Step) -> np.ndarray | None:
+    """The constant 2-D weight of an einsum shared by every sample, else None."""
+    if step.node.op != "einsum" or len(step.node.inputs) != 2:
+        return None
+    a, b = step.node.inputs
+    w = _const_value(plan, b)
+    if w is None or a in plan.consts or w.ndim != 2:
+        return None
+    return w
+
+
+def _conv_weight(plan: Plan, step: Step) -> tuple[np.ndarray, np.ndarray | None] | None:
+    if step.node.op != "conv":
+        return None
+    ins = step.node.inputs
+    w = _const_value(plan, ins[1])
+    if w is None or ins[0] in plan.consts:
+        return None
+    b = _const_value(plan, ins[2]) if len(ins) > 2 else None
+    if len(ins) > 2 and b is None:
+        return None
+    return w, b
+
+
+def _op_bounds(graph: Graph, plan: Plan, step: Step, ins: list[int]) -> tuple[int, int]:
+    """(bound of the op's result before its rebase, peak of its intermediates) for the ops the
+    fast path runs; NotCompilable for any other."""
+    node = step.node
+    op = node.op
+    sh = step.in_shifts
+    if op == "einsum":
+        w = _gemm_weight(plan, step)
+        if w is None:
+            raise NotCompilable(f"{node.onnx_op or op}: only a product with one constant 2-D weight "
+                                "matrix shared by every sample runs on the fast path")
+        k = w.shape[0]
+        col = int(np.max(_sum_abs(w, 0))) if w.size else 0
+        guard = k * ins[0] * _absmax(w)  # the planned kernel's own host check
+        if guard >= 2**63:
+            raise NotCompilable(f"{node.onnx_op}: K={k} x bound {ins[0]} x max|w| could leave int64")
+        r = ins[0] * col
+        return r, r
+    if op == "conv":
+        wb = _conv_weight(plan, step)
+        if wb is None:
+            raise NotCompilable(f"{node.onnx_op or op}: conv with a non-constant kernel or bias")
+        w, b = wb
+        per = _sum_abs(w.reshape(w.shape[0], -1), 1)
+        bias = np.abs(b.astype(object)).reshape(-1) if b is not None else np.zeros(w.shape[0], dtype=object)
+        r = max(int(ins[0] * int(p) + int(q)) for p, q in zip(per, bias)) if w.shape[0] else 0
+        k = int(np.prod(w.shape[1:]))
+        if k * ins[0] * _absmax(w) + (int(max(bias)) if len(bias) else 0) >= 2**63:
+            raise NotCompilable(f"{node.onnx_op}: K={k} x bound {ins[0]} x max|w| could leave int64")
+        return r, r
+    if op in ("add", "sub"):
+        a, b = ins[0] << sh[0], ins[1] << sh[1]
+        return a + b, a + b
+    if op == "mult":
+        return ins[0] * ins[1], ins[0] * ins[1]
+    if op == "pow":
+        n = node.attrs["n"]
+        r = ins[0] ** n if n >= 1 else ins[0]
+        return r, r
+    if op in ("relu", "identity", "view", "reshape", "transpose", "slice", "neg"):
+        return ins[0], ins[0]
+    if op == "abs":  # 2 relu(x) - x
+        return ins[0], 3 * ins[0]
+    if op == "leaky":
+        alpha = abs(int(step.extra["alpha_q"]))
+        pos, neg = ins[0] << step.extra["shift"], ins[0] * alpha
+        return max(pos, neg), pos + neg + ins[0]
+    if op in ("max", "min"):  # b + relu(a - b), a - relu(a - b)
+        a, b = ins[0] << sh[0], ins[1] << sh[1]
+        return max(a, b), 2 * (a + b)
+    if op == "concat":
+        r = max(b << s for b, s in zip(ins, sh))
+        return r, r
+    if op == "maxpool":
+        return ins[0], ins[0]
+    if op == "sumpool":
+        kk = int(np.prod(node.attrs["kernel"]))
+        r = kk * ins[0]
+        return (rebase_bound(r, kk) if node.attrs["normalized"] else r), r
+    if op == "sum":
+        src = graph.nodes[node.inputs[0]].shape
+        n = int(np.prod([src[i] for i in node.attrs["axes"]] or [1]))
+        return n * ins[0], n * ins[0]
+    raise NotCompilable(f"{node.onnx_op or op}: EZKL op {op!r} has no fast-path implementation")
+
+
+def analyze_bounds(graph: Graph, plan: Plan, input_bounds: list[int]) -> Bounds:
+    """Static bounds of every value for model inputs bounded by ``input_bounds``.
+
+    NotCompilable when an op is outside the fast path, a bound reaches :data:`BOUND_LIMIT`, or a
+    rebase divisor is beyond EZKL's decomposition limit (EZKL range-checks those rebases).
+    """
+    bd = Bounds()
+    for name, q in plan.consts.items():
+        bd.value[name] = _absmax(np.asarray(q))
+    for name, b in zip(graph.inputs, input_bounds):
+        bd.value[name] = int(b)
+    for name, step in plan.steps.items():
+        ins = [bd.value[i] for i in step.node.inputs]
+        r, peak = _op_bounds(graph, plan, step, ins)
+        if step.rebase_div is not None:
+            if step.rebase_div > step.extra.get("decomp_limit", decomp_limit({})):
+                raise NotCompilable(f"{step.node.onnx_op}: a rebase by {step.rebase_div} (EZKL "
+                                    "range-checks its remainder)")
+            r = rebase_bound(r, step.rebase_div)
+        peak = max(peak, r)
+        if peak >= BOUND_LIMIT:
+            raise NotCompilable(f"{step.node.onnx_op or step.node.op}: values could reach "
+                                f"2^{peak.bit_length()} (at least 2^52) for inputs within the bound")
+        bd.value[name], bd.peak[name] = r, peak
+    return bd
+
+
+# -- fusion -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FusedOp:
+    """One launch group: ``kind`` is ``gemm``, ``conv``, ``eltwise``, ``pool`` or ``step``
+    (a registered op on :class:`NoSyncBackend`); ``steps`` are the plan steps it covers, the
+    last one naming its output."""
+
+    kind: str
+    steps: list[str]
+    inputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out(self) -> str:
+        return self.steps[-1]
+
+
+def _consumers(plan: Plan) -> dict[str, list[str]]:
+    cons: dict[str, list[str]] = {}
+    for name, step in plan.steps.items():
+        for i in step.node.inputs:
+            cons.setdefault(i, []).append(name)
+    return cons
+
+
+def _scalar_const(plan: Plan, name: str) -> int | None:
+    v = plan.consts.get(name)
+    if v is None or v.size != 1:
+        return None
+    return int(v.reshape(-1)[0])
+
+
+def _absorb_clamps(plan: Plan, cur: str, cons: dict[str, list[str]], outputs: set[str],
+                   lo: int | None, hi: int | None, steps: list[str]) -> tuple[int | None, int | None]:
+    """Fold ReLU / Max(., c) / Min(., c) steps that solely consume ``cur`` into a clamp
+    (at most one lower bound, then at most one upper bound, as ``clamp`` applies them)."""
+    while cur not in outputs and len(cons.get(cur, [])) == 1:
+        nxt = plan.steps[cons[cur][0]]
+        if nxt.rebase_div is not None or nxt.node.inputs[0] != cur:
+            break
+        op = nxt.node.op
+        if op == "relu" and hi is None:
+            lo = 0 if lo is None else max(lo, 0)
+        elif op in ("max", "min") and len(nxt.node.inputs) == 2 and nxt.in_shifts == [0, 0]:
+            c = _scalar_const(plan, nxt.node.inputs[1])
+            if c is None or (op == "max" and hi is not None):
+                break
+            if op == "max":
+                lo = c if lo is None else max(lo, c)
+            else:
+                if lo is not None and c < lo:
+                    break
+                hi = c if hi is None else min(hi, c)
+        else:
+            break
+        cur = nxt.node.name
+        steps.append(cur)
+    return lo, hi
+
+
+def _bias_vector(c: np.ndarray, n: int) -> bool:
+    """Whether a constant broadcasts along the last axis only (a bias row of n, or a scalar)."""
+    return c.size == 1 or (c.shape[-1] == n and c.size == n)
+
+
+def _rescale_shift(step: Step) -> int:
+    d = step.rebase_div
+    return 0 if d is None else d.bit_length() - 1
+
+
+#: ops the fast path runs through their registered implementation on NoSyncBackend
+GENERIC_OPS = {"relu", "leaky", "max", "min", "abs", "neg", "pow", "identity", "view", "reshape",
+               "transpose", "slice", "concat", "sum"}
+
+
+def _poolable(plan: Plan, cur: str, cons: dict[str, list[str]], outputs: set[str]) -> str | None:
+    """The pooling step that solely consumes ``cur`` if the conv kernel can pool in its epilogue:
+    non-overlapping windows (kernel = stride), no padding, a window of 2, 4, 8 or 16 cells."""
+    if cur in outputs or len(cons.get(cur, [])) != 1:
+        return None
+    p = plan.steps[cons[cur][0]]
+    a = p.node.attrs
+    if p.node.op not in ("maxpool", "sumpool") or p.rebase_div is not None or p.node.inputs[0] != cur:
+        return None
+    kk = int(np.prod(a["kernel"]))
+    if tuple(a["kernel"]) != tuple(a["stride"]) or any(v for pair in a["pads"] for v in pair):
+        return None
+    if kk not in (2, 4, 8, 16) or len(p.node.shape) != 4:
+        return None
+    return p.node.name
+
+
+def fuse(plan: Plan, outputs: list[str], pool_fusion: bool = True) -> list[FusedOp]:
+    """Group the plan's steps into launches (see the module docstring)."""
+    cons = _consumers(plan)
+    outs = set(outputs)
+    done: set[str] = set()
+    ops: list[FusedOp] = []
+    for name, step in plan.steps.items():
+        if name in done:
+            continue
+        node = step.node
+        op = node.op
+        steps = [name]
+        if op == "einsum" and _gemm_weight(plan, step) is not None:
+            attrs: dict[str, Any] = {"weight": node.inputs[1], "shift": _rescale_shift(step), "bias": None}
+            cur = name
+            if cur not in outs and len(cons.get(cur, [])) == 1:
+                nxt = plan.steps[cons[cur][0]]
+                other = [i for i in nxt.node.inputs if i != cur]
+                n = node.shape[-1]
+                if (nxt.node.op == "add" and nxt.rebase_div is None and nxt.in_shifts == [0, 0]
+                        and len(other) == 1 and other[0] in plan.consts and nxt.node.inputs.count(cur) == 1
+                        and tuple(nxt.node.shape) == tuple(node.shape)
+                        and _bias_vector(plan.consts[other[0]], n)):
+                    attrs["bias"] = other[0]
+                    cur = nxt.node.name
+                    steps.append(cur)
+            attrs["lo"], attrs["hi"] = _absorb_clamps(plan, cur, cons, outs, None, None, steps)
+            ops.append(FusedOp("gemm", steps, [node.inputs[0]], attrs))
+        elif op == "conv" and _conv_weight(plan, step) is not None:
+            attrs = {"weight": node.inputs[1], "bias": node.inputs[2] if len(node.inputs) > 2 else None,
+                     "shift": _rescale_shift(step), "pool": None}
+            attrs["lo"], attrs["hi"] = _absorb_clamps(plan, name, cons, outs, None, None, steps)
+            pool = _poolable(plan, steps[-1], cons, outs) if pool_fusion else None
+            if pool is not None:
+                pstep = plan.steps[pool]
+                kk = int(np.prod(pstep.node.attrs["kernel"]))
+                psteps = [pool]
+                plo, phi = _absorb_clamps(plan, pool, cons, outs, None, None, psteps)
+                attrs["pool"] = {"kernel": tuple(pstep.node.attrs["kernel"]), "max": pstep.node.op == "maxpool",
+                                 "divisor": kk if pstep.node.op == "sumpool" and pstep.node.attrs["normalized"] else 1,
+                                 "lo": plo, "hi": phi}
+                steps += psteps
+            ops.append(FusedOp("conv", steps, [node.inputs[0]], attrs))
+        elif op in ("add", "sub", "mult"):
+            attrs = {"op": {"add": "add", "sub": "sub", "mult": "mul"}[op], "shift": _rescale_shift(step),
+                     "shifts": list(step.in_shifts) if op != "mult" else [0, 0]}
+            attrs["lo"], attrs["hi"] = _absorb_clamps(plan, name, cons, outs, None, None, steps)
+            ops.append(FusedOp("eltwise", steps, list(node.inputs), attrs))
+        elif op in ("maxpool", "sumpool"):
+            kk = int(np.prod(node.attrs["kernel"]))
+            attrs = {"divisor": kk if op == "sumpool" and node.attrs["normalized"] else 1,
+                     "rebase": step.rebase_div}
+            lo = hi = None
+            if step.rebase_div is None:
+                lo, hi = _absorb_clamps(plan, name, cons, outs, None, None, steps)
+            attrs["lo"], attrs["hi"] = lo, hi
+            ops.append(FusedOp("pool", steps, [node.inputs[0]], attrs))
+        elif op in ("relu", "max", "min") and step.rebase_div is None and (
+                op == "relu" or (len(node.inputs) == 2 and node.inputs[1] in plan.consts
+                                 and _scalar_const(plan, node.inputs[1]) is not None
+                                 and step.in_shifts[1] == 0)):
+            sh = step.in_shifts[0] if op != "relu" else 0
+            lo = hi = None
+            if op == "relu":
+                lo = 0
+            elif op == "max":
+                lo = _scalar_const(plan, node.inputs[1])
+            else:
+                hi = _scalar_const(plan, node.inputs[1])
+            lo, hi = _absorb_clamps(plan, name, cons, outs, lo, hi, steps)
+            ops.append(FusedOp("eltwise", steps, [node.inputs[0]],
+                               {"op": None, "shift": 0, "shifts": [sh, 0], "lo": lo, "hi": hi}))
+        elif op in GENERIC_OPS:
+            ops.append(FusedOp("step", steps, list(node.inputs), {"rebase": step.rebase_div}))
+        else:
+            raise NotCompilable(f"{node.onnx_op or op}: EZKL op {op!r} has no fast-path implementation")
+        done.update(steps)
+    return ops
+
+
+# -- a backend with no host checks, for the whitelisted generic ops --------------------------
+
+
+def torch_div_round(x: torch.Tensor, d: int) -> torch.Tensor:
+    """``div_round`` with plain int64 torch ops (no host check: |x| < 2^52 is planned)."""
+    if d == 1:
+        return x
+    ax = x.abs()
+    q = ax // d
+    q = q + (2 * (ax - q * d) >= d).to(torch.int64)
+    return torch.where(x < 0, -q, q)
+
+
+class NoSyncBackend:
+    """Exact int64 torch ops with no host check (the plan's static bounds rule out overflow):
+    the primitives the whitelisted generic ops (:data:`GENERIC_OPS`) use. GEMMs, convs and
+    lookups never reach it."""
+
+    name = "nosync"
+
+    def describe(self) -> str:
+        return "nosync"
+
+    def int_add(self, a, b, a_shift=0, b_shift=0):
+        return (a << a_shift) + (b << b_shift)
+
+    def int_sub(self, a, b, a_shift=0, b_shift=0):
+        return (a << a_shift) - (b << b_shift)
+
+    def int_mul(self, a, b, a_shift=0, b_shift=0):
+        return (a << a_shift) * (b << b_shift)
+
+    def relu(self, x):
+        return x.clamp_min(0)
+
+    def div_round(self, x, divisor):
+        return torch_div_round(x, int(divisor))
+
+    def _unsupported(self, *a, **k):
+        raise NotCompilable("a primitive outside the fast path")
+
+    int_matmul = int_conv2d = table_lookup = max_pool2d = sum_pool2d = _unsupported
+
+
+# -- the compiled plan ------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """A fused op ready to run: ``fn(env, flags)`` stores its output in ``env``."""
+
+    op: FusedOp
+    fn: Callable[[dict[str, torch.Tensor], torch.Tensor], None]
+    describe: str
+
+
+class CompiledPlan:
+    """A plan compiled for one device, one input tier and one tile policy (see the module doc).
+
+    ``forward(inputs, flags)`` takes each model input batched, on the device (float32 for float
+    inputs, quantized here; int64 for integer inputs) and an int32 flag tensor of at least
+    ``n_flags`` entries, and returns one flat int64 tensor: the flags (as int64), then every
+    output's ``B * n`` integers. It never synchronizes with the host.
+    """
+
+    def __init__(self, graph: Graph, plan: Plan, input_bits: list[int], device: str,
+                 tiles: str | TilePolicy | None = None, pool_fusion: bool = True) -> None:
+        self.graph, self.plan = graph, plan
+        self.device = torch.device(device)
+        self.input_bits = list(input_bits)
+        self.input_bounds = [(1 << b) - 1 for b in input_bits]
+        self.tiles = tile_policy(tiles)
+        self.bounds = analyze_bounds(graph, plan, self.input_bounds)
+        self.ops = fuse(plan, graph.outputs, pool_fusion)
+        self.flag_names: list[str] = ["inputs"]
+        self._consts: dict[str, torch.Tensor] = {}
+        self.prepared = [self._prepare(op) for op in self.ops]
+        self.n_flags = len(self.flag_names)
+        self.output_sizes = [int(np.prod(graph.nodes[o].shape)) for o in graph.outputs]
+
+    # -- set-up (plan time: packing the weights syncs, once) ---------------------------------
+    def _const(self, name: str) -> torch.Tensor:
+        """A constant on the device with the batch axis of 1 (as the op path holds it)."""
+        if name not in self._consts:
+            q = np.ascontiguousarray(self.plan.consts[name])
+            self._consts[name] = torch.from_numpy(q).to(self.device).unsqueeze(0)
+        return self._consts[name]
+
+    def _slot(self, what: str) -> int:
+        self.flag_names.append(what)
+        return len(self.flag_names) - 1
+
+    def _prepare(self, op: FusedOp) -> _Prepared:
+        return getattr(self, f"_prep_{op.kind}")(op)
+
+    def _prep_gemm(self, op: FusedOp) -> _Prepared:
+        from vcompute.kernels import int_matmul, pack_weight
+        from vcompute.kernels.gemm import limbs_needed, padded_limbs
+
+        step = self.plan.steps[op.steps[0]]
+        w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
+        packed = pack_weight(w)
+        k = w.shape[0]
+        ba = self.bounds.value[op.inputs[0]]
+        la = limbs_needed(-ba, ba)
+        bias = None
+        if op.attrs["bias"] is not None:
+            bias = self._const(op.attrs["bias"]).reshape(-1).expand(w.shape[1]).contiguous()
+        slot = self._slot(op.out)
+        shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
+        out_shape = tuple(self.plan.steps[op.out].node.shape)
+        tiles, x_name = self.tiles, op.inputs[0]
+        plim = (padded_limbs(la), packed.limbs.shape[1])
+
+        def fn(env, flags):
+            a = env[x_name]
+            nb = a.shape[0]
+            a2 = a.reshape(-1, k)
+            y = int_matmul(a2, packed, bias, tiles.gemm_config(a2.shape[0], *plim), limbs=la,
+                           bounds=(ba, None), flag=flags[slot:slot + 1], rescale_shift=shift,
+                           bias_after_rescale=True, clip=(lo, hi))
+            env[op.out] = y.reshape(nb, *out_shape)
+
+        return _Prepared(op, fn, f"gemm K={k} N={w.shape[1]} limbs {la}x{packed.n_limbs}"
+                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
+                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
+                                 f" [{step.node.onnx_op}]")
+
+    def _prep_conv(self, op: FusedOp) -> _Prepared:
+        from dataclasses import replace
+
+        from vcompute.kernels import pack_conv_weight
+        from vcompute.kernels.conv import _launch_conv
+        from vcompute.kernels.epilogue import Epilogue
+        from vcompute.kernels.gemm import check_accumulator_bound, limbs_needed, padded_limbs
+
+        from .fast_kernels import conv_pool, direct_conv, split_nchw
+
+        step = self.plan.steps[op.steps[0]]
+        node = step.node
+        w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
+        if w.dim() == 3:  # 1-D conv: (O, I, k) -> (O, I, 1, k)
+            w = w.unsqueeze(2)
+        bias = self._const(op.attrs["bias"]).reshape(-1) if op.attrs["bias"] is not None else None
+        bx = self.bounds.value[op.inputs[0]]
+        o, cg, kh, kw = w.shape
+        k = cg * kh * kw
+        groups = node.attrs["group"]
+        direct = self.tiles.direct(o // groups, k)
+        if direct:
+            w_max = _absmax(self.plan.consts[op.attrs["weight"]])
+            narrow = bx < 2**31 and w_max < 2**31
+            w_direct = w.to(torch.int32 if w_max < 2**31 else torch.int64).contiguous()
+            la = lb = 0
+        else:
+            packed = pack_conv_weight(w)
+            la = padded_limbs(limbs_needed(-bx, bx))
+            lb = packed.limbs.shape[1]
+            check_accumulator_bound(k, la, lb, bx, packed.bound, f"conv {node.onnx_op}")
+        slot = self._slot(op.out)
+        (t, b), (l, r) = node.attrs["pads"]
+        stride = tuple(node.attrs["stride"])
+        shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
+        epi = Epilogue.make("conv", shift, False, None, (lo, hi))
+        pool = op.attrs.get("pool")
+        out_shape = tuple(self.plan.steps[op.out].node.shape)
+        tiles, x_name = self.tiles, op.inputs[0]
+        kk = int(np.prod(pool["kernel"])) if pool else 1
+
+        def fn(env, flags):
+            x = env[x_name]
+            nb = x.shape[0]
+            xi = x.reshape(-1, *x.shape[2:])
+            if xi.dim() == 3:
+                xi = xi.unsqueeze(2)
+            n_img, _, h, wd = xi.shape
+            f = flags[slot:slot + 1]
+            if direct:
+                y = direct_conv(xi, w_direct, bias, stride, (t, l, b, r), groups, epi, f, narrow,
+                                pool["kernel"] if pool else None, bool(pool and pool["max"]),
+                                pool["divisor"] if pool else 1, (pool["lo"], pool["hi"]) if pool else (None, None),
+                                tiles.direct_block)
+                env[op.out] = y.reshape(nb, *out_shape)
+                return
+            x_l = split_nchw(xi, la, -bx, bx, f)
+            ho = (h + t + b - kh) // stride[0] + 1
+            wo = (wd + l + r - kw) // stride[1] + 1
+            cfg = tiles.conv_config(n_img * ho * wo, o // groups, k, la, lb)
+            if pool is None:
+                y = _launch_conv(x_l, packed.limbs, bias, (n_img, h, wd, o, ho, wo, cg, kw, k),
+                                 (stride[0], stride[1], t, l, 1, 1), groups, cfg, epi, f)
+            else:
+                if cfg.block_m // la < kk:
+                    cfg = replace(cfg, block_m=kk * la)
+                y = conv_pool(x_l, packed.limbs, bias, n_img, h, wd, o, cg, kh, kw, stride, (t, l, b, r), groups,
+                              pool["kernel"], pool["max"], pool["divisor"], (pool["lo"], pool["hi"]), cfg, epi, f)
+            env[op.out] = y.reshape(nb, *out_shape)
+
+        pool_txt = ""
+        if pool:
+            kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
+            pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
+        how = "direct int64" if direct else f"limbs {la}x{lb}"
+        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}"
+                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
+                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")
+
+    def _prep_eltwise(self, op: FusedOp) -> _Prepared:
+        from vcompute.kernels import fused_elementwise
+
+        step = self.plan.steps[op.steps[0]]
+        shape = tuple(step.node.shape)
+        rank = len(shape) + 1
+        kind, shift, (sa, sb) = op.attrs["op"], op.attrs["shift"], op.attrs["shifts"]
+        lo, hi = op.attrs["lo"], op.attrs["hi"]
+        clip = (lo, hi) if lo is not None or hi is not None else None
+        slot = self._slot(op.out)
+        names = list(op.inputs)
+        consts = {n: self._const(n) for n in names if n in self.plan.consts}
+        cfg = self.tiles.block_config()
+        out_shape = tuple(self.plan.steps[op.out].node.shape)
+
+        def fn(env, flags):
+            f = flags[slot:slot + 1]
+            if kind is None:
+                y = fused_elementwise(env[names[0]], None, None, a_shift=sa, rescale_shift=shift, clip=clip,
+                                      flag=f, config=cfg)
+            else:
+                a, b = (align(consts.get(n, env.get(n)), rank) for n in names)
+                nb = max(a.shape[0], b.shape[0])
+                full = (nb, *shape)
+                x_sa, x_sb = sa, sb
+                if tuple(a.shape) != full:
+                    if kind in ("add", "mul") and tuple(b.shape) == full:
+                        a, b, x_sa, x_sb = b, a, sb, sa
+                    else:
+                        a = a.expand(full).contiguous()
+                y = fused_elementwise(a, b, kind, a_shift=x_sa, b_shift=x_sb, rescale_shift=shift, clip=clip,
+                                      flag=f, config=cfg)
+            env[op.out] = y.reshape(y.shape[0], *out_shape)
+
+        return _Prepared(op, fn, f"eltwise {kind or 'unary'}{f' <<{sa},{sb}' if sa or sb else ''}"
+                                 f"{f' >>{shift}' if shift else ''}"
+                                 f"{f' clamp({lo},{hi})' if clip else ''} [{'+'.join(op.steps) if len(op.steps) < 4 else step.node.onnx_op}]")
+
+    def _prep_pool(self, op: FusedOp) -> _Prepared:
+        from vcompute.kernels import fused_elementwise
+
+        from .fast_kernels import pool2d
+
+        node = self.plan.steps[op.steps[0]].node
+        (t, b), (l, r) = node.attrs["pads"]
+        kernel, stride = tuple(node.attrs["kernel"]), tuple(node.attrs["stride"])
+        is_max = node.op == "maxpool"
+        div, rebase = op.attrs["divisor"], op.attrs["rebase"]
+        lo, hi = op.attrs["lo"], op.attrs["hi"]
+        slot = self._slot(op.out)
+        cfg = self.tiles.block_config()
+        out_shape = tuple(self.plan.steps[op.out].node.shape)
+        x_name = op.inputs[0]
+
+        def fn(env, flags):
+            x = env[x_name]
+            nb = x.shape[0]
+            f = flags[slot:slot + 1]
+            y = pool2d(x.reshape(-1, *x.shape[-3:]), kernel, stride, (t, l, b, r), is_max, f, div, (lo, hi), cfg)
+            if rebase is not None:
+                y = fused_elementwise(y, None, None, rescale_shift=rebase.bit_length() - 1, flag=f, config=cfg)
+            env[op.out] = y.reshape(nb, *out_shape)
+
+        return _Prepared(op, fn, f"{node.op} {kernel[0]}x{kernel[1]}/{stride[0]}"
+                                 f"{f' /{div}' if div > 1 else ''}"
+                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}")
+
+    def _prep_step(self, op: FusedOp) -> _Prepared:
+        from vcompute.kernels import fused_elementwise
+
+        step = self.plan.steps[op.out]
+        node = step.node
+        be = NoSyncBackend()
+        names = list(op.inputs)
+        consts = {n: self._const(n) for n in names if n in self.plan.consts}
+        rebase = op.attrs["rebase"]
+        slot = self._slot(op.out) if rebase is not None else None
+        cfg = self.tiles.block_config()
+        if node.op == "sum":
+            axes = [int(a) + 1 for a in node.attrs["axes"]]
+
+            def run(args):
+                return args[0].sum(dim=axes, keepdim=True).reshape(args[0].shape[0], *node.shape)
+        elif node.op == "leaky":  # run_leaky's integers, without a host-made tensor (graph capture)
+            alpha, lshift = int(step.extra["alpha_q"]), int(step.extra["shift"])
+
+            def run(args):
+                pos = args[0].clamp_min(0)
+                return (pos << lshift) + (args[0] - pos) * alpha
+        else:
+            spec = registry.ezkl(node)
+
+            def run(args):
+                return spec.run(be, step, args)
+
+        def fn(env, flags):
+            y = run([consts[n] if n in consts else env[n] for n in names])
+            if rebase is not None:
+                y = fused_elementwise(y.contiguous(), None, None, rescale_shift=rebase.bit_length() - 1,
+                                      flag=flags[slot:slot + 1], config=cfg)
+            env[op.out] = y
+
+        return _Prepared(op, fn, f"{node.op}{f' >>{rebase.bit_length() - 1}' if rebase else ''}")
+
+    # -- running ------------------------------------------------------------------------------
+    def forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
+        """The whole batch, no host sync: returns ``cat(flags, out_0, out_1, ...)`` as int64.
+
+        ``flags`` must be zero on entry; the last kernel copies them out and zeroes them again, so
+        a CUDA graph of this pass can be replayed as it is."""
+        from .fast_kernels import finalize, quantize_input
+
+        env: dict[str, torch.Tensor] = {}
+        cfg = self.tiles.block_config()
+        for k, name in enumerate(self.graph.inputs):
+            node = self.graph.nodes[name]
+            x = inputs[k]
+            if node.attrs["float"]:
+                x = quantize_input(x, self.plan.input_scales[k], self.input_bounds[k], flags[0:1], cfg)
+            env[name] = x.reshape(x.shape[0], *node.shape)
+        for p in self.prepared:
+            p.fn(env, flags)
+        return finalize(flags, self.n_flags, [env[o] for o in self.graph.outputs])
+
+    def describe(self) -> list[str]:
+        """One line per launch group, with its limbs and epilogue (for ``--json`` and docs)."""
+        return [p.describe for p in self.prepared]
+
+
+__all__ = ["BOUND_LIMIT", "Bounds", "CompiledPlan", "FusedOp", "GENERIC_OPS", "NoSyncBackend",
+           "NotCompilable", "TILE_POLICIES", "TilePolicy", "analyze_bounds", "fuse", "rebase_bound",
+           "tile_policy", "torch_div_round"]

@@ -1,0 +1,357 @@
+"""``Engine``: a model loaded once, serving many batches on the fastest exact path (#9).
+
+    eng = Engine("model.onnx", settings)            # parse + lower + scale-plan once
+    res = eng.infer(batch)                          # BatchResult: every sample's integers
+
+Paths (``path=``), all bit-identical to EZKL's witness:
+
+* ``"graph"``: the compiled plan (:mod:`.compiled`: static bounds, planned limbs, fused
+  epilogues) captured in a CUDA graph per (input shapes, input tier, batch size) and replayed.
+  The first batch of a given size runs the compiled plan directly (it compiles the kernels and
+  is a one-shot call's whole cost); the second captures the graph; later ones only replay it.
+  One host-to-device copy of the float32 batch, one replay, one device-to-host copy of the flags
+  and outputs together: the only sync.
+* ``"fused"``: the compiled plan without a graph (also on the CPU, in Triton's interpreter).
+* ``"ops"``: the op-by-op path (:func:`.run._execute_exact`), with a host check per op.
+
+``"auto"`` is ``graph`` for the Triton backend on a CUDA device, ``ops`` otherwise. A model the
+fast path does not cover (:class:`.compiled.NotCompilable`) runs ``ops``; so does a batch that
+raised a device flag, which then gives the same bits or the error EZKL's rules call for: no
+flagged output is ever returned. ``BatchResult.path`` says which path ran.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from vcompute.errors import UsageError
+
+from . import backends
+from .compiled import CompiledPlan, NotCompilable, TilePolicy, tile_policy
+from .fast_kernels import FLAG_INPUT_RANGE
+from .fixedpoint import quantize_input
+from .graph import ModelLike
+from .run import (BatchResult, ScaleMismatchError, _declared_shapes, _execute_exact, _op_names,
+                  _pick_device, _prepared, _Source, _stack_inputs)
+
+PATHS = ("auto", "graph", "fused", "ops")
+
+
+def _is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _batch_inputs(samples: Any) -> list[np.ndarray | torch.Tensor]:
+    """Per model input, the batch on a leading axis: torch tensors stay tensors (on their
+    device), anything else goes through ``run._stack_inputs``."""
+    if _is_torch(samples):
+        return [samples]
+    if isinstance(samples, (list, tuple)) and samples and all(_is_torch(s) for s in samples):
+        sizes = {int(s.shape[0]) if s.dim() else -1 for s in samples}
+        if len(sizes) != 1 or -1 in sizes:
+            raise UsageError(f"stacked inputs need the same leading batch size, got shapes "
+                             f"{[tuple(s.shape) for s in samples]}")
+        return list(samples)
+    return _stack_inputs(samples)
+
+
+def _concrete_shapes(declared: list[tuple[int | None, ...]], first: list[tuple[int, ...]],
+                     sizes: list[int]) -> list[tuple[int, ...]]:
+    """Each input's batch-1 circuit shape from one sample's shape (see ``run._shapes_for``)."""
+    if len(declared) != len(first):
+        raise UsageError(f"model has {len(declared)} inputs, got {len(first)}")
+    shapes = []
+    for d, shp, n in zip(declared, first, sizes):
+        if len(shp) == len(d) and all(a is None or a == b for a, b in zip(d, shp)):
+            shapes.append(tuple(shp))
+            continue
+        concrete = tuple(1 if a is None else a for a in d)
+        if int(np.prod(concrete)) != n:
+            raise UsageError(f"input of {n} values does not fit shape {d}")
+        shapes.append(concrete)
+    return shapes
+
+
+def _float_bits(x32: np.ndarray, scale: int) -> int | None:
+    """Bits of the largest quantized value of a float32 batch (``|q| < 2^bits``), None when
+    some value is infinite (the op path then refuses it with its own message)."""
+    if x32.size == 0:
+        return 0
+    a = np.abs(x32)
+    m = float(a.max())
+    if np.isnan(m):  # NaN quantizes to 0 (Rust's round(NaN) as i64): the rest decides
+        m = float(np.nanmax(a)) if not np.all(np.isnan(a)) else 0.0
+    if not np.isfinite(m):
+        return None
+    q = abs(int(quantize_input(np.array([m]), scale)[0])) if m * 2.0 ** scale < 2.0 ** 62 else None
+    return None if q is None else q.bit_length()
+
+
+class _GraphRunner:
+    """One CUDA graph of a compiled plan at one batch size, with static buffers."""
+
+    def __init__(self, cp: CompiledPlan, nb: int, specs: list[tuple[tuple[int, ...], torch.dtype]],
+                 dev: torch.device) -> None:
+        self.cp = cp
+        self.static_in = [torch.zeros((nb, *shape), dtype=dt, device=dev) for shape, dt in specs]
+        self.host_in = [torch.zeros((nb, *shape), dtype=dt, pin_memory=True) for shape, dt in specs]
+        self.flags = torch.zeros(cp.n_flags, dtype=torch.int32, device=dev)
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):  # warm-up off the capture (compiles kernels, fills the allocator)
+            cp.forward(self.static_in, self.flags)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = cp.forward(self.static_in, self.flags)
+        self.host_out = torch.empty(self.static_out.shape, dtype=torch.int64, pin_memory=True)
+        self.dev = dev
+
+    def load(self, inputs: list[np.ndarray | torch.Tensor]) -> None:
+        """Copy a batch into the static input buffers (asynchronously)."""
+        for k, x in enumerate(inputs):
+            if _is_torch(x):
+                self.static_in[k].copy_(x, non_blocking=True)
+            else:
+                self.host_in[k].numpy()[...] = x
+                self.static_in[k].copy_(self.host_in[k], non_blocking=True)
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+    def run(self, inputs: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+        self.load(inputs)
+        self.graph.replay()
+        self.host_out.copy_(self.static_out, non_blocking=True)
+        torch.cuda.current_stream(self.dev).synchronize()
+        return self.host_out.numpy()
+
+
+class Engine:
+    """A model and its settings, loaded once for many :meth:`infer` calls (see the module doc).
+
+    ``model`` is a path or an ``onnx.ModelProto``; ``settings`` EZKL's settings (its
+    ``run_args`` give the scales). ``backend``/``device`` as for ``run_fixed_batch``;
+    ``path`` one of :data:`PATHS`; ``tiles`` a tile policy name or :class:`TilePolicy` (bits
+    never depend on it).
+    """
+
+    def __init__(self, model: ModelLike, settings: dict, device: str | None = None, *,
+                 backend: str | Any | None = None, path: str = "auto",
+                 tiles: str | TilePolicy | None = "auto", check_scales: bool = True,
+                 model_key: str | None = None) -> None:
+        if path not in PATHS:
+            raise UsageError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+        if not isinstance(settings, dict) or "run_args" not in settings:
+            raise UsageError("settings must be EZKL's settings (a dict with run_args)")
+        self._src = _Source(model, model_key)
+        self.settings = settings
+        self.run_args = settings["run_args"]
+        self.check_scales = check_scales
+        self.backend, self.device = backends.resolve(backend, _pick_device(device))
+        triton_be = isinstance(self.backend, backends.TritonBackend)
+        cuda = torch.device(self.device).type == "cuda"
+        if path == "auto":
+            path = "graph" if triton_be and cuda else "ops"
+        if path in ("graph", "fused") and not triton_be:
+            raise UsageError(f"path {path!r} runs the Triton kernels: use backend 'triton' (the "
+                             f"{getattr(self.backend, 'name', 'given')} backend runs path 'ops')")
+        if path == "graph" and not cuda:
+            raise UsageError("path 'graph' needs a CUDA device (CUDA graphs); use 'fused' on the CPU")
+        self.path = path
+        self.tiles = tile_policy(tiles)
+        self._compiled: dict[tuple, CompiledPlan | NotCompilable] = {}
+        self._graphs: dict[tuple, _GraphRunner] = {}
+        self._seen: set[tuple] = set()
+        self._last_bits: dict[tuple, list[int]] = {}
+        #: how each batch ran: counts by path, and the last fallback's reason
+        self.stats: dict[str, Any] = {"graph": 0, "fused": 0, "ops": 0, "fallbacks": 0, "last_fallback": None}
+
+    # -- planning ---------------------------------------------------------------------------
+    def prepare(self, shapes: list[tuple[int, ...]]):
+        """The lowered graph and scale plan for these (batch-1) input shapes, checked."""
+        graph, plan = _prepared(self._src, shapes, self.run_args)
+        expected = self.settings.get("model_output_scales")
+        if self.check_scales and expected is not None and list(expected) != plan.output_scales:
+            raise ScaleMismatchError(
+                f"engine output scales {plan.output_scales} != EZKL's {list(expected)}; "
+                f"ops: {[s.node.onnx_op for s in plan.steps.values()]}")
+        return graph, plan
+
+    def compiled(self, shapes: list[tuple[int, ...]], bits: list[int]) -> CompiledPlan | NotCompilable:
+        """The compiled plan for an input tier (cached; a NotCompilable says why there is none)."""
+        key = (tuple(shapes), tuple(bits))
+        if key not in self._compiled:
+            graph, plan = self.prepare(shapes)
+            try:
+                self._compiled[key] = CompiledPlan(graph, plan, bits, self.device, self.tiles)
+            except NotCompilable as e:
+                self._compiled[key] = e
+        return self._compiled[key]
+
+    def _floor_bits(self, plan) -> list[int]:
+        """The smallest tier: inputs up to 2.0 (|q| < 2^(scale+1)), integers up to 2^8."""
+        return [s + 1 if s else 8 for s in plan.input_scales]
+
+    def _host_bits(self, graph, plan, xs: list[np.ndarray]) -> list[int] | None:
+        bits = []
+        for k, (name, x) in enumerate(zip(graph.inputs, xs)):
+            if graph.nodes[name].attrs["float"]:
+                b = _float_bits(x, plan.input_scales[k])
+            else:
+                b = int(np.abs(x.astype(object)).max()).bit_length() if x.size else 0
+            if b is None or b > 62:
+                return None
+            bits.append(max(b, self._floor_bits(plan)[k]))
+        return bits
+
+    def _device_bits(self, graph, plan, xs: list[torch.Tensor]) -> list[int] | None:
+        """Exact tier of device inputs: one sync (only after the planned tier was exceeded)."""
+        return self._host_bits(graph, plan, [x.detach().float().cpu().numpy() if graph.nodes[n].attrs["float"]
+                                             else x.detach().cpu().numpy() for n, x in zip(graph.inputs, xs)])
+
+    # -- running ----------------------------------------------------------------------------
+    def infer(self, samples: Any, *, check_scales: bool | None = None) -> BatchResult:
+        """Run a batch: a list of per-sample input lists, stacked arrays (one per model input,
+        leading batch axis) or torch tensors (on any device). Returns every sample's outputs."""
+        t0 = time.perf_counter()
+        xs = _batch_inputs(samples)
+        nb = int(xs[0].shape[0])
+        if nb == 0:
+            raise UsageError("an empty batch")
+        first = [tuple(x.shape[1:]) for x in xs]
+        sizes = [int(np.prod(s)) for s in first]
+        shapes = _concrete_shapes(_declared_shapes(self._src), first, sizes)
+        saved = self.check_scales
+        if check_scales is not None:
+            self.check_scales = check_scales
+        try:
+            graph, plan = self.prepare(shapes)
+        finally:
+            self.check_scales = saved
+        outs, path = None, "ops"
+        if self.path != "ops":
+            outs, path = self._fast(graph, plan, shapes, xs)
+        if outs is None:
+            outs = self._ops(graph, plan, xs)
+        self.stats["fused" if path.startswith("graph (") else path.split(" ")[0]] += 1
+        fixed_arrays = [np.asarray(o).reshape(nb, -1) for o in outs]
+        scales = plan.output_scales
+        per_out = [a.tolist() for a in fixed_arrays]  # one conversion per output, not per sample
+        fixed = [[lst[i] for lst in per_out] for i in range(nb)]
+        # int64 -> float64 rounds to nearest as Python's int -> float does; / 2^s is exact
+        per_float = [(a.astype(np.float64) / 2.0 ** s).tolist() for a, s in zip(fixed_arrays, scales)]
+        floats = [[lst[i] for lst in per_float] for i in range(nb)]
+        elapsed = (time.perf_counter() - t0) * 1000.0
+        return BatchResult(fixed, floats, scales, self.backend.describe(), elapsed, _op_names(plan), path=path)
+
+    def _ops(self, graph, plan, xs) -> list[np.ndarray]:
+        per_input = [x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x) for x in xs]
+        outs = _execute_exact(graph, plan, self.backend, self.device, per_input)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return [o.numpy() for o in outs]
+
+    def _fallback(self, why: str) -> tuple[None, str]:
+        self.stats["fallbacks"] += 1
+        self.stats["last_fallback"] = why
+        return None, f"ops (fallback: {why})"
+
+    def _fast(self, graph, plan, shapes, xs) -> tuple[list[np.ndarray] | None, str]:
+        """The compiled path; (None, 'ops (fallback: why)') when it cannot give the outputs."""
+        dev = torch.device(self.device)
+        specs, prepared = [], []
+        on_host = not any(_is_torch(x) for x in xs)
+        for name, x in zip(graph.inputs, xs):
+            is_float = graph.nodes[name].attrs["float"]
+            node = graph.nodes[name]
+            if _is_torch(x):
+                x = x.detach().to(dev, torch.float32 if is_float else torch.int64)
+            elif is_float:
+                x = np.asarray(x, dtype=np.float64).astype(np.float32) if np.asarray(x).dtype != np.float32 \
+                    else np.asarray(x)
+            else:
+                x = quantize_input(np.asarray(x), 0, False)
+            x = x.reshape(x.shape[0], *node.shape)
+            prepared.append(x)
+            specs.append((tuple(node.shape), torch.float32 if is_float else torch.int64))
+        key_shapes = tuple(shapes)
+        if on_host:
+            bits = self._host_bits(graph, plan, prepared)
+            if bits is None:
+                return self._fallback("an input is infinite or beyond 2^62")
+        else:
+            bits = self._last_bits.get(key_shapes) or self._floor_bits(plan)
+        for attempt in range(2):
+            cp = self.compiled(shapes, bits)
+            if isinstance(cp, NotCompilable):
+                return self._fallback(str(cp))
+            res = self._launch(cp, bits, specs, prepared, dev)
+            flags = res[: cp.n_flags]
+            if not flags.any():
+                self._last_bits[key_shapes] = bits
+                off, outs, nb = cp.n_flags, [], prepared[0].shape[0]
+                for n in cp.output_sizes:
+                    outs.append(res[off: off + nb * n].reshape(nb, n).copy())
+                    off += nb * n
+                return outs, self._last_path
+            # an input beyond the tier invalidates everything after it (later flags follow from it)
+            input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
+            if attempt == 0 and input_flag and not on_host:
+                bits = self._device_bits(graph, plan, prepared)  # the planned tier was too small
+                if bits is None:
+                    break
+                continue
+            break
+        names = [n for n, f in zip(cp.flag_names, flags) if f]
+        return self._fallback(f"device flags raised by {', '.join(names)}")
+
+    def _launch(self, cp: CompiledPlan, bits, specs, xs, dev) -> np.ndarray:
+        nb = int(xs[0].shape[0])
+        key = (tuple(s for s, _ in specs), tuple(bits), nb)
+        if self.path == "graph":
+            runner = self._graphs.get(key)
+            if runner is None and key in self._seen:
+                runner = self._graphs[key] = _GraphRunner(cp, nb, specs, dev)
+            if runner is not None:
+                self._last_path = "graph"
+                return runner.run(xs)
+            self._seen.add(key)
+        self._last_path = "fused" if self.path == "fused" else "graph (first call: fused)"
+        inputs = [x.to(dev) if _is_torch(x) else torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in xs]
+        flags = torch.zeros(cp.n_flags, dtype=torch.int32, device=dev)
+        return cp.forward(inputs, flags).cpu().numpy()
+
+    # -- for benchmarks ---------------------------------------------------------------------
+    def graph_runner(self, batch: Any) -> _GraphRunner:
+        """The captured graph for this batch's shapes, tier and size (capturing it if needed), with
+        the batch loaded: ``runner.replay()`` then times the device work alone."""
+        xs = _batch_inputs(batch)
+        first = [tuple(x.shape[1:]) for x in xs]
+        shapes = _concrete_shapes(_declared_shapes(self._src), first, [int(np.prod(s)) for s in first])
+        for _ in range(2):  # the first call of a size runs without a graph
+            res = self.infer(batch)
+            if res.path != "graph" and not res.path.startswith("graph"):
+                raise UsageError(f"no graph for this batch: it ran {res.path}")
+        graph, plan = self.prepare(shapes)
+        nb = int(xs[0].shape[0])
+        bits = self._last_bits[tuple(shapes)]
+        key = (tuple(tuple(graph.nodes[n].shape) for n in graph.inputs), tuple(bits), nb)
+        return self._graphs[key]
+
+    def describe(self, batch: Any | None = None) -> dict[str, Any]:
+        """The path, the tile policy and, per compiled tier, its launch groups."""
+        tiers = {}
+        for (shapes, bits), cp in self._compiled.items():
+            tiers[json.dumps({"shapes": [list(s) for s in shapes], "bits": list(bits)})] = (
+                cp.describe() if isinstance(cp, CompiledPlan) else f"not compiled: {cp}")
+        return {"path": self.path, "tiles": self.tiles.name, "device": self.device, "tiers": tiers,
+                "stats": dict(self.stats)}
+
+
+__all__ = ["Engine", "PATHS"]
