@@ -185,12 +185,27 @@ def _stats_q(q: list[float], batch: int) -> dict[str, float]:
 
 def _witness_outputs(sample: list[np.ndarray], proof_dir: Path) -> list[list[int]]:
     """EZKL's witness outputs for one sample, through the proven circuit."""
-    from vcompute.zk import proving
+    from vcompute.zk import proving, srs
+
     summary = json.loads((proof_dir / "summary.json").read_text())
+    info = summary["srs"]
+    srs_path = Path(info["path"]) if "path" in info else None
+    if srs_path is None:  # the proof's full SRS, by its hash: in the cache the bench's proofs filled
+        saved = os.environ.get("VCOMPUTE_CACHE")
+        os.environ["VCOMPUTE_CACHE"] = str(proof_dir.parent / "cache")
+        try:
+            srs_path = srs.by_sha256(info.get("sha256", ""))
+        finally:
+            if saved is None:
+                os.environ.pop("VCOMPUTE_CACHE", None)
+            else:
+                os.environ["VCOMPUTE_CACHE"] = saved
+    if srs_path is None:
+        raise ProofError(f"the SRS of {proof_dir} (sha256 {info.get('sha256')}) is not in the bench's cache")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "input.json"
         data.write_text(json.dumps(to_json(sample)))
-        wit = proving.witness(data, proof_dir / "model.compiled", Path(tmp) / "w.json", proof_dir / "vk.key", Path(summary["srs"]["path"]))
+        wit = proving.witness(data, proof_dir / "model.compiled", Path(tmp) / "w.json", proof_dir / "vk.key", srs_path)
     return proving.felts_to_ints(wit["outputs"])
 
 

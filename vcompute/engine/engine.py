@@ -23,6 +23,7 @@ flagged output is ever returned. ``BatchResult.path`` says which path ran.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -40,6 +41,7 @@ from .run import (BatchResult, ScaleMismatchError, _declared_shapes, _execute_ex
                   _pick_device, _prepared, _Source, _stack_inputs)
 
 PATHS = ("auto", "graph", "fused", "ops")
+log = logging.getLogger("vcompute.engine")
 
 
 def _is_torch(x: Any) -> bool:
@@ -258,6 +260,8 @@ class Engine:
         return [o.numpy() for o in outs]
 
     def _fallback(self, why: str) -> tuple[None, str]:
+        (log.warning if why.startswith(("the compiled plan failed", "device flags")) else log.info)(
+            "engine: running op by op: %s", why)
         self.stats["fallbacks"] += 1
         self.stats["last_fallback"] = why
         return None, f"ops (fallback: {why})"
@@ -291,7 +295,13 @@ class Engine:
             cp = self.compiled(shapes, bits)
             if isinstance(cp, NotCompilable):
                 return self._fallback(str(cp))
-            res = self._launch(cp, bits, specs, prepared, dev)
+            try:
+                res = self._launch(cp, bits, specs, prepared, dev)
+            except Exception as e:  # noqa: BLE001  (a kernel that fails to build or launch here)
+                # the op path still answers (exactly, or with EZKL's error); the tier is not retried
+                why = NotCompilable(f"the compiled plan failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                self._compiled[(tuple(shapes), tuple(bits))] = why
+                return self._fallback(str(why))
             flags = res[: cp.n_flags]
             if not flags.any():
                 self._last_bits[key_shapes] = bits

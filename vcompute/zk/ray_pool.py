@@ -33,7 +33,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vcompute.errors import ProofError, UsageError, VcomputeError
+from vcompute.errors import ProofError, UsageError
 from vcompute.zk.workers import START_TIMEOUT, Outcome, failure_of
 
 #: the Ray version this module was checked with (pyproject pins it in the [ray] extra)
