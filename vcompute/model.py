@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from vcompute.artifacts import sha256_file
-from vcompute.errors import UsageError
+from vcompute.errors import UsageError, first_line
 
 #: EZKL resolves symbolic dimensions through its ``variables`` run-arg; we use batch size 1.
 DEFAULT_DIM = 1
@@ -112,7 +112,7 @@ def load_model(path: Path) -> ModelInfo:
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise UsageError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
     initializers = {i.name for i in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
     types = [_input_type(path, i) for i in graph_inputs]

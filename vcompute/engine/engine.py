@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcompute.errors import UsageError
+from vcompute.errors import UsageError, first_line
 
 from . import backends
 from .compiled import CompiledPlan, NotCompilable, TilePolicy, tile_policy
@@ -299,7 +299,7 @@ class Engine:
                 res = self._launch(cp, bits, specs, prepared, dev)
             except Exception as e:  # noqa: BLE001  (a kernel that fails to build or launch here)
                 # the op path still answers (exactly, or with EZKL's error); the tier is not retried
-                why = NotCompilable(f"the compiled plan failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                why = NotCompilable(f"the compiled plan failed: {type(e).__name__}: {first_line(e)}")
                 self._compiled[(tuple(shapes), tuple(bits))] = why
                 return self._fallback(str(why))
             flags = res[: cp.n_flags]

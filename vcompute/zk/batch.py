@@ -54,7 +54,7 @@ from vcompute.inputs import CalibrationData, check_range, read_calibration_data,
 from vcompute.model import ModelInfo, load_model
 from vcompute.zk import circuit, ezkl_call, pipeline
 from vcompute.zk.batch_inputs import Item, calibration_data, items_from_values, read_source
-from vcompute.zk.proofdir import MODEL, VERIFIER_SRS
+from vcompute.zk.proofdir import MODEL, VERIFIER_SRS, read_summary
 from vcompute.zk.workers import ProcessPool, cpu_count, mark_warm, rss_mb, threads_per_worker
 
 BATCH_FILE = "batch.json"
@@ -332,8 +332,8 @@ def float_reference(model: ModelInfo, items: list[Item]) -> dict[int, list[list[
 def _is_proof_dir(folder: Path) -> bool:
     """A dir ``prove`` wrote (for any model): its summary names a model and it holds only our files."""
     try:
-        sha = json.loads((folder / "summary.json").read_text())["model"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        sha = (read_summary(folder) or {})["model"]["sha256"]
+    except (KeyError, TypeError):
         return False
     return isinstance(sha, str) and pipeline._is_proof_dir_of(folder, sha)
 
@@ -352,7 +352,7 @@ def _resume_candidates(out: Path, items: list[Item], model: ModelInfo, vk_sha: s
             refused[it.index] = f"{folder} exists and is not a proof dir of this model: remove it, or pass --force to replace a proof dir of another model"
             continue
         try:
-            summary = json.loads((folder / "summary.json").read_text())
+            summary = read_summary(folder) or {}
             same_input = summary["input"]["sha256"] == _sha_text(_input_json(it))
             same_vk = sha256_file(folder / "vk.key") == vk_sha
         except (OSError, ValueError, KeyError, TypeError):

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from vcompute.errors import UsageError
+from vcompute.errors import UsageError, first_line
 from vcompute.model import ModelInfo, load_model
 
 EIP170_LIMIT = 24_576
@@ -156,7 +156,7 @@ def _probe_ezkl_child(model_path: str, out_path: str, visibility: dict[str, str]
             try:
                 ezkl.gen_settings(str(path), str(Path(tmp) / "settings.json"), args)
             except BaseException as exc:  # RuntimeError, or pyo3's PanicException
-                error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                error = first_line(exc)
                 error = re.sub(r"^Failed to generate settings: ", "", error)
                 error = re.sub(r"\[[a-zA-Z_]+\]\s*", "", error).strip()  # EZKL's "[graph] " module tags
                 found = _locate_failures(error, records, current, _onnx_keys(current))

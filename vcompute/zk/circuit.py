@@ -25,7 +25,7 @@ import ezkl
 from vcompute.zk import ezkl_call
 from vcompute.artifacts import atomic_dir, sha256_json
 from vcompute.cache import entry_dir
-from vcompute.errors import UsageError
+from vcompute.errors import UsageError, first_line
 
 VISIBILITIES = ("public", "private", "fixed", "hashed")
 TARGETS = ("resources", "accuracy")
@@ -105,7 +105,7 @@ def _explain(stage: str, model: Path, error: ezkl_call.EzklError) -> UsageError:
     op = ezkl_call.unsupported_op(str(error))
     if op:
         return UsageError(f"EZKL cannot take {model}: unsupported ONNX op {op}")
-    first = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
+    first = first_line(error) or "unknown error"
     return UsageError(f"EZKL could not {stage} {model}: {first}")
 
 

@@ -133,10 +133,11 @@ def check_out_dir(req: ProveRequest, model: ModelInfo) -> None:
 
 def _is_proof_dir_of(folder: Path, model_sha: str) -> bool:
     """A dir ``prove`` wrote for the same model (its own files only): safe to replace."""
+    from vcompute.zk.proofdir import read_summary
+
     try:
-        summary = json.loads((folder / "summary.json").read_text())
-        same_model = summary["model"]["sha256"] == model_sha
-    except (OSError, ValueError, KeyError, TypeError):
+        same_model = (read_summary(folder) or {})["model"]["sha256"] == model_sha
+    except (KeyError, TypeError):
         return False
     from vcompute.evm import reusable, verifier
 

@@ -62,6 +62,18 @@ def read_json(path: Path, what: str, corrupt: type[Exception] = UsageError) -> A
         raise corrupt(f"{prefix}{path} is not valid JSON ({type(exc).__name__})") from None
 
 
+def read_summary(folder: Path) -> dict[str, Any] | None:
+    """summary.json of ``folder`` as a hint (None when absent or unreadable): the one reader.
+
+    Only ever used to find things (is this our dir to replace or resume? which SRS hash to look
+    up?), never as a claim: claims are checked against the proof (:func:`check_consistent`)."""
+    try:
+        data = read_json(Path(folder) / SUMMARY, "summary")
+    except (UsageError, ProofError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def visibility_name(value: Any) -> str:
     """EZKL writes a visibility as "Public" or as {"Hashed": {...}}: its lower-case name."""
     name = next(iter(value)) if isinstance(value, dict) and value else value

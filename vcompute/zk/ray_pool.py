@@ -33,7 +33,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vcompute.errors import ProofError, UsageError
+from vcompute.errors import ProofError, UsageError, first_line
 from vcompute.zk.workers import START_TIMEOUT, Outcome, failure_of
 
 #: the Ray version this module was checked with (pyproject pins it in the [ray] extra)
@@ -214,7 +214,7 @@ class RayPool:
         try:
             ray.init(**init_kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(exc).strip().splitlines()[0]}") from None
+            raise UsageError(f"cannot connect to the Ray cluster at {address}: {first_line(exc)}") from None
         self._stack.callback(ray.shutdown)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         size = self.requested or max(1, cpus // self.threads)
@@ -242,7 +242,7 @@ class RayPool:
         except ray.exceptions.GetTimeoutError:
             raise ProofError(f"Ray workers did not start within {START_TIMEOUT:.0f} s") from None
         except ray.exceptions.RayError as exc:
-            raise ProofError(f"a Ray worker could not start: {str(exc).strip().splitlines()[0]}") from None
+            raise ProofError(f"a Ray worker could not start: {first_line(exc)}") from None
         for info in infos:
             if "error" in info:
                 kind, message = info["error"]
@@ -273,7 +273,7 @@ class RayPool:
                     yield key, Outcome(False, kind="died", message=f"the Ray worker died while on this input ({type(exc).__name__})")
                     continue
                 except ray.exceptions.RayError as exc:
-                    yield key, Outcome(False, kind="internal", message=f"Ray: {str(exc).strip().splitlines()[0]}")
+                    yield key, Outcome(False, kind="internal", message=f"Ray: {first_line(exc)}")
                     idle.append(actor)
                     continue
                 idle.append(actor)
