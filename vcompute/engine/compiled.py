@@ -51,6 +51,13 @@ BOUND_LIMIT = 2**52
 INT32_LIMIT = 2**31
 #: convs with at most this many (output channels per group) x (taps) run on the CUDA cores
 DIRECT_CONV_MAX = 4096
+#: GEMMs with a reduction this short run in float64 (``TilePolicy.gemm_impl`` "auto"; measured
+#: on the H100: kernels/gemm_f64.py)
+F64_GEMM_MAX_K = 64
+#: float64 sums of integers are exact below this
+F64_EXACT = 2**53
+#: a limb GEMM with fewer default tiles than this (about the SMs of an H100) gets narrow tiles
+FEW_TILES = 132
 
 
 class NotCompilable(Exception):
@@ -83,11 +90,30 @@ class TilePolicy:
     conv_impl: str = "auto"
     #: pixels per program of the direct conv (None: its rule)
     direct_block: int | None = None
+    #: GEMM kernel: "limbs" (int8 limbs on the tensor cores, kernels.gemm), "f64" (float64,
+    #: exact below 2^53, kernels.gemm_f64: one launch, no split) or "auto" (f64 for K <= 64)
+    gemm_impl: str = "auto"
+    #: the direct conv's accumulator: "int64", "f64" (exact below 2^53) or "auto" (f64)
+    conv_acc: str = "auto"
+    #: tiles of the float64 GEMM (None: ``kernels.gemm_f64.f64_config``'s rule)
+    f64: Any = None
+    #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
+    narrow_gemm: bool = True
 
-    def gemm_config(self, m: int, la: int, lb: int):
-        from vcompute.kernels.gemm import default_config
+    def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
+        """The kernels' rule, except (``narrow_gemm``, knowing N) that a layer whose default
+        tiles would leave most SMs idle (fewer than :data:`FEW_TILES`: LeNet's fc layers at a
+        batch of 1024 get 24) runs on 64 x 64 tiles instead."""
+        from vcompute.kernels.gemm import GemmConfig, default_config
 
-        return self.gemm if self.gemm is not None else default_config(m, la, lb)
+        if self.gemm is not None:
+            return self.gemm
+        cfg = default_config(m, la, lb)
+        if self.narrow_gemm and n is not None and m * la > 64:
+            tiles = -(-m * la // cfg.block_m) * -(-n * lb // cfg.block_n)
+            if tiles < FEW_TILES:
+                return GemmConfig(64, 64, 128, 4, 3, 8, tma=cfg.tma)
+        return cfg
 
     def conv_config(self, m: int, og: int, k: int, la: int, lb: int):
         """Narrow tiles for the few output channels of small CNNs (a 128-wide tile would be
@@ -104,6 +130,19 @@ class TilePolicy:
     def block_config(self):
         return self.block
 
+    def gemm_f64(self, k: int, n: int) -> bool:
+        """Whether a GEMM with a K x N weight runs in float64 (the caller has checked that its
+        sums stay below 2^53): short reductions (K <= 64), where the float64 kernel's one
+        rank-1 update per k beats a limb split plus a mostly-padding tensor-core tile."""
+        if self.gemm_impl in ("limbs", "f64"):
+            return self.gemm_impl == "f64"
+        return k <= F64_GEMM_MAX_K and k * n <= 2**16
+
+    def f64_config(self, m: int, n: int, k: int):
+        from vcompute.kernels.gemm_f64 import f64_config
+
+        return self.f64 if self.f64 is not None else f64_config(m, n, k)
+
     def direct(self, og: int, k: int) -> bool:
         """Whether a conv with ``og`` output channels per group and ``k`` taps runs direct: its
         tensor-core tile would be mostly padding (``og * k <= 4096``, e.g. every LeNet conv)."""
@@ -113,22 +152,27 @@ class TilePolicy:
 
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
-    """A named policy: ``auto`` (the rules), ``small`` (16x16 tiles, 16-element blocks: every
-    mask and edge; convs on the limb GEMM), ``wide`` (pointer-load GEMM 64x128, direct convs of
-    64 pixels), ``persistent`` (TMA GEMM on a persistent grid, convs on 32x32 limb tiles). A
-    :class:`TilePolicy` passes through."""
+    """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
+    convs), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge; convs on the limb
+    GEMM), ``wide`` (float64 GEMMs on 64x64 tiles, int64 direct convs of 64 pixels),
+    ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles), ``int64``
+    (limb GEMMs and int64 direct convs: no float64 anywhere). A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
     from vcompute.kernels import BlockConfig, ConvConfig, GemmConfig
 
+    from vcompute.kernels.gemm_f64 import F64Config
+
     presets = {
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
-                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma"),
+                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs"),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
-                           ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64),
+                           ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64,
+                           gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4)),
         "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
-                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma"),
+                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs"),
+        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64"),
     }
     key = name or "auto"
     if key not in presets:
@@ -136,7 +180,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     return presets[key]
 
 
-TILE_POLICIES = ("auto", "small", "wide", "persistent")
+TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64")
 
 
 # -- static bounds ----------------------------------------------------------------------------
@@ -563,10 +607,10 @@ class CompiledPlan:
     def _prep_gemm(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import int_matmul, pack_weight
         from vcompute.kernels.gemm import limbs_needed, padded_limbs
+        from vcompute.kernels.gemm_f64 import pack_weight_f64
 
         step = self.plan.steps[op.steps[0]]
         w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
-        packed = pack_weight(w)
         k = w.shape[0]
         ba = self.bounds.value[op.inputs[0]]
         la = limbs_needed(-ba, ba)
@@ -577,18 +621,48 @@ class CompiledPlan:
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
         out_shape = tuple(self.plan.steps[op.out].node.shape)
         tiles, x_name = self.tiles, op.inputs[0]
+        if tiles.gemm_f64(k, w.shape[1]):
+            wf = pack_weight_f64(w)
+            if ba * wf.col_l1 < F64_EXACT:
+                return self._prep_gemm_f64(op, step, wf, ba, bias, slot)
+        packed = pack_weight(w)
         plim = (padded_limbs(la), packed.limbs.shape[1])
 
         def fn(env, flags):
             a = env[x_name]
             nb = a.shape[0]
             a2 = a.reshape(-1, k)
-            y = int_matmul(a2, packed, bias, tiles.gemm_config(a2.shape[0], *plim), limbs=la,
+            y = int_matmul(a2, packed, bias, tiles.gemm_config(a2.shape[0], *plim, w.shape[1]), limbs=la,
                            bounds=(ba, None), flag=flags[slot:slot + 1], rescale_shift=shift,
                            bias_after_rescale=True, clip=(lo, hi))
             env[op.out] = y.reshape(nb, *out_shape)
 
         return _Prepared(op, fn, f"gemm K={k} N={w.shape[1]} limbs {la}x{packed.n_limbs}"
+                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
+                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
+                                 f" [{step.node.onnx_op}]")
+
+    def _prep_gemm_f64(self, op: FusedOp, step: Step, wf, ba: int, bias: torch.Tensor | None,
+                       slot: int) -> _Prepared:
+        """The GEMM in float64 (``kernels.gemm_f64``): one launch, the epilogue fused, exact because
+        ``ba`` times the weight's column L1 norm stays below 2^53."""
+        from vcompute.kernels.epilogue import Epilogue
+        from vcompute.kernels.gemm_f64 import f64_matmul
+
+        shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
+        epi = Epilogue.make("gemm", shift, True, None, (lo, hi))
+        out_shape = tuple(self.plan.steps[op.out].node.shape)
+        tiles, x_name = self.tiles, op.inputs[0]
+        k, n = wf.shape
+
+        def fn(env, flags):
+            a = env[x_name]
+            nb = a.shape[0]
+            a2 = a.reshape(-1, k)
+            y = f64_matmul(a2, wf, ba, flags[slot:slot + 1], bias, epi, tiles.f64_config(a2.shape[0], n, k))
+            env[op.out] = y.reshape(nb, *out_shape)
+
+        return _Prepared(op, fn, f"gemm K={k} N={n} float64"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
                                  f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
                                  f" [{step.node.onnx_op}]")
@@ -615,9 +689,12 @@ class CompiledPlan:
         groups = node.attrs["group"]
         direct = self.tiles.direct(o // groups, k)
         if direct:
-            w_max = _absmax(self.plan.consts[op.attrs["weight"]])
+            wq = self.plan.consts[op.attrs["weight"]]
+            w_max = _absmax(wq)
             narrow = bx < 2**31 and w_max < 2**31
-            w_direct = w.to(torch.int32 if w_max < 2**31 else torch.int64).contiguous()
+            acc_bound = bx * int(np.max(_sum_abs(wq.reshape(wq.shape[0], -1), 1))) if wq.size else 0
+            f64 = self.tiles.conv_acc != "int64" and acc_bound < F64_EXACT
+            w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
             la = lb = 0
         else:
             packed = pack_conv_weight(w)
@@ -667,7 +744,8 @@ class CompiledPlan:
         if pool:
             kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
             pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
-        how = "direct int64" if direct else f"limbs {la}x{lb}"
+        how = (f"direct {'float64' if w_direct.dtype == torch.float64 else 'int64'}" if direct
+               else f"limbs {la}x{lb}")
         return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
                                  f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")

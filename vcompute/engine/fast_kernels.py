@@ -38,6 +38,8 @@ from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_div
 
 #: a model input lies outside the bound the plan was made for (or is not finite)
 FLAG_INPUT_RANGE = 1 << 10
+#: direct convs with at most this many taps (channels x kh x kw) unroll their whole reduction
+UNROLL_TAPS = 256
 
 _INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
@@ -298,11 +300,33 @@ def conv_pool(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None, n
 
 
 @triton.jit
+def _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH: tl.constexpr, KW: tl.constexpr,
+                  ACC_F64: tl.constexpr, NARROW: tl.constexpr):
+    """acc += the taps of input channel ``c``: x[pixel at tap] * w[o, c, tap] (zero padding)."""
+    for r in tl.static_range(KH):
+        h = h0 + r
+        h_ok = m_ok & (h >= 0) & (h < H)
+        for s in tl.static_range(KW):
+            w = w0 + s
+            ok = h_ok & (w >= 0) & (w < W)
+            xv = tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0)
+            wv = tl.load(w_row + (c * KH + r) * KW + s, mask=o_ok, other=0)
+            if ACC_F64:
+                acc += xv.to(tl.float64)[:, None] * wv[None, :]
+            elif NARROW:
+                acc += xv.to(tl.int32).to(tl.int64)[:, None] * wv.to(tl.int64)[None, :]
+            else:
+                acc += xv[:, None] * wv.to(tl.int64)[None, :]
+    return acc
+
+
+@triton.jit
 def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                         C, H, W, HO, WO, HP, WP, O, OG, CG, M, stride_h, stride_w, pad_t, pad_l,
                         d, lo, hi, pd, plo, phi,
                         KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, DIV: tl.constexpr,
-                        HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, NARROW: tl.constexpr,
+                        HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, NARROW: tl.constexpr, ACC_F64: tl.constexpr,
+                        CG_STATIC: tl.constexpr,
                         POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
                         PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
                         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
@@ -311,7 +335,11 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     BLOCK_O channels] tile accumulates ``x * w`` over the taps in int64 (the plan bounds
     ``K * max|x| * max|w|`` below 2^63, so nothing wraps; ``NARROW``: both fit int32, so each
     product is one widening multiply), then the GEMM epilogue (bias, rescale, clamp) and, with
-    POOL, the window-ordered pooling of :func:`conv_pool`. Input loads run along image rows."""
+    POOL, the window-ordered pooling of :func:`conv_pool`. Input loads run along image rows.
+
+    ``ACC_F64``: float64 weights and accumulator instead (one FMA per multiply-add, where int64
+    takes several integer instructions); exact because the plan bounds every partial sum
+    ``sum |x * w|`` below 2^53, where doubles hold integers exactly in any summation order."""
     KK: tl.constexpr = PH * PW
     pid_p = tl.program_id(0)
     n_o = tl.cdiv(OG, BLOCK_O)
@@ -337,24 +365,22 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     oc = g * OG + tl.where(o_ok, o, 0)
     x_img = x_ptr + (n_img.to(tl.int64) * C + g * CG) * H * W
     w_row = w_ptr + oc.to(tl.int64) * (CG * KH * KW)
-    acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.int64)
-    for c in range(0, CG):
-        for r in tl.static_range(KH):
-            h = h0 + r
-            h_ok = m_ok & (h >= 0) & (h < H)
-            for s in tl.static_range(KW):
-                w = w0 + s
-                ok = h_ok & (w >= 0) & (w < W)
-                xv = tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0)
-                wv = tl.load(w_row + (c * KH + r) * KW + s, mask=o_ok, other=0)
-                if NARROW:
-                    acc += xv.to(tl.int32).to(tl.int64)[:, None] * wv.to(tl.int64)[None, :]
-                else:
-                    acc += xv[:, None] * wv.to(tl.int64)[None, :]
+    if ACC_F64:
+        acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.int64)
+    if CG_STATIC > 0:  # few channels: the whole reduction unrolled, so loads run ahead of the FMAs
+        for c in tl.static_range(CG_STATIC):
+            acc = _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH, KW, ACC_F64, NARROW)
+    else:
+        for c in range(0, CG):
+            acc = _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH, KW, ACC_F64, NARROW)
     mask = m_ok[:, None] & o_ok[None, :]
     bias = tl.zeros((1, BLOCK_O), dtype=tl.int64)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + oc, mask=o_ok, other=0)[None, :]
+    if ACC_F64:
+        acc = acc.to(tl.int64)
     res = apply_epilogue(acc, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, False, DIV, HAS_LO, HAS_HI, True)
     if POOL:
         OUT_W: tl.constexpr = BLOCK_P // KK
@@ -382,9 +408,11 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
                 pool: tuple[int, int] | None = None, pool_max: bool = False, pool_div: int = 1,
                 pool_clip: tuple[int | None, int | None] = (None, None), block_p: int | None = None,
                 num_warps: int = 4) -> torch.Tensor:
-    """Exact conv of int64 x [N, C, H, W] with int32 weights ``w32`` [O, C/groups, kh, kw] on the
+    """Exact conv of int64 x [N, C, H, W] with integer weights ``w32`` [O, C/groups, kh, kw] on the
     CUDA cores (see ``_direct_conv_kernel``), the GEMM epilogue ``epi`` and optionally a following
-    non-overlapping ``pool`` (as :func:`conv_pool`). Host checks are the caller's (plan time)."""
+    non-overlapping ``pool`` (as :func:`conv_pool`). Weights as float64 select the float64
+    accumulator (the caller's plan bounds ``sum |x * w|`` below 2^53), as int32/int64 the int64
+    one. Host checks are the caller's (plan time)."""
     nb, c, h, w = x.shape
     o, cg, kh, kw = w32.shape
     (sh, sw), (pt, pl, pb, pr) = stride, pads
@@ -414,7 +442,8 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
         x.contiguous(), w32, bias if bias is not None else out, out, flag,
         c, h, w, ho, wo, hp, wp, o, og, cg, m, sh, sw, pt, pl, *epi_rt,
         pool_div, 0 if plo is None else plo, 0 if phi is None else phi,
-        KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, **epi_cx,
+        KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, ACC_F64=w32.dtype == torch.float64,
+        CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, **epi_cx,
         POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
         P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
         num_warps=num_warps)

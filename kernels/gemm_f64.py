@@ -1,0 +1,171 @@
+"""Exact integer GEMM in float64, for the small layers of a planned engine (#9).
+
+The limb GEMM (:mod:`kernels.gemm`) splits int64 operands into int8 limbs for the tensor cores:
+right for large layers, but a small model's layers (K and N of a few hundred) leave its tiles
+mostly padding, and the split is a launch of its own. Float64 is exact for them instead: integers
+below 2^53 are exact doubles, and so is every product and partial sum of a dot product as long as
+``sum_k |a_mk * b_kn| < 2^53``, whatever the order of summation and whether or not a multiply and
+add are fused. So the bits never depend on the tiles, and one launch reads the int64 activations,
+multiplies and adds in float64 and applies the GEMM epilogue of :mod:`kernels.epilogue` (bias,
+rescale, clamp) to the converted integers.
+
+The products are rank-1 FMA updates on the CUDA cores, one k at a time: Triton 3.6 compiles no
+float64 ``tl.dot`` for Hopper (measured on the H100). That loop is latency-bound, so it pays
+only for a short reduction: on the H100 it beats split + limb GEMM up to K of a few dozen (an
+MLP's 8 -> 16 -> 4: 3.4 µs against 10.5 µs per layer at 1024 rows) and loses from K = 84 up
+(LeNet's 400 -> 120: 208 µs against 19 µs). The engine's rule (``TilePolicy.gemm_f64``) follows.
+
+The caller supplies the bound: ``a_bound`` on ``|a|`` and the weights fix the rest. The host
+refuses a plan whose ``a_bound * max column L1 norm of b`` reaches 2^53; at run time a value of
+``a`` beyond ``a_bound`` sets ``FLAG_A_RANGE`` in the device flag instead of giving wrong bits
+(no host sync: :mod:`kernels.flags`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from vcompute.kernels._checks import check_int64
+from vcompute.kernels.epilogue import Epilogue, apply_epilogue
+from vcompute.kernels.flags import FLAG_A_RANGE
+
+#: float64 holds every integer below 2^53, and sums of them exactly while they stay below it
+F64_EXACT = 2**53
+
+_A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
+
+
+@triton.jit
+def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
+                     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, a_bound, d, lo, hi,
+                     HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr, DIV: tl.constexpr,
+                     HAS_LO: tl.constexpr, HAS_HI: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """c = epilogue(a @ b): int64 a [M, K] (|a| <= a_bound, else FLAG_A_RANGE), float64 b [K, N]
+    holding integers, float64 products and sums (exact below 2^53), int64 c [M, N]."""
+    rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < N
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64)
+    bad = tl.zeros((BLOCK_M,), dtype=tl.int1)
+    a_row = a_ptr + rm * stride_am
+    b_col = b_ptr + rn * stride_bn
+    for k in range(0, K):  # one rank-1 update per k: FMAs on the CUDA cores
+        a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
+        bad |= (a > a_bound) | (a < -a_bound)
+        b = tl.load(b_col + k * stride_bk, mask=n_ok, other=0.0)
+        acc += a.to(tl.float64)[:, None] * b[None, :]
+    if tl.max(bad.to(tl.int32), axis=0) != 0:
+        tl.atomic_or(flag_ptr, _A_CODE)
+    res = acc.to(tl.int64)
+    mask = m_ok[:, None] & n_ok[None, :]
+    bias = tl.zeros((1, BLOCK_N), dtype=tl.int64)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + rn, mask=n_ok, other=0)[None, :]
+    res = apply_epilogue(res, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, BIAS_AFTER, DIV, HAS_LO, HAS_HI, True)
+    tl.store(c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn, res, mask=mask)
+
+
+@dataclass(frozen=True)
+class F64Config:
+    """Explicit tiles of the float64 GEMM (bits never depend on them)."""
+
+    block_m: int = 64
+    block_n: int = 64
+    num_warps: int = 4
+
+    def check(self) -> None:
+        for name in ("block_m", "block_n"):
+            v = getattr(self, name)
+            if v < 2 or v & (v - 1):
+                raise ValueError(f"F64Config.{name} must be a power of two >= 2, got {v}")
+
+
+#: the rule aims at this many programs (two per SM of an H100) before it widens tiles
+_TARGET_PROGRAMS = 264
+
+
+def f64_config(m: int, n: int, k: int) -> F64Config:
+    """N rounded up to a power of two (8..64) per tile; then the widest row block (16..128) that
+    still gives every SM work, since each program runs the whole K loop."""
+    block_n = min(64, max(8, triton.next_power_of_2(n)))
+    tiles_n = triton.cdiv(n, block_n)
+    block_m = 128
+    while block_m > 16 and triton.cdiv(m, block_m) * tiles_n < _TARGET_PROGRAMS:
+        block_m //= 2
+    cells = block_m * block_n
+    return F64Config(block_m, block_n, 4 if cells >= 2048 else 2 if cells >= 512 else 1)
+
+
+@dataclass(frozen=True)
+class F64Weight:
+    """A constant integer weight [K, N] as float64 on the device, with the column L1 bound that
+    decides whether an input bound keeps the product exact."""
+
+    values: torch.Tensor
+    col_l1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.values.shape)
+
+
+def pack_weight_f64(w: torch.Tensor) -> F64Weight:
+    """An int64 weight [K, N] for :func:`f64_matmul` (every |w| must be below 2^53)."""
+    check_int64("w", w, 2)
+    col = int(w.abs().sum(dim=0).max().item()) if w.numel() else 0
+    if w.numel() and int(w.abs().max().item()) >= F64_EXACT:
+        raise OverflowError("f64_matmul: weights of 2^53 or more are not exact doubles")
+    return F64Weight(w.to(torch.float64).contiguous(), col)
+
+
+def check_f64_bound(a_bound: int, w: F64Weight, what: str = "f64_matmul") -> None:
+    """OverflowError unless every dot product stays below 2^53 for ``|a| <= a_bound``."""
+    if a_bound < 0:
+        raise ValueError(f"{what}: a_bound must be >= 0, got {a_bound}")
+    if a_bound * w.col_l1 >= F64_EXACT:
+        raise OverflowError(f"{what}: a bound {a_bound} x column L1 norm {w.col_l1} reaches 2^53, "
+                            "where float64 sums stop being exact; use the limb GEMM (int_matmul)")
+
+
+def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
+               bias: torch.Tensor | None = None, epilogue: Epilogue | None = None,
+               config: F64Config | None = None) -> torch.Tensor:
+    """``epilogue(a @ w)`` exactly, for int64 ``a`` [M, K] with ``|a| <= a_bound`` (values beyond
+    it set FLAG_A_RANGE in ``flag``, an int32 device tensor) and a packed weight; int64 [M, N].
+
+    No host sync: the bound is checked against the weight here, the values on the device."""
+    check_int64("a", a, 2)
+    k, n = w.shape
+    if a.shape[1] != k:
+        raise ValueError(f"f64_matmul: a is {tuple(a.shape)}, weight is {k}x{n}")
+    if a.device != w.values.device or flag.device != a.device:
+        raise ValueError("f64_matmul: a, the weight and flag must be on one device")
+    if bias is not None:
+        check_int64("bias", bias, 1)
+        if bias.numel() != n:
+            raise ValueError(f"f64_matmul: bias has {bias.numel()} values for {n} columns")
+    check_f64_bound(a_bound, w)
+    m = a.shape[0]
+    out = torch.empty((m, n), dtype=torch.int64, device=a.device)
+    if m == 0 or n == 0:
+        return out
+    cfg = config or f64_config(m, n, k)
+    cfg.check()
+    epi = epilogue or Epilogue()
+    epi_rt, epi_cx = epi.kernel_args()
+    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n))
+    _f64_gemm_kernel[grid](
+        a, w.values, bias if bias is not None else out, out, flag, m, n, k,
+        a.stride(0), a.stride(1), w.values.stride(0), w.values.stride(1), out.stride(0), out.stride(1),
+        int(a_bound), *epi_rt, HAS_BIAS=bias is not None, **epi_cx,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    return out
+
+
+__all__ = ["F64Config", "F64Weight", "F64_EXACT", "check_f64_bound", "f64_config", "f64_matmul", "pack_weight_f64"]

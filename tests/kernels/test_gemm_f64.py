@@ -1,0 +1,114 @@
+"""f64_matmul: the float64 GEMM equals the plain int64 reference bit for bit, over odd shapes,
+every test tile config, every epilogue and sums right up to 2^53; values beyond the planned
+bound set the device flag; a bound that could reach 2^53 is refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vcompute.kernels as kernels
+from vcompute.kernels.epilogue import Epilogue
+from vcompute.kernels.flags import FLAG_A_RANGE, new_flag
+from vcompute.kernels.gemm_f64 import F64_EXACT, F64Config, f64_config, f64_matmul, pack_weight_f64
+from vcompute.kernels.reference import int_matmul as ref_matmul
+from vcompute.kernels.testing import assert_same, ref_epilogue
+
+DEV = kernels.device()
+CONFIGS = [F64Config(16, 8, 1), F64Config(32, 64, 4), None]
+SHAPES = [(1, 1, 1), (7, 25, 6), (33, 150, 16), (130, 40, 120), (257, 16, 10), (5, 3, 70)]
+
+
+def _rand(shape, bound, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-bound, bound + 1, shape, generator=g, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "rule" if c is None else f"{c.block_m}x{c.block_n}")
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_matches_int64_reference(m, k, n, cfg):
+    a, w = _rand((m, k), 2**21, m * k), _rand((k, n), 2**14, n)
+    flag = new_flag(DEV)
+    got = f64_matmul(a.to(DEV), pack_weight_f64(w.to(DEV)), 2**21, flag, config=cfg)
+    assert_same(got.cpu(), ref_matmul(a, w), f"f64_matmul {m}x{k}x{n} config {cfg}")
+    assert int(flag.item()) == 0
+
+
+@pytest.mark.parametrize("shift,bias_after,clip", [(0, False, None), (13, True, (0, None)), (7, False, (-5000, 5000)),
+                                                   (1, True, (None, 0))])
+def test_epilogue_matches_unfused(shift, bias_after, clip):
+    m, k, n = 45, 37, 19
+    a, w, bias = _rand((m, k), 2**20, 1), _rand((k, n), 2**13, 2), _rand((n,), 2**24, 3)
+    a[0, :] = 0
+    a[0, 0], w[0, 0] = 3 << max(shift - 1, 0), 1  # exact ties of both signs at the rescale
+    a[1, 0] = -(3 << max(shift - 1, 0))
+    epi = Epilogue.make("test", shift, bias_after, None, clip)
+    flag = new_flag(DEV)
+    got = f64_matmul(a.to(DEV), pack_weight_f64(w.to(DEV)), 2**20, flag, bias.to(DEV), epi)
+    lo, hi = clip or (None, None)
+    want = ref_epilogue(ref_matmul(a, w), bias[None, :], 1 << shift, bias_after, lo, hi)
+    assert_same(got.cpu(), want, f"epilogue shift {shift} bias_after {bias_after} clip {clip}")
+
+
+def test_sums_just_below_2_53_stay_exact():
+    """The largest sums the bound admits: every term odd and huge, the total 2^53 - 1 - small."""
+    k, n = 16, 3
+    wb = 2**20 + 1
+    ab = (F64_EXACT - 1) // (k * wb)
+    w = torch.full((k, n), wb, dtype=torch.int64)
+    w[:, 1] = -wb
+    a = torch.full((4, k), ab, dtype=torch.int64)
+    a[1] = -ab
+    a[2, ::2] = ab - 1
+    got = f64_matmul(a.to(DEV), pack_weight_f64(w.to(DEV)), ab, new_flag(DEV))
+    want = ref_matmul(a, w)
+    assert int(want.abs().max()) > F64_EXACT // 2
+    assert_same(got.cpu(), want, "sums near 2^53")
+
+
+def test_value_beyond_the_bound_sets_the_flag():
+    a = _rand((20, 8), 100, 4)
+    a[13, 5] = 101
+    flag = new_flag(DEV)
+    f64_matmul(a.to(DEV), pack_weight_f64(torch.ones((8, 4), dtype=torch.int64, device=DEV)), 100, flag)
+    assert int(flag.item()) & FLAG_A_RANGE, "a value beyond a_bound did not raise FLAG_A_RANGE"
+
+
+def test_bound_reaching_2_53_is_refused():
+    w = pack_weight_f64(torch.full((4, 2), 2**20, dtype=torch.int64, device=DEV))
+    a = torch.zeros((2, 4), dtype=torch.int64, device=DEV)
+    with pytest.raises(OverflowError, match="2\\^53"):
+        f64_matmul(a, w, 2**31, new_flag(DEV))
+    with pytest.raises(OverflowError, match="exact doubles"):
+        pack_weight_f64(torch.tensor([[2**53]], dtype=torch.int64, device=DEV))
+
+
+@pytest.mark.parametrize("bad,match", [("shape", "weight is"), ("dtype", "int64"), ("bias", "bias has")])
+def test_host_checks(bad, match):
+    w = pack_weight_f64(torch.ones((4, 3), dtype=torch.int64, device=DEV))
+    a = torch.ones((2, 5 if bad == "shape" else 4), dtype=torch.int32 if bad == "dtype" else torch.int64, device=DEV)
+    bias = torch.ones(2 if bad == "bias" else 3, dtype=torch.int64, device=DEV)
+    with pytest.raises((ValueError, TypeError), match=match):
+        f64_matmul(a, w, 10, new_flag(DEV), bias)
+
+
+def test_config_rule_and_checks():
+    assert f64_config(1, 6, 25) == F64Config(16, 8, 1)
+    assert f64_config(2**16, 120, 400) == F64Config(128, 64, 4)
+    assert f64_config(1024, 16, 8).block_m == 16  # many programs rather than wide tiles
+    with pytest.raises(ValueError, match="power of two"):
+        F64Config(24, 16).check()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_large_batch_every_config():
+    g = torch.Generator(device="cuda").manual_seed(7)
+    a = torch.randint(-(2**22), 2**22, (4099, 400), device="cuda", dtype=torch.int64, generator=g)
+    w = torch.randint(-(2**13), 2**13, (400, 120), device="cuda", dtype=torch.int64, generator=g)
+    want = ref_matmul(a.cpu(), w.cpu())
+    for cfg in CONFIGS + [F64Config(128, 64, 8)]:
+        flag = new_flag("cuda")
+        got = f64_matmul(a, pack_weight_f64(w), 2**22, flag, config=cfg)
+        assert_same(got.cpu(), want, f"GPU f64_matmul config {cfg}")
+        assert int(flag.item()) == 0
