@@ -2,6 +2,8 @@
 # On a CUDA machine: the kernel and engine tests on the GPU, then bundled-model exactness
 # (prove with the engine on the GPU vs EZKL's witness). Writes logs under $OUT.
 #   OUT=gpu-out bash scripts/gpu_check.sh
+# MARK picks the kernel/engine tests: "not slow" (default: every test, on the GPU; well over the
+# device tool's 10-minute call) or "gpu" (the GPU-marked ones only: about 3 minutes on an H100).
 # Needs torch>=2.11, triton>=3.6, ezkl==23.0.5, onnx, onnxruntime, typer, rich, pytest importable.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
@@ -15,8 +17,9 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'ezkl', ezkl.__version__)" | tee -a "$OUT/device.txt"
 
-echo "== kernels and engine on the GPU (pytest -m 'not slow': gpu-marked tests included)"
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/kernels tests/engine 2>&1 \
+MARK=${MARK:-not slow}
+echo "== kernels and engine on the GPU (pytest -m '$MARK')"
+python3 -m pytest -q -p no:cacheprovider -m "$MARK" tests/kernels tests/engine 2>&1 \
   | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 
 echo "== bundled models: prove with the engine on the GPU, bit-exact against the witness"
