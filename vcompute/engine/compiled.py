@@ -692,8 +692,8 @@ class CompiledPlan:
             wq = self.plan.consts[op.attrs["weight"]]
             w_max = _absmax(wq)
             narrow = bx < 2**31 and w_max < 2**31
-            acc_bound = bx * int(np.max(_sum_abs(wq.reshape(wq.shape[0], -1), 1))) if wq.size else 0
-            f64 = self.tiles.conv_acc != "int64" and acc_bound < F64_EXACT
+            # the conv's peak (analyze_bounds) bounds every partial sum of its accumulator
+            f64 = self.tiles.conv_acc != "int64" and self.bounds.peak[op.steps[0]] < F64_EXACT
             w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
             la = lb = 0
         else:
