@@ -5,12 +5,19 @@ plan without a device-to-host sync per op. Instead each kernel ORs an error code
 flag on the device (atomically) and computes on; the caller reads all flags once, after the whole
 forward pass, with :meth:`ErrorFlags.check`, which raises OverflowError naming the op and what
 went wrong. An output computed under a raised flag is invalid (wrong bits), and so is everything
-computed from it. No kernels here: the codes and the host-side helper.
+computed from it. Here: the codes, the host-side helper, and :func:`publish_flags`, the device
+helper with which the last kernel of a pass hands the flags to the host in its result.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from vcompute.kernels import runtime  # noqa: F401,I001  (first: sets TRITON_INTERPRET before triton loads)
+
 import torch
+import triton
+import triton.language as tl
 
 from vcompute.kernels.runtime import device as kernels_device
 
@@ -24,6 +31,8 @@ FLAG_ADD_OVERFLOW = 4
 FLAG_RESCALE_LIMIT = 8
 #: an elementwise shift or product could leave int64 (|a * b| >= 2^62 is refused, as the host guards do)
 FLAG_MUL_OVERFLOW = 16
+#: a model input lies outside the bound the plan was made for (or is not finite)
+FLAG_INPUT_RANGE = 1 << 10
 
 _MEANINGS = {
     FLAG_A_RANGE: "the first operand (a / x) has a value outside its planned limb count or bound",
@@ -31,6 +40,7 @@ _MEANINGS = {
     FLAG_ADD_OVERFLOW: "an int64 addition (bias or elementwise add/sub) overflowed",
     FLAG_RESCALE_LIMIT: "a value reached |x| >= 2^52 before a rescale (EZKL's f64 division is not exact there)",
     FLAG_MUL_OVERFLOW: "an elementwise shift or product could leave int64",
+    FLAG_INPUT_RANGE: "a model input lies outside the bound the plan was made for (or is not finite)",
 }
 
 
@@ -41,6 +51,47 @@ def describe_flag(code: int) -> str:
     if rest:
         parts.append(f"unknown code bits {rest:#x}")
     return "; ".join(parts)
+
+
+@triton.jit
+def publish_flags(ticket_ptr, flag_ptr, n_flags, res_ptr, BLOCK_F: tl.constexpr):
+    """Called by every program of a pass's last kernel once its own flag atomics are done: the last
+    program to arrive copies the ``n_flags`` int32 flags into ``res_ptr[0:n_flags]`` as int64 and
+    zeroes them and the int32 ticket, so the next pass (a CUDA-graph replay) starts clear with no
+    finalize launch of its own. The ticket's atomic is acquire-release: every other program's
+    flag atomics precede its arrival, so the last one reads them all; it reads and zeroes each
+    flag with one atomic exchange."""
+    n_prog = tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2)
+    arrived = tl.atomic_add(ticket_ptr, 1)
+    if arrived == n_prog - 1:
+        for f0 in range(0, n_flags, BLOCK_F):
+            fo = f0 + tl.arange(0, BLOCK_F)
+            fm = fo < n_flags
+            v = tl.atomic_xchg(flag_ptr + fo, tl.zeros((BLOCK_F,), dtype=tl.int32), mask=fm)
+            tl.store(res_ptr + fo, v.to(tl.int64), mask=fm)
+        tl.atomic_xchg(ticket_ptr, 0)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What the last kernel of a pass needs to hand the flags over (:func:`publish_flags`): the
+    int32 ``ticket`` (zero between passes), the pass's int32 ``flags``, how many, and the int64
+    ``res`` whose first ``n_flags`` entries receive them."""
+
+    ticket: torch.Tensor
+    flags: torch.Tensor
+    n_flags: int
+    res: torch.Tensor
+
+    @classmethod
+    def none(cls, like: torch.Tensor) -> "Handover":
+        """Placeholder arguments for a kernel that does not publish (``PUBLISH`` off)."""
+        return cls(like, like, 0, like)
+
+    def kernel_args(self) -> tuple[tuple, dict]:
+        """((ticket, flags, n_flags, res) runtime args, constexprs) for a kernel with PUBLISH."""
+        return ((self.ticket, self.flags, self.n_flags, self.res),
+                dict(PUBLISH=self.n_flags > 0, BLOCK_F=max(2, triton.next_power_of_2(max(1, self.n_flags)))))
 
 
 def new_flag(device: torch.device | str | None = None) -> torch.Tensor:
@@ -104,4 +155,4 @@ class ErrorFlags:
 
 
 __all__ = ["ErrorFlags", "new_flag", "check_flag", "describe_flag", "FLAG_A_RANGE", "FLAG_B_RANGE",
-           "FLAG_ADD_OVERFLOW", "FLAG_RESCALE_LIMIT", "FLAG_MUL_OVERFLOW"]
+           "FLAG_ADD_OVERFLOW", "FLAG_RESCALE_LIMIT", "FLAG_MUL_OVERFLOW", "FLAG_INPUT_RANGE", "Handover", "publish_flags"]

@@ -31,22 +31,29 @@ import triton.language as tl
 
 from vcompute.kernels._checks import check_int64
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue
-from vcompute.kernels.flags import FLAG_A_RANGE
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, Handover, publish_flags
+from vcompute.kernels.quantize import quantize_tile
 
 #: float64 holds every integer below 2^53, and sums of them exactly while they stay below it
 F64_EXACT = 2**53
 
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
+_INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 
 
 @triton.jit
 def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
                      stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, a_bound, d, lo, hi,
+                     mult, in_flag_ptr, ticket_ptr, flags_ptr, n_flags, res_ptr,
                      HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr, DIV: tl.constexpr,
-                     HAS_LO: tl.constexpr, HAS_HI: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                     HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, A_FLOAT: tl.constexpr, PUBLISH: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr):
     """c = epilogue(a @ b): int64 a [M, K] (|a| <= a_bound, else FLAG_A_RANGE), float64 b [K, N]
-    holding integers, float64 products and sums (exact below 2^53), int64 c [M, N]."""
+    holding integers, float64 products and sums (exact below 2^53), int64 c [M, N].
+
+    ``A_FLOAT``: a is the float32 model input, quantized here (times ``mult``, EZKL's rounding);
+    out of bound is FLAG_INPUT_RANGE in ``in_flag_ptr``. ``PUBLISH``: the pass's last kernel
+    (``kernels.flags.publish_flags`` into ``res_ptr``)."""
     rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok = rm < M
@@ -56,12 +63,19 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
     a_row = a_ptr + rm * stride_am
     b_col = b_ptr + rn * stride_bn
     for k in range(0, K):  # one rank-1 update per k: FMAs on the CUDA cores
-        a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
-        bad |= (a > a_bound) | (a < -a_bound)
+        if A_FLOAT:
+            a, a_bad = quantize_tile(tl.load(a_row + k * stride_ak, mask=m_ok, other=0.0), mult, a_bound)
+            bad |= a_bad
+        else:
+            a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
+            bad |= (a > a_bound) | (a < -a_bound)
         b = tl.load(b_col + k * stride_bk, mask=n_ok, other=0.0)
         acc += a.to(tl.float64)[:, None] * b[None, :]
     if tl.max(bad.to(tl.int32), axis=0) != 0:
-        tl.atomic_or(flag_ptr, _A_CODE)
+        if A_FLOAT:
+            tl.atomic_or(in_flag_ptr, _INPUT_CODE)
+        else:
+            tl.atomic_or(flag_ptr, _A_CODE)
     res = acc.to(tl.int64)
     mask = m_ok[:, None] & n_ok[None, :]
     bias = tl.zeros((1, BLOCK_N), dtype=tl.int64)
@@ -69,6 +83,8 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
         bias = tl.load(bias_ptr + rn, mask=n_ok, other=0)[None, :]
     res = apply_epilogue(res, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, BIAS_AFTER, DIV, HAS_LO, HAS_HI, True)
     tl.store(c_ptr + rm[:, None] * stride_cm + rn[None, :] * stride_cn, res, mask=mask)
+    if PUBLISH:
+        publish_flags(ticket_ptr, flags_ptr, n_flags, res_ptr, BLOCK_F)
 
 
 @dataclass(frozen=True)
@@ -135,12 +151,21 @@ def check_f64_bound(a_bound: int, w: F64Weight, what: str = "f64_matmul") -> Non
 
 def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
                bias: torch.Tensor | None = None, epilogue: Epilogue | None = None,
-               config: F64Config | None = None) -> torch.Tensor:
+               config: F64Config | None = None, *, a_scale: int | None = None,
+               in_flag: torch.Tensor | None = None, out: torch.Tensor | None = None,
+               handover: Handover | None = None) -> torch.Tensor:
     """``epilogue(a @ w)`` exactly, for int64 ``a`` [M, K] with ``|a| <= a_bound`` (values beyond
     it set FLAG_A_RANGE in ``flag``, an int32 device tensor) and a packed weight; int64 [M, N].
 
-    No host sync: the bound is checked against the weight here, the values on the device."""
-    check_int64("a", a, 2)
+    No host sync: the bound is checked against the weight here, the values on the device.
+    ``a_scale``: ``a`` is instead a float32 model input, quantized in the kernel at that scale
+    (EZKL's rounding), values beyond ``a_bound`` setting FLAG_INPUT_RANGE in ``in_flag``.
+    ``out``: an int64 [M, N] tensor to write (e.g. a view into a pass's result); ``handover``:
+    this is the pass's last kernel, which hands the flags to its result (:class:`Handover`)."""
+    if a_scale is None:
+        check_int64("a", a, 2)
+    elif a.dtype != torch.float32 or a.dim() != 2 or in_flag is None:
+        raise ValueError("f64_matmul: with a_scale, a must be a float32 matrix and in_flag given")
     k, n = w.shape
     if a.shape[1] != k:
         raise ValueError(f"f64_matmul: a is {tuple(a.shape)}, weight is {k}x{n}")
@@ -152,18 +177,23 @@ def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
             raise ValueError(f"f64_matmul: bias has {bias.numel()} values for {n} columns")
     check_f64_bound(a_bound, w)
     m = a.shape[0]
-    out = torch.empty((m, n), dtype=torch.int64, device=a.device)
-    if m == 0 or n == 0:
+    if out is None:
+        out = torch.empty((m, n), dtype=torch.int64, device=a.device)
+    elif out.dtype != torch.int64 or tuple(out.shape) != (m, n):
+        raise ValueError(f"f64_matmul: out must be int64 {(m, n)}, got {out.dtype} {tuple(out.shape)}")
+    if (m == 0 or n == 0) and handover is None:
         return out
     cfg = config or f64_config(m, n, k)
     cfg.check()
     epi = epilogue or Epilogue()
     epi_rt, epi_cx = epi.kernel_args()
-    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n))
+    hand_rt, hand_cx = (handover or Handover.none(flag)).kernel_args()
+    grid = (max(1, triton.cdiv(m, cfg.block_m)), max(1, triton.cdiv(n, cfg.block_n)))
     _f64_gemm_kernel[grid](
         a, w.values, bias if bias is not None else out, out, flag, m, n, k,
         a.stride(0), a.stride(1), w.values.stride(0), w.values.stride(1), out.stride(0), out.stride(1),
-        int(a_bound), *epi_rt, HAS_BIAS=bias is not None, **epi_cx,
+        int(a_bound), *epi_rt, float(2.0 ** (a_scale or 0)), in_flag if in_flag is not None else flag, *hand_rt,
+        HAS_BIAS=bias is not None, **epi_cx, A_FLOAT=a_scale is not None, **hand_cx,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     return out
 

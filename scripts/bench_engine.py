@@ -10,8 +10,10 @@ For each case and batch size: the engine (``vcompute.Engine``: the fused plan as
 on that many samples, every sample checked against the op-by-op int64 path on the CPU (the
 path EZKL's witnesses vouch for, re-checked here on the exported samples) and the exported
 samples against their EZKL witnesses; PyTorch eager float on the same GPU; onnxruntime on the
-host's CPU. GPU work is timed like ``triton.testing.do_bench`` (median); the engine also end to
-end (host float32 arrays in, Python integers out). Writes ``OUT/bench-engine.json`` and
+host's CPU. GPU work is timed like ``triton.testing.do_bench`` (median of single calls, the L2
+cache flushed before each), and in steady state (``time_stream``: batches back to back, warm
+caches; the engine's with its input and result copies); the engine also end to end (host
+float32 arrays in, Python integers out). Writes ``OUT/bench-engine.json`` and
 ``OUT/bench-engine.png``; prints a table last. Exit 1 on any mismatch.
 """
 
@@ -46,6 +48,15 @@ def _pool(case: Path, n: int) -> tuple[list[list[np.ndarray]], dict[int, list[li
     while len(samples) < n:
         samples.append([np.round(rng.uniform(-1.0, 1.0, s), 6) for s in shapes])
     return samples[:n], witnesses, settings
+
+
+def _steady(e: dict, t: dict, sp: dict) -> str:
+    """The steady-state columns (back-to-back batches, warm caches), blank without a graph."""
+    if "steady" not in e:
+        return f"{'-':>9} {'-':>8} {'-':>7} {'-':>7}"
+    ts = t.get("steady", t)["median_ms"]
+    return (f"{e['steady']['median_ms']:>9.4f} {ts:>8.4f} {sp['steady_vs_torch']:>7.2f} "
+            f"{sp['steady_vs_onnxruntime']:>7.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"exact engine vs PyTorch float ({doc['device']}) vs onnxruntime (CPU), {doc['date']}")
     print(f"\n{doc['device']}, {doc['date']}, {doc['versions']}")
     print(f"{'model':<7} {'batch':>5} | {'engine ms':>10} {'samples/s':>12} | {'torch ms':>9} {'samples/s':>12} | "
-          f"{'ort ms':>9} {'samples/s':>11} | {'x torch':>7} {'x ort':>7} | e2e ms | exact")
+          f"{'ort ms':>9} {'samples/s':>11} | {'x torch':>7} {'x ort':>7} | {'steady ms':>9} {'torch':>8} "
+          f"{'x torch':>7} {'x ort':>7} | e2e ms | exact")
     for res in results:
         for row in res["inference"]:
             e, t, o = row["engine"], row["torch"], row["onnxruntime"]
@@ -143,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{res['name']:<7} {row['batch']:>5} | {e['median_ms']:>10.4f} {e['throughput_per_s']:>12,.0f} | "
                   f"{t['median_ms']:>9.4f} {t['throughput_per_s']:>12,.0f} | {o['median_ms']:>9.4f} "
                   f"{o['throughput_per_s']:>11,.0f} | {sp['vs_torch']:>7.2f} {sp['vs_onnxruntime']:>7.2f} | "
+                  f"{_steady(e, t, sp)} | "
                   f"{e['end_to_end']['median_ms']:.3f} | {exact} ({e['samples_checked']}/{e['witnesses_checked']})")
     print("all exact" if not bad else f"{bad} mismatch(es)")
     return 1 if bad else 0

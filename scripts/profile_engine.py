@@ -51,7 +51,8 @@ def _policy(spec: str):
     fields = {}
     for kv in filter(None, rest.split(",")):
         key, _, val = kv.partition("=")
-        fields[key] = int(val) if val.lstrip("-").isdigit() else val
+        fields[key] = (int(val) if val.lstrip("-").isdigit() else val == "true" if val in ("true", "false")
+                       else val)
     return replace(pol, name=spec, **fields) if fields else pol
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=None)
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--tiles", nargs="+", default=["auto"],
-                    help="tile policies to compare: a name, or name:field=value,... (e.g. auto:direct_block=128)")
+                    help="tile policies to compare: a name, or name:field=value,... (e.g. auto:direct_block=128, auto:chain=false)")
     ap.add_argument("--replays", type=int, default=20)
     a = ap.parse_args(argv)
 

@@ -321,3 +321,25 @@ def test_gpu_graph_flag_falls_back(cases):
         res = eng.infer(bigger)
         assert res.outputs_fixed == want and res.path.startswith("graph")
     assert run_fixed(case.model, case.samples[0], case.settings, "cuda:0").outputs_fixed == case.witness[0]
+
+
+def test_launch_folding_per_policy(cases):
+    """The auto policy runs the MLP as one dense-chain launch, folds the CNN's input quantize into
+    its first conv and its finalize into its last GEMM; ``unfolded`` keeps a launch per op. Both
+    give the op path's bits (the policy test above); this pins which kernels run."""
+    def groups(name, policy):
+        case = cases(name)
+        eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused", tiles=policy)
+        res = eng.infer([case.samples[0], case.samples[1]])
+        assert res.path == "fused"
+        (lines,) = eng.describe()["tiers"].values()
+        return lines
+
+    mlp = groups("mlp", "auto")
+    assert len(mlp) == 1 and mlp[0].startswith("dense chain in one launch"), mlp
+    assert all("chain" not in g for g in groups("mlp", "unfolded")), "unfolded still ran the chain"
+    cnn = groups("cnn", "auto")
+    assert "quantizes its input" in cnn[0] and "writes the result and flags" in cnn[-1], cnn
+    assert not any("quantizes" in g or "writes the result" in g for g in groups("cnn", "unfolded"))
+    wide = groups("mlp", "wide")  # no chain: two float64 GEMMs, the first quantizing, the last publishing
+    assert "quantizes its input" in wide[0] and "writes the result and flags" in wide[-1], wide

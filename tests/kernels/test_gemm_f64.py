@@ -112,3 +112,31 @@ def test_gpu_large_batch_every_config():
         got = f64_matmul(a, pack_weight_f64(w), 2**22, flag, config=cfg)
         assert_same(got.cpu(), want, f"GPU f64_matmul config {cfg}")
         assert int(flag.item()) == 0
+
+
+@pytest.mark.parametrize("m", [1, 45, 130])
+def test_float_input_quantized_in_the_kernel_and_flags_handed_over(m):
+    """a_scale: the float32 input is quantized as EZKL does (ties away from zero) inside the GEMM;
+    with a Handover the result holds the flags, which end zeroed with the ticket."""
+    from vcompute.engine.fixedpoint import quantize_input as ref_quantize
+    from vcompute.kernels.flags import FLAG_INPUT_RANGE, Handover
+
+    g = torch.Generator().manual_seed(m)
+    x = (torch.rand((m, 11), generator=g) * 6 - 3).to(torch.float32)
+    x[0, 0] = 1.5 / 2**10  # a tie
+    w, bias = _rand((11, 5), 2**12, m), _rand((5,), 2**16, m + 1)
+    epi = Epilogue.make("test", 10, True, None, (0, None))
+    want = ref_epilogue(ref_matmul(torch.from_numpy(ref_quantize(x.numpy(), 10)), w), bias[None, :], 1 << 10, True, 0)
+    flags = torch.zeros(3, dtype=torch.int32, device=DEV)
+    ticket = torch.zeros(1, dtype=torch.int32, device=DEV)
+    res = torch.full((3 + m * 5,), -1, dtype=torch.int64, device=DEV)
+    f64_matmul(x.to(DEV), pack_weight_f64(w.to(DEV)), 2**12, flags[2:3], bias.to(DEV), epi, a_scale=10,
+               in_flag=flags[0:1], out=res[3:].view(m, 5), handover=Handover(ticket, flags, 3, res))
+    assert res[:3].tolist() == [0, 0, 0] and int(ticket.item()) == 0
+    assert_same(res[3:].view(m, 5).cpu(), want, f"f64_matmul with a float input, {m} rows")
+    x[m - 1, 10] = 4.5  # 4.5 * 2^10 > 2^12
+    flags[1] = 8  # an earlier launch's flag: handed over and zeroed too
+    f64_matmul(x.to(DEV), pack_weight_f64(w.to(DEV)), 2**12, flags[2:3], bias.to(DEV), epi, a_scale=10,
+               in_flag=flags[0:1], out=res[3:].view(m, 5), handover=Handover(ticket, flags, 3, res))
+    assert int(res[0]) == FLAG_INPUT_RANGE and int(res[1]) == 8, f"flags handed over: {res[:3].tolist()}"
+    assert flags.tolist() == [0, 0, 0] and int(ticket.item()) == 0

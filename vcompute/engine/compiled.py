@@ -27,6 +27,13 @@ CUDA graph (:mod:`.engine`). Three things make that possible:
    registered op on :class:`NoSyncBackend` (exact int64 torch ops, bounded statically); a model
    with any other op is not compiled (:class:`NotCompilable`) and runs op by op.
 
+4. **Fewer launches for small models** (``TilePolicy.chain`` / ``fold_io``). A plan that is a
+   chain of small dense layers (an MLP: every width <= 32, each exact in float64) runs as one
+   ``kernels.dense_chain`` launch: quantize, layers, outputs and flags. Otherwise a first
+   float64 GEMM, or a direct conv of at most :data:`FOLD_CONV_MAX_TAPS` taps, quantizes the model
+   input it reads, and a last float64 GEMM writes the result and hands the flags over
+   (``kernels.flags.publish_flags``): no quantize or finalize launch of their own.
+
 Tile configurations are explicit (:class:`TilePolicy`): bits never depend on them, and the tests
 run every policy.
 """
@@ -58,6 +65,10 @@ F64_GEMM_MAX_K = 64
 F64_EXACT = 2**53
 #: a limb GEMM with fewer default tiles than this (about the SMs of an H100) gets narrow tiles
 FEW_TILES = 132
+#: a direct conv with at most this many taps (channels x kh x kw) quantizes the model input it
+#: reads (fold_io): it does so once per tap, which beat a quantize launch for the CNN's 3x3
+#: single-channel conv and lost for LeNet's 5x5 one on the H100 (101 -> 127 µs per 256 samples)
+FOLD_CONV_MAX_TAPS = 9
 
 
 class NotCompilable(Exception):
@@ -99,6 +110,14 @@ class TilePolicy:
     f64: Any = None
     #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
     narrow_gemm: bool = True
+    #: a model of small dense layers only (an MLP) runs as one kernel: quantize, layers, outputs
+    #: and flags (``kernels.dense_chain``)
+    chain: bool = True
+    #: samples per program of the one-kernel chain (None: ``chain_block_m``'s rule)
+    chain_block: int | None = None
+    #: fold the model input's quantize into a first float64 GEMM or direct conv, and the finalize
+    #: (outputs and flags into the result) into a last float64 GEMM: two launches fewer
+    fold_io: bool = True
 
     def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
         """The kernels' rule, except (``narrow_gemm``, knowing N) that a layer whose default
@@ -153,10 +172,14 @@ class TilePolicy:
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
-    convs), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge; convs on the limb
-    GEMM), ``wide`` (float64 GEMMs on 64x64 tiles, int64 direct convs of 64 pixels),
-    ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles), ``int64``
-    (limb GEMMs and int64 direct convs: no float64 anywhere). A :class:`TilePolicy` passes through."""
+    convs, an MLP as one dense-chain launch, quantize and finalize folded into the first and last
+    layers), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge; convs on the limb
+    GEMM; no chain), ``wide`` (float64 GEMMs on 64x64 tiles, int64 direct convs of 64 pixels; no
+    chain, so an MLP's folded first and last GEMMs run), ``persistent`` (TMA limb GEMM on a
+    persistent grid, convs on 32x32 limb tiles, the chain at 2 samples per program), ``int64``
+    (limb GEMMs and int64 direct convs: no float64 anywhere), ``unfolded`` (the auto rules with
+    every launch of its own: no one-kernel chain, no quantize or finalize folded into a layer).
+    A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
     from vcompute.kernels import BlockConfig, ConvConfig, GemmConfig
@@ -166,13 +189,16 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     presets = {
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
-                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs"),
+                            ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs",
+                            chain=False),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
                            ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64,
-                           gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4)),
+                           gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4), chain=False),
         "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
-                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs"),
-        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64"),
+                                 ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs",
+                                 chain_block=2),
+        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False),
+        "unfolded": TilePolicy("unfolded", chain=False, fold_io=False),
     }
     key = name or "auto"
     if key not in presets:
@@ -180,7 +206,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     return presets[key]
 
 
-TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64")
+TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded")
 
 
 # -- static bounds ----------------------------------------------------------------------------
@@ -555,6 +581,9 @@ class NoSyncBackend:
 
 # -- the compiled plan ------------------------------------------------------------------------
 
+#: the env key under which a publishing last launch leaves the pass's result
+RESULT = "\x00result"
+
 
 @dataclass
 class _Prepared:
@@ -585,7 +614,16 @@ class CompiledPlan:
         self.ops = fuse(plan, graph.outputs, pool_fusion)
         self.flag_names: list[str] = ["inputs"]
         self._consts: dict[str, torch.Tensor] = {}
-        self.prepared = [self._prepare(op) for op in self.ops]
+        #: an int32 counter for the last kernel's flag hand-over (kernels.flags.publish_flags)
+        self._ticket = torch.zeros(1, dtype=torch.int32, device=self.device)
+        self.chain = self._dense_chain() if self.tiles.chain else None
+        #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
+        #: those its kernel did take (the rest get a quantize launch of their own)
+        self._foldable = self._fold_candidates() if self.tiles.fold_io else {}
+        self._folded: set[str] = set()
+        #: whether the last fused op writes the result and hands the flags over (no finalize)
+        self._publishes = False
+        self.prepared = [] if self.chain is not None else [self._prepare(op) for op in self.ops]
         self.n_flags = len(self.flag_names)
         self.output_sizes = [int(np.prod(graph.nodes[o].shape)) for o in graph.outputs]
 
@@ -600,6 +638,89 @@ class CompiledPlan:
     def _slot(self, what: str) -> int:
         self.flag_names.append(what)
         return len(self.flag_names) - 1
+
+    def _per_sample(self, name: str) -> int:
+        return int(np.prod(self.graph.nodes[name].shape))
+
+    def _dense_chain(self) -> _Prepared | None:
+        """The whole plan as one ``kernels.dense_chain`` launch, if it is a chain of small dense
+        layers (with reshapes between them) from one float input to one output, each exact in
+        float64 under its planned input bound; else None (one launch per fused op)."""
+        from vcompute.kernels.dense_chain import N_FLAGS, DenseLayer, dense_chain, pack_dense_chain
+
+        g = self.graph
+        if len(g.inputs) != 1 or len(g.outputs) != 1 or not g.nodes[g.inputs[0]].attrs["float"]:
+            return None
+        cur, layers, outs, txt = g.inputs[0], [], [], []
+        for op in self.ops:
+            node = self.plan.steps[op.out].node
+            if op.kind == "step" and node.op in ("reshape", "view", "identity") and op.inputs == [cur]:
+                cur = op.out
+                continue
+            if op.kind != "gemm" or op.inputs[0] != cur:
+                return None
+            w = np.asarray(self.plan.consts[op.attrs["weight"]])
+            if w.ndim != 2 or self._per_sample(cur) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+                return None
+            bias = None
+            if op.attrs["bias"] is not None:
+                b = np.asarray(self.plan.consts[op.attrs["bias"]], dtype=np.int64).reshape(-1)
+                bias = torch.from_numpy(np.broadcast_to(b, (w.shape[1],)).copy()).to(self.device)
+            shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
+            layers.append(DenseLayer(torch.from_numpy(np.ascontiguousarray(w, dtype=np.int64)).to(self.device),
+                                     bias, shift, lo, hi, self.bounds.value[cur]))
+            txt.append(f"{w.shape[0]}->{w.shape[1]}{' +bias' if bias is not None else ''}"
+                       f"{f' >>{shift}' if shift else ''}"
+                       f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}")
+            outs.append(op.out)
+            cur = op.out
+        if not layers or cur != g.outputs[0]:
+            return None
+        try:
+            packed = pack_dense_chain(layers)
+        except (ValueError, OverflowError):
+            return None
+        self.flag_names.append(f"dense chain ({', '.join(outs)})")
+        n_flags, n_out, tiles = N_FLAGS, packed.widths[-1], self.tiles
+
+        def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
+            x = inputs[0].reshape(inputs[0].shape[0], -1)
+            res = torch.empty(n_flags + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
+            return dense_chain(x, packed, *self._quant(0), flags, res, self._ticket, block_m=tiles.chain_block)
+
+        return _Prepared(FusedOp("chain", outs, [g.inputs[0]]), fn,
+                         f"dense chain in one launch (quantize, {len(layers)} float64 layers, outputs and flags): "
+                         + "; ".join(txt))
+
+    def _fold_candidates(self) -> dict[str, int]:
+        """{float graph input: its index} for each float input read by exactly one fused op."""
+        reads: dict[str, int] = {}
+        for op in self.ops:
+            for i in set(op.inputs):
+                reads[i] = reads.get(i, 0) + 1
+        return {name: k for k, name in enumerate(self.graph.inputs)
+                if self.graph.nodes[name].attrs["float"] and reads.get(name) == 1
+                and name not in self.graph.outputs}
+
+    def _fold_input(self, name: str) -> int | None:
+        """The input's index if the op reading ``name`` quantizes it itself (and records that);
+        its kernel reads the scale and ``input_bounds[k]`` at launch, as the quantize launch would."""
+        k = self._foldable.get(name)
+        if k is not None:
+            self._folded.add(name)
+        return k
+
+    def _quant(self, k: int) -> tuple[int, int]:
+        """(scale, bound) of float input ``k``, at launch time."""
+        return self.plan.input_scales[k], self.input_bounds[k]
+
+    def _publishing(self, op: FusedOp) -> bool:
+        """Whether ``op`` is the pass's last launch and gives its one output (fold_io): it then
+        writes that output into the result and hands the flags over itself."""
+        outs = self.graph.outputs
+        last = self.ops[-1] is op and len(outs) == 1 and op.out == outs[0]
+        self._publishes = self.tiles.fold_io and last
+        return self._publishes
 
     def _prepare(self, op: FusedOp) -> _Prepared:
         return getattr(self, f"_prep_{op.kind}")(op)
@@ -645,8 +766,10 @@ class CompiledPlan:
     def _prep_gemm_f64(self, op: FusedOp, step: Step, wf, ba: int, bias: torch.Tensor | None,
                        slot: int) -> _Prepared:
         """The GEMM in float64 (``kernels.gemm_f64``): one launch, the epilogue fused, exact because
-        ``ba`` times the weight's column L1 norm stays below 2^53."""
+        ``ba`` times the weight's column L1 norm stays below 2^53. With fold_io it also quantizes
+        a model input it reads, and as the last launch writes the result and hands the flags over."""
         from vcompute.kernels.epilogue import Epilogue
+        from vcompute.kernels.flags import Handover
         from vcompute.kernels.gemm_f64 import f64_matmul
 
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
@@ -654,15 +777,25 @@ class CompiledPlan:
         out_shape = tuple(self.plan.steps[op.out].node.shape)
         tiles, x_name = self.tiles, op.inputs[0]
         k, n = wf.shape
+        quant = self._fold_input(x_name)
+        n_flags = len(self.flag_names) if self._publishing(op) else 0
+        ticket = self._ticket
 
         def fn(env, flags):
             a = env[x_name]
             nb = a.shape[0]
             a2 = a.reshape(-1, k)
-            y = f64_matmul(a2, wf, ba, flags[slot:slot + 1], bias, epi, tiles.f64_config(a2.shape[0], n, k))
+            out = hand = None
+            if n_flags:
+                env[RESULT] = res = torch.empty(n_flags + a2.shape[0] * n, dtype=torch.int64, device=a.device)
+                out, hand = res[n_flags:].view(a2.shape[0], n), Handover(ticket, flags, n_flags, res)
+            scale, bound = self._quant(quant) if quant is not None else (None, ba)
+            y = f64_matmul(a2, wf, bound, flags[slot:slot + 1], bias, epi, tiles.f64_config(a2.shape[0], n, k),
+                           a_scale=scale, in_flag=flags[0:1], out=out, handover=hand)
             env[op.out] = y.reshape(nb, *out_shape)
 
-        return _Prepared(op, fn, f"gemm K={k} N={n} float64"
+        return _Prepared(op, fn, f"gemm K={k} N={n} float64{' (quantizes its input)' if quant is not None else ''}"
+                                 f"{' (writes the result and flags)' if n_flags else ''}"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
                                  f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
                                  f" [{step.node.onnx_op}]")
@@ -706,6 +839,8 @@ class CompiledPlan:
         stride = tuple(node.attrs["stride"])
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
         epi = Epilogue.make("conv", shift, False, None, (lo, hi))
+        # the folded conv quantizes each input value once per tap it feeds: a gain for few taps
+        quant = self._fold_input(op.inputs[0]) if direct and k <= FOLD_CONV_MAX_TAPS else None
         pool = op.attrs.get("pool")
         out_shape = tuple(self.plan.steps[op.out].node.shape)
         tiles, x_name = self.tiles, op.inputs[0]
@@ -723,7 +858,7 @@ class CompiledPlan:
                 y = direct_conv(xi, w_direct, bias, stride, (t, l, b, r), groups, epi, f, narrow,
                                 pool["kernel"] if pool else None, bool(pool and pool["max"]),
                                 pool["divisor"] if pool else 1, (pool["lo"], pool["hi"]) if pool else (None, None),
-                                tiles.direct_block)
+                                tiles.direct_block, x_quant=(*self._quant(quant), flags[0:1]) if quant is not None else None)
                 env[op.out] = y.reshape(nb, *out_shape)
                 return
             x_l = split_nchw(xi, la, -bx, bx, f)
@@ -744,8 +879,8 @@ class CompiledPlan:
         if pool:
             kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
             pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
-        how = (f"direct {'float64' if w_direct.dtype == torch.float64 else 'int64'}" if direct
-               else f"limbs {la}x{lb}")
+        how = (f"direct {'float64' if w_direct.dtype == torch.float64 else 'int64'}"
+               f"{' (quantizes its input)' if quant is not None else ''}" if direct else f"limbs {la}x{lb}")
         return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}"
                                  f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
                                  f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")
@@ -862,21 +997,25 @@ class CompiledPlan:
         a CUDA graph of this pass can be replayed as it is."""
         from .fast_kernels import finalize, quantize_input
 
+        if self.chain is not None:
+            return self.chain.fn(inputs, flags)
         env: dict[str, torch.Tensor] = {}
         cfg = self.tiles.block_config()
         for k, name in enumerate(self.graph.inputs):
             node = self.graph.nodes[name]
             x = inputs[k]
-            if node.attrs["float"]:
+            if node.attrs["float"] and name not in self._folded:
                 x = quantize_input(x, self.plan.input_scales[k], self.input_bounds[k], flags[0:1], cfg)
             env[name] = x.reshape(x.shape[0], *node.shape)
         for p in self.prepared:
             p.fn(env, flags)
+        if self._publishes:
+            return env[RESULT]
         return finalize(flags, self.n_flags, [env[o] for o in self.graph.outputs])
 
     def describe(self) -> list[str]:
         """One line per launch group, with its limbs and epilogue (for ``--json`` and docs)."""
-        return [p.describe for p in self.prepared]
+        return [self.chain.describe] if self.chain is not None else [p.describe for p in self.prepared]
 
 
 __all__ = ["BOUND_LIMIT", "Bounds", "CompiledPlan", "FusedOp", "GENERIC_OPS", "NoSyncBackend",

@@ -1,9 +1,9 @@
 """Two small Triton kernels the compiled engine path needs besides ``kernels/`` (#9).
 
-* :func:`quantize_input`: EZKL's input quantization (``fixedpoint.quantize_input``: the f32
-  value times ``2^scale``, rounded half away from zero, NaN -> 0) on the device, with the
-  planned input bound checked into a device flag instead of a host sync. The host never touches
-  the samples' values, so a batch is copied once, as float32, and quantized in the graph.
+* :func:`quantize_input` (re-exported from :mod:`kernels.quantize`): EZKL's input
+  quantization on the device, the planned input bound checked into a device flag. The host never
+  touches the samples' values, so a batch is copied once, as float32, and quantized in the graph
+  (or inside the first layer: ``X_FLOAT`` of the direct conv).
 * :func:`pool2d`: max or sum pooling with EZKL's zero padding done in the kernel (no padded
   copy), then the epilogue of the fused GEMM (``round_div`` by a divisor, e.g. an average pool's
   window size, and a clamp). EZKL pads with zeros for both pools (``layouts.rs::max_pool``,
@@ -32,57 +32,18 @@ import triton.language as tl
 
 from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue, clamp, report
-from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_RESCALE_LIMIT
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
 from vcompute.kernels.gemm import _combine_limbs, _tile_coords
+from vcompute.kernels.quantize import quantize_input, quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_div
 
-#: a model input lies outside the bound the plan was made for (or is not finite)
-FLAG_INPUT_RANGE = 1 << 10
 #: direct convs with at most this many taps (channels x kh x kw) unroll their whole reduction
 UNROLL_TAPS = 256
 
-_INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
+_INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 _LIMIT_CODE: tl.constexpr = tl.constexpr(FLAG_RESCALE_LIMIT)
 _LIMIT: tl.constexpr = tl.constexpr(DIV_ROUND_LIMIT)
-
-
-@triton.jit
-def _quantize_kernel(x_ptr, out_ptr, flag_ptr, n, mult, bound, BLOCK: tl.constexpr):
-    """out = round_half_away(f64(x) * mult) (NaN -> 0); flag where |out| > bound or x is infinite."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float64) * mult
-    nan = v != v
-    av = tl.where(v < 0, -v, v)
-    ok = av < 4611686018427387904.0  # 2^62: NaN compares false, so it is handled apart
-    t = tl.where(ok, v, 0.0).to(tl.int64)  # truncation toward zero
-    d = v - t.to(tl.float64)  # exact: |v| < 2^62 and t is v's integer part
-    frac = tl.where(d < 0, -d, d)
-    sign = tl.where(v < 0, -1, 1).to(tl.int64)
-    q = t + tl.where(frac >= 0.5, sign, 0)
-    q = tl.where(nan, 0, q)
-    bad = (~ok & ~nan) | (q > bound) | (q < -bound)
-    tl.store(out_ptr + offs, q, mask=mask)
-    err = tl.where(bad, _INPUT_CODE, 0)
-    report(err[None, :], mask[None, :], flag_ptr)
-
-
-def quantize_input(x: torch.Tensor, scale: int, bound: int, flag: torch.Tensor,
-                   config: BlockConfig | None = None) -> torch.Tensor:
-    """int64 fixed-point values of the float32 tensor ``x`` at ``scale``, as EZKL quantizes model
-    inputs; ``FLAG_INPUT_RANGE`` goes into ``flag`` where ``|q| > bound`` (no sync)."""
-    if x.dtype != torch.float32:
-        raise TypeError(f"quantize_input takes float32 (EZKL rounds inputs through f32), got {x.dtype}")
-    x = x.contiguous()
-    out = torch.empty(x.shape, dtype=torch.int64, device=x.device)
-    n = x.numel()
-    if n == 0:
-        return out
-    cfg = config or DEFAULT_BLOCK_CONFIG
-    _quantize_kernel[(triton.cdiv(n, cfg.block),)](x, out, flag, n, float(2.0 ** scale), int(bound),
-                                                   BLOCK=cfg.block, num_warps=cfg.num_warps)
-    return out
 
 
 @triton.jit
@@ -300,16 +261,23 @@ def conv_pool(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None, n
 
 
 @triton.jit
-def _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH: tl.constexpr, KW: tl.constexpr,
-                  ACC_F64: tl.constexpr, NARROW: tl.constexpr):
-    """acc += the taps of input channel ``c``: x[pixel at tap] * w[o, c, tap] (zero padding)."""
+def _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_bound,
+                  KH: tl.constexpr, KW: tl.constexpr, ACC_F64: tl.constexpr, NARROW: tl.constexpr,
+                  X_FLOAT: tl.constexpr):
+    """acc += the taps of input channel ``c``: x[pixel at tap] * w[o, c, tap] (zero padding).
+    ``X_FLOAT``: x is the float32 model input, quantized as it is read; ``bad`` marks pixels
+    whose value lies beyond ``in_bound``."""
     for r in tl.static_range(KH):
         h = h0 + r
         h_ok = m_ok & (h >= 0) & (h < H)
         for s in tl.static_range(KW):
             w = w0 + s
             ok = h_ok & (w >= 0) & (w < W)
-            xv = tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0)
+            if X_FLOAT:
+                xv, x_bad = quantize_tile(tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0.0), mult, in_bound)
+                bad |= x_bad
+            else:
+                xv = tl.load(x_img + (c * H + h) * W + w, mask=ok, other=0)
             wv = tl.load(w_row + (c * KH + r) * KW + s, mask=o_ok, other=0)
             if ACC_F64:
                 acc += xv.to(tl.float64)[:, None] * wv[None, :]
@@ -317,16 +285,16 @@ def _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH: tl.constex
                 acc += xv.to(tl.int32).to(tl.int64)[:, None] * wv.to(tl.int64)[None, :]
             else:
                 acc += xv[:, None] * wv.to(tl.int64)[None, :]
-    return acc
+    return acc, bad
 
 
 @triton.jit
 def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                         C, H, W, HO, WO, HP, WP, O, OG, CG, M, stride_h, stride_w, pad_t, pad_l,
-                        d, lo, hi, pd, plo, phi,
+                        d, lo, hi, pd, plo, phi, mult, in_bound, in_flag_ptr,
                         KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, DIV: tl.constexpr,
                         HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, NARROW: tl.constexpr, ACC_F64: tl.constexpr,
-                        CG_STATIC: tl.constexpr,
+                        CG_STATIC: tl.constexpr, X_FLOAT: tl.constexpr,
                         POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
                         PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
                         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
@@ -339,7 +307,10 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
 
     ``ACC_F64``: float64 weights and accumulator instead (one FMA per multiply-add, where int64
     takes several integer instructions); exact because the plan bounds every partial sum
-    ``sum |x * w|`` below 2^53, where doubles hold integers exactly in any summation order."""
+    ``sum |x * w|`` below 2^53, where doubles hold integers exactly in any summation order.
+
+    ``X_FLOAT``: x is the model's float32 input, quantized as it is loaded (no quantize launch);
+    a value beyond ``in_bound`` sets FLAG_INPUT_RANGE in ``in_flag_ptr``."""
     KK: tl.constexpr = PH * PW
     pid_p = tl.program_id(0)
     n_o = tl.cdiv(OG, BLOCK_O)
@@ -369,12 +340,18 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
         acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.float64)
     else:
         acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.int64)
+    bad = tl.zeros((BLOCK_P,), dtype=tl.int1)
     if CG_STATIC > 0:  # few channels: the whole reduction unrolled, so loads run ahead of the FMAs
         for c in tl.static_range(CG_STATIC):
-            acc = _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH, KW, ACC_F64, NARROW)
+            acc, bad = _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_bound,
+                                     KH, KW, ACC_F64, NARROW, X_FLOAT)
     else:
         for c in range(0, CG):
-            acc = _conv_channel(acc, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, KH, KW, ACC_F64, NARROW)
+            acc, bad = _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_bound,
+                                     KH, KW, ACC_F64, NARROW, X_FLOAT)
+    if X_FLOAT:
+        if tl.max(bad.to(tl.int32), axis=0) != 0:
+            tl.atomic_or(in_flag_ptr, _INPUT_CODE)
     mask = m_ok[:, None] & o_ok[None, :]
     bias = tl.zeros((1, BLOCK_O), dtype=tl.int64)
     if HAS_BIAS:
@@ -407,12 +384,14 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
                 pads: tuple[int, int, int, int], groups: int, epi: Epilogue, flag: torch.Tensor, narrow: bool,
                 pool: tuple[int, int] | None = None, pool_max: bool = False, pool_div: int = 1,
                 pool_clip: tuple[int | None, int | None] = (None, None), block_p: int | None = None,
-                num_warps: int = 4) -> torch.Tensor:
+                num_warps: int = 4, x_quant: tuple[int, int, torch.Tensor] | None = None) -> torch.Tensor:
     """Exact conv of int64 x [N, C, H, W] with integer weights ``w32`` [O, C/groups, kh, kw] on the
     CUDA cores (see ``_direct_conv_kernel``), the GEMM epilogue ``epi`` and optionally a following
     non-overlapping ``pool`` (as :func:`conv_pool`). Weights as float64 select the float64
     accumulator (the caller's plan bounds ``sum |x * w|`` below 2^53), as int32/int64 the int64
-    one. Host checks are the caller's (plan time)."""
+    one. ``x_quant = (scale, bound, in_flag)``: x is the float32 model input, quantized in the
+    kernel (values beyond ``bound`` set FLAG_INPUT_RANGE in ``in_flag``). Host checks are the
+    caller's (plan time)."""
     nb, c, h, w = x.shape
     o, cg, kh, kw = w32.shape
     (sh, sw), (pt, pl, pb, pr) = stride, pads
@@ -442,8 +421,10 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
         x.contiguous(), w32, bias if bias is not None else out, out, flag,
         c, h, w, ho, wo, hp, wp, o, og, cg, m, sh, sw, pt, pl, *epi_rt,
         pool_div, 0 if plo is None else plo, 0 if phi is None else phi,
+        float(2.0 ** x_quant[0]) if x_quant else 1.0, x_quant[1] if x_quant else 0,
+        x_quant[2] if x_quant else flag,
         KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, ACC_F64=w32.dtype == torch.float64,
-        CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, **epi_cx,
+        CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, X_FLOAT=x_quant is not None, **epi_cx,
         POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
         P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
         num_warps=num_warps)

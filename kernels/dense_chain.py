@@ -1,0 +1,214 @@
+"""A small fixed-point MLP in one launch: quantize, every dense layer, outputs and flags (#9).
+
+A compiled engine pass is one kernel per layer plus an input quantize and a finalize; for a model
+of a few small dense layers (the bundled 8 -> 16 -> 4 MLP) every one of those kernels is far
+shorter than its launch, so the pass costs its launch count. Here the whole pass is one kernel:
+each program takes ``BLOCK_M`` samples, quantizes their float32 inputs as EZKL does
+(:func:`kernels.quantize.quantize_tile`), runs every layer on a ``[BLOCK_M, D]`` tile held in
+registers (``D``: the widest layer, a power of two; narrower layers are zero-padded), and writes
+the last layer's integers and, from the last program to finish, the flags into the pass's result
+(:func:`kernels.flags.publish_flags`).
+
+Each layer is ``clamp(round_div(h @ W, 2^shift) + bias, lo, hi)``: an ONNX Gemm with its rebase,
+bias and a following ReLU / Clip folded, in the order EZKL applies them (the GEMM epilogue with
+``bias_after_rescale``). The products are float64, exact for the reason :mod:`kernels.gemm_f64`
+gives: the host refuses a layer unless ``a_bound * max column L1 norm of W < 2^53``, so every
+partial sum is an integer below 2^53 and the bits never depend on the summation order or on
+``BLOCK_M``. On the device, a model input beyond its bound sets ``FLAG_INPUT_RANGE`` in flag 0;
+a layer input beyond its planned ``a_bound`` (``FLAG_A_RANGE``), a rescale at 2^52 or a wrapped
+bias add set flag 1, the chain's (static bounds make them unreachable: a second line of defence).
+"""
+
+from __future__ import annotations
+
+from vcompute.kernels import runtime  # noqa: F401,I001  (first: sets TRITON_INTERPRET before triton loads)
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from vcompute.kernels._checks import INT64_MAX, INT64_MIN, check_int64
+from vcompute.kernels.epilogue import report
+from vcompute.kernels.flags import (FLAG_A_RANGE, FLAG_ADD_OVERFLOW, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT,
+                                    publish_flags)
+from vcompute.kernels.quantize import quantize_tile
+from vcompute.kernels.rescale import DIV_ROUND_LIMIT
+
+#: float64 holds every integer below 2^53, and sums of them exactly while they stay below it
+F64_EXACT = 2**53
+#: the widest layer (inputs or outputs) a chain takes: the [BLOCK_M, D, D] product tile lives in
+#: registers, so wider layers belong to the tiled GEMMs
+CHAIN_MAX_WIDTH = 32
+#: cells of the product tile per program (BLOCK_M * D * D). The [BLOCK_M, D, D] product and its
+#: reduction are register- and shuffle-bound: on the H100 the MLP's 8 -> 16 -> 4 chain took 4.7 µs
+#: at 4 samples per program, 9.3 µs at 16 and 155 µs (spilled) at 64
+_CELLS = 1024
+_ROW = 6  # table columns per layer: shift, lo, hi, a_bound, k, n
+#: the chain's flags: the model input's, then one for all its layers
+N_FLAGS = 2
+
+_A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
+_ADD_CODE: tl.constexpr = tl.constexpr(FLAG_ADD_OVERFLOW)
+_INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
+_LIMIT_CODE: tl.constexpr = tl.constexpr(FLAG_RESCALE_LIMIT)
+_LIMIT: tl.constexpr = tl.constexpr(DIV_ROUND_LIMIT)
+
+
+@triton.jit
+def _dense_chain_kernel(x_ptr, w_ptr, b_ptr, tab_ptr, res_ptr, flag_ptr, ticket_ptr,
+                        M, K0, N_OUT, n_flags, out_offset, mult, in_bound,
+                        L: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr):
+    """res[out_offset + m * N_OUT + j] = the chain's output j of sample m; flags as documented.
+
+    The layer loop is unrolled (``L`` is a constexpr), so every layer's weights can be in flight
+    before the first product; error conditions collect in one code tile and are reduced once at
+    the end (one reduction per flag, not per check: each is a block-wide barrier)."""
+    rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = rm < M
+    cols = tl.arange(0, D)
+    x_ok = m_ok[:, None] & (cols[None, :] < K0)
+    x = tl.load(x_ptr + rm[:, None] * K0 + cols[None, :], mask=x_ok, other=0.0)
+    h, bad = quantize_tile(x, mult, in_bound)
+    in_err = tl.where(bad & x_ok, _INPUT_CODE, 0)
+    err = tl.zeros((BLOCK_M, D), dtype=tl.int32)
+    for layer in tl.static_range(L):
+        row = tab_ptr + layer * 6
+        shift = tl.load(row)
+        lo = tl.load(row + 1)
+        hi = tl.load(row + 2)
+        a_bound = tl.load(row + 3)
+        k = tl.load(row + 4)
+        n = tl.load(row + 5)
+        w = tl.load(w_ptr + layer * D * D + cols[:, None] * D + cols[None, :])
+        bias = tl.load(b_ptr + layer * D + cols)[None, :]
+        err |= tl.where(((h > a_bound) | (h < -a_bound)) & (cols[None, :] < k), _A_CODE, 0)
+        acc = tl.sum(h.to(tl.float64)[:, :, None] * w[None, :, :], axis=1).to(tl.int64)
+        # round_div by 2^shift (halves away from zero) where shift > 0, its 2^52 limit checked
+        err |= tl.where(((acc >= _LIMIT) | (acc <= -_LIMIT)) & (shift > 0), _LIMIT_CODE, 0)
+        s1 = tl.maximum(shift, 1)
+        rounded = (acc + ((1 << (s1 - 1)) - (acc < 0).to(tl.int64))) >> s1
+        acc = tl.where(shift > 0, rounded, acc)
+        s = acc + bias
+        err |= tl.where(((acc ^ s) & (bias ^ s)) < 0, _ADD_CODE, 0)
+        h = tl.minimum(tl.maximum(s, lo), hi)
+    tl.store(res_ptr + out_offset + rm[:, None] * N_OUT + cols[None, :], h,
+             mask=m_ok[:, None] & (cols[None, :] < N_OUT))
+    report(in_err, x_ok, flag_ptr)
+    report(err, m_ok[:, None], flag_ptr + 1)
+    publish_flags(ticket_ptr, flag_ptr, n_flags, res_ptr, BLOCK_F)
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """One layer as the plan gives it: int64 ``weight`` [K, N], optional int64 ``bias`` [N] (added
+    after the rescale), ``shift`` (rescale by 2^shift), an optional clamp and the planned bound on
+    ``|input|``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    shift: int
+    lo: int | None
+    hi: int | None
+    a_bound: int
+
+
+@dataclass(frozen=True)
+class DenseChain:
+    """Packed layers on one device: float64 weights [L, D, D] and int64 biases [L, D], zero-padded
+    to the width ``D``, and an int64 table [L, 6] (shift, lo, hi, a_bound, k, n)."""
+
+    weights: torch.Tensor
+    biases: torch.Tensor
+    table: torch.Tensor
+    widths: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.widths) - 1
+
+
+def pack_dense_chain(layers: list[DenseLayer]) -> DenseChain:
+    """Check and pack ``layers`` (ValueError / OverflowError naming the layer), on their device."""
+    if not layers:
+        raise ValueError("dense_chain: no layers")
+    widths = [int(layers[0].weight.shape[0])]
+    for i, ly in enumerate(layers):
+        check_int64(f"layer {i} weight", ly.weight, 2)
+        k, n = ly.weight.shape
+        if k != widths[-1]:
+            raise ValueError(f"dense_chain: layer {i} takes {k} inputs, the previous layer gives {widths[-1]}")
+        if ly.bias is not None:
+            check_int64(f"layer {i} bias", ly.bias, 1)
+            if ly.bias.numel() != n:
+                raise ValueError(f"dense_chain: layer {i} bias has {ly.bias.numel()} values for {n} outputs")
+        if not 0 <= ly.shift <= 52:
+            raise ValueError(f"dense_chain: layer {i} shift must be in [0, 52], got {ly.shift}")
+        col = int(ly.weight.abs().sum(dim=0).max().item()) if ly.weight.numel() else 0
+        if ly.a_bound < 0 or ly.a_bound * col >= F64_EXACT:
+            raise OverflowError(f"dense_chain: layer {i}: input bound {ly.a_bound} x column L1 norm {col} "
+                                "reaches 2^53, where float64 sums stop being exact")
+        widths.append(int(n))
+    d = max(2, triton.next_power_of_2(max(widths)))
+    if d > CHAIN_MAX_WIDTH:
+        raise ValueError(f"dense_chain: a layer of width {max(widths)} is wider than {CHAIN_MAX_WIDTH}")
+    dev = layers[0].weight.device
+    n_l = len(layers)
+    w = torch.zeros((n_l, d, d), dtype=torch.float64, device=dev)
+    b = torch.zeros((n_l, d), dtype=torch.int64, device=dev)
+    table = torch.zeros((n_l, _ROW), dtype=torch.int64)
+    for i, ly in enumerate(layers):
+        k, n = ly.weight.shape
+        w[i, :k, :n] = ly.weight.to(torch.float64)
+        if ly.bias is not None:
+            b[i, :n] = ly.bias
+        table[i] = torch.tensor([ly.shift, INT64_MIN if ly.lo is None else ly.lo,
+                                 INT64_MAX if ly.hi is None else ly.hi, ly.a_bound, k, n], dtype=torch.int64)
+    return DenseChain(w, b, table.to(dev), tuple(widths))
+
+
+def chain_block_m(m: int, width: int) -> int:
+    """Samples per program: as many as keep the product tile at ``_CELLS`` cells (no more than
+    the batch needs)."""
+    return max(1, min(128, _CELLS // (width * width), triton.next_power_of_2(max(1, m))))
+
+
+def dense_chain(x: torch.Tensor, chain: DenseChain, scale: int, in_bound: int, flags: torch.Tensor,
+                res: torch.Tensor, ticket: torch.Tensor, out_offset: int | None = None,
+                block_m: int | None = None) -> torch.Tensor:
+    """Run the chain on float32 ``x`` [M, K0] (quantized at ``scale``; ``|q| <= in_bound``, else
+    FLAG_INPUT_RANGE in ``flags[0]``). Writes the int64 outputs [M, N] into ``res`` from
+    ``out_offset`` (default: after the flags), the int32 ``flags`` (input, chain) into
+    ``res[:2]`` (zeroing them) and returns ``res``. ``ticket`` is an int32 device counter, zero
+    between calls."""
+    if x.dtype != torch.float32 or x.dim() != 2:
+        raise TypeError(f"dense_chain: x must be a float32 matrix, got {x.dtype} {tuple(x.shape)}")
+    m, k0 = x.shape
+    n_flags = N_FLAGS
+    n_out = chain.widths[-1]
+    if k0 != chain.widths[0]:
+        raise ValueError(f"dense_chain: x has {k0} columns, the chain takes {chain.widths[0]}")
+    offset = n_flags if out_offset is None else out_offset
+    if res.dtype != torch.int64 or res.numel() < offset + m * n_out or offset < n_flags:
+        raise ValueError(f"dense_chain: res must be int64 with the {n_flags} flags, then {m} x {n_out} outputs")
+    if flags.dtype != torch.int32 or flags.numel() < n_flags or ticket.dtype != torch.int32:
+        raise ValueError(f"dense_chain: flags must be int32 with {n_flags} entries, ticket int32")
+    if len({x.device, res.device, flags.device, ticket.device, chain.weights.device}) != 1:
+        raise ValueError("dense_chain: x, the chain, res, flags and ticket must be on one device")
+    bm = block_m or chain_block_m(m, chain.width)
+    if bm < 1 or bm & (bm - 1):
+        raise ValueError(f"dense_chain: block_m must be a power of two, got {bm}")
+    grid = (max(1, triton.cdiv(m, bm)),)
+    _dense_chain_kernel[grid](x.contiguous(), chain.weights, chain.biases, chain.table, res, flags, ticket,
+                              m, k0, n_out, n_flags, offset, float(2.0 ** scale), int(in_bound),
+                              L=chain.n_layers, D=chain.width, BLOCK_M=bm, BLOCK_F=triton.next_power_of_2(n_flags),
+                              num_warps=4 if bm * chain.width * chain.width >= 2048 else 2)
+    return res
+
+
+__all__ = ["CHAIN_MAX_WIDTH", "N_FLAGS", "DenseChain", "DenseLayer", "chain_block_m", "dense_chain", "pack_dense_chain"]
