@@ -140,11 +140,16 @@ def pack_weight_f64(w: torch.Tensor) -> F64Weight:
     return F64Weight(w.to(torch.float64).contiguous(), col)
 
 
+def f64_exact(a_bound: int, w: F64Weight) -> bool:
+    """Whether every dot product with ``|a| <= a_bound`` stays below 2^53 (exact in float64)."""
+    return a_bound * w.col_l1 < F64_EXACT
+
+
 def check_f64_bound(a_bound: int, w: F64Weight, what: str = "f64_matmul") -> None:
     """OverflowError unless every dot product stays below 2^53 for ``|a| <= a_bound``."""
     if a_bound < 0:
         raise ValueError(f"{what}: a_bound must be >= 0, got {a_bound}")
-    if a_bound * w.col_l1 >= F64_EXACT:
+    if not f64_exact(a_bound, w):
         raise OverflowError(f"{what}: a bound {a_bound} x column L1 norm {w.col_l1} reaches 2^53, "
                             "where float64 sums stop being exact; use the limb GEMM (int_matmul)")
 
@@ -198,4 +203,4 @@ def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
     return out
 
 
-__all__ = ["F64Config", "F64Weight", "F64_EXACT", "check_f64_bound", "f64_config", "f64_matmul", "pack_weight_f64"]
+__all__ = ["F64Config", "F64Weight", "F64_EXACT", "check_f64_bound", "f64_exact", "f64_config", "f64_matmul", "pack_weight_f64"]

@@ -728,7 +728,7 @@ class CompiledPlan:
     def _prep_gemm(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import int_matmul, pack_weight
         from vcompute.kernels.gemm import limbs_needed, padded_limbs
-        from vcompute.kernels.gemm_f64 import pack_weight_f64
+        from vcompute.kernels.gemm_f64 import f64_exact, pack_weight_f64
 
         step = self.plan.steps[op.steps[0]]
         w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
@@ -744,7 +744,7 @@ class CompiledPlan:
         tiles, x_name = self.tiles, op.inputs[0]
         if tiles.gemm_f64(k, w.shape[1]):
             wf = pack_weight_f64(w)
-            if ba * wf.col_l1 < F64_EXACT:
+            if f64_exact(ba, wf):
                 return self._prep_gemm_f64(op, step, wf, ba, bias, slot)
         packed = pack_weight(w)
         plim = (padded_limbs(la), packed.limbs.shape[1])

@@ -145,6 +145,29 @@ def split_nchw(x: torch.Tensor, limbs: int, lo: int, hi: int, flag: torch.Tensor
 
 
 @triton.jit
+def _store_pooled(res, out_ptr, win0, MW, HP, WP, O, oc, o_ok, pd, plo, phi,
+                  KK: tl.constexpr, OUT_W: tl.constexpr, BLOCK_O: tl.constexpr, IS_MAX: tl.constexpr,
+                  PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr):
+    """Pool a conv tile whose rows come window by window (``KK`` consecutive rows per window,
+    windows ``win0 ..`` of ``MW`` in raster order over n, hp, wp) and store the pooled map
+    [N, O, HP, WP] at channels ``oc`` (``o_ok`` real): max or sum, the average's ``round_div``
+    by ``pd``, a clamp. Shared by the limb conv (:func:`conv_pool`) and the direct conv."""
+    r3 = tl.reshape(res, (OUT_W, KK, BLOCK_O))
+    if IS_MAX:
+        pooled = tl.max(r3, axis=1)
+    else:
+        pooled = tl.sum(r3, axis=1)
+    if PDIV != -2:
+        pooled = round_div(pooled, pd, PDIV)
+    pooled = clamp(pooled, plo, phi, P_HAS_LO, P_HAS_HI)
+    offs_w = win0 + tl.arange(0, OUT_W)
+    ww = tl.where(offs_w < MW, offs_w, 0)
+    out_off = ((ww // (HP * WP)).to(tl.int64) * O * HP * WP + (ww % (HP * WP)))[:, None] \
+        + oc.to(tl.int64)[None, :] * (HP * WP)
+    tl.store(out_ptr + out_off, pooled, mask=(offs_w[:, None] < MW) & o_ok[None, :])
+
+
+@triton.jit
 def _conv_pool_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                       H, W, stride_xp, stride_xl, HP, WP, O, OG, CG, KW, K, K_PAD, stride_wo, stride_wl, M,
                       stride_h, stride_w, pad_t, pad_l, d, lo, hi, pd, plo, phi,
@@ -207,21 +230,8 @@ def _conv_pool_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     if HAS_BIAS:
         bias = tl.load(bias_ptr + g * OG + offs_o, mask=offs_o < OG, other=0)[None, :]
     res = apply_epilogue(res, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, BIAS_AFTER, DIV, HAS_LO, HAS_HI, CHECK)
-    r3 = tl.reshape(res, (OUT_W, KK, OUT_N))
-    if IS_MAX:
-        pooled = tl.max(r3, axis=1)
-    else:
-        pooled = tl.sum(r3, axis=1)
-    if PDIV != -2:
-        pooled = round_div(pooled, pd, PDIV)
-    pooled = clamp(pooled, plo, phi, P_HAS_LO, P_HAS_HI)
-    MW = M // KK
-    offs_w = pid_m * OUT_W + tl.arange(0, OUT_W)
-    pmask = (offs_w[:, None] < MW) & (offs_o[None, :] < OG)
-    ww = tl.where(offs_w < MW, offs_w, 0)
-    out_off = ((ww // (HP * WP)).to(tl.int64) * O * HP * WP + (ww % (HP * WP)))[:, None] \
-        + (g * OG + offs_o).to(tl.int64)[None, :] * (HP * WP)
-    tl.store(out_ptr + out_off, pooled, mask=pmask)
+    _store_pooled(res, out_ptr, pid_m * OUT_W, M // KK, HP, WP, O, g * OG + offs_o, offs_o < OG, pd, plo, phi,
+                  KK, OUT_W, OUT_N, IS_MAX, PDIV, P_HAS_LO, P_HAS_HI)
 
 
 def _div_mode(d: int) -> int:
@@ -361,20 +371,8 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     res = apply_epilogue(acc, bias, mask, flag_ptr, d, lo, hi, HAS_BIAS, False, DIV, HAS_LO, HAS_HI, True)
     if POOL:
         OUT_W: tl.constexpr = BLOCK_P // KK
-        r3 = tl.reshape(res, (OUT_W, KK, BLOCK_O))
-        if IS_MAX:
-            pooled = tl.max(r3, axis=1)
-        else:
-            pooled = tl.sum(r3, axis=1)
-        if PDIV != -2:
-            pooled = round_div(pooled, pd, PDIV)
-        pooled = clamp(pooled, plo, phi, P_HAS_LO, P_HAS_HI)
-        MW = M // KK
-        offs_w = pid_p * OUT_W + tl.arange(0, OUT_W)
-        ww = tl.where(offs_w < MW, offs_w, 0)
-        out_off = ((ww // (HP * WP)).to(tl.int64) * O * HP * WP + (ww % (HP * WP)))[:, None] \
-            + oc.to(tl.int64)[None, :] * (HP * WP)
-        tl.store(out_ptr + out_off, pooled, mask=(offs_w[:, None] < MW) & o_ok[None, :])
+        _store_pooled(res, out_ptr, pid_p * OUT_W, M // KK, HP, WP, O, oc, o_ok, pd, plo, phi,
+                      KK, OUT_W, BLOCK_O, IS_MAX, PDIV, P_HAS_LO, P_HAS_HI)
     else:
         out_off = (n_img.to(tl.int64) * O * HO * WO + (m % (HO * WO)))[:, None] + oc.to(tl.int64)[None, :] * (HO * WO)
         tl.store(out_ptr + out_off, res, mask=mask)
