@@ -24,6 +24,13 @@ DIV_ROUND_LIMIT = 2**52
 
 
 @triton.jit
+def round_shift(x, s):
+    """round_div(x, 2**s) for a shift s >= 1, constexpr or a runtime value (a layer table's):
+    ``(x + 2^(s-1) - [x < 0]) >> s`` with a flooring shift (see :func:`round_div`)."""
+    return (x + ((1 << (s - 1)) - (x < 0).to(tl.int64))) >> s
+
+
+@triton.jit
 def round_div(x, d, SHIFT: tl.constexpr):
     """sign(x) * floor(|x| / d + 1/2): EZKL's division, ties away from zero (the one formula every
     fused epilogue reuses). ``d`` > 0; SHIFT >= 0 means d == 2**SHIFT. Needs |x| < 2**62 (callers
@@ -36,7 +43,7 @@ def round_div(x, d, SHIFT: tl.constexpr):
     if SHIFT == 0:
         return x
     elif SHIFT > 0:
-        return (x + ((1 << (SHIFT - 1)) - (x < 0).to(tl.int64))) >> SHIFT
+        return round_shift(x, SHIFT)
     else:
         ax = tl.where(x < 0, -x, x)
         q = ax // d
@@ -78,4 +85,4 @@ def div_round(x: torch.Tensor, divisor: int, config: BlockConfig | None = None) 
     return out.to(out_device)
 
 
-__all__ = ["div_round", "round_div", "DIV_ROUND_LIMIT"]
+__all__ = ["div_round", "round_div", "round_shift", "DIV_ROUND_LIMIT"]
