@@ -85,3 +85,57 @@ def test_bench_engine_script_on_exported_cases(tmp_path: Path) -> None:
     assert [r["batch"] for r in rows] == [1, 4]
     assert all(r["engine"]["matches_reference"] for r in rows) and rows[1]["engine"]["witnesses_checked"] == 3
     assert (out / "bench-engine.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _graph_model(tmp_path: Path, nodes, inits, name: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_float_baseline_elementwise_reduce_and_shape_ops_match_onnxruntime(tmp_path: Path) -> None:
+    """The ops the big example models use (Erf, Cos, Sin, Atan, HardSwish, ...), a Clip with only
+    an upper bound (an absent optional input), reductions with axes as an input: same floats as
+    onnxruntime."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from onnx import helper
+
+    from vcompute.bench.torch_float import FloatModel
+
+    chain = ["Erf", "Cos", "Sin", "Atan", "HardSwish", "Neg", "Abs", "Softplus", "LeakyRelu", "HardSigmoid"]
+    nodes, cur = [], "x"
+    for i, op in enumerate(chain):
+        nodes.append(helper.make_node(op, [cur], [f"t{i}"]))
+        cur = f"t{i}"
+    nodes += [helper.make_node("Clip", [cur, "", "hi"], ["c"]),
+              helper.make_node("Max", ["c", "x"], ["m"]),
+              helper.make_node("ReduceSum", ["m", "ax"], ["r"], keepdims=1),
+              helper.make_node("ReduceMean", ["r"], ["rm"], axes=[2], keepdims=0),
+              helper.make_node("Unsqueeze", ["rm", "ax"], ["u"]),
+              helper.make_node("Squeeze", ["u", "ax"], ["y"])]
+    path = _graph_model(tmp_path, nodes, {"hi": np.array(0.6, np.float32), "ax": np.array([1], np.int64)}, "ops")
+    x = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = FloatModel(path, "cpu")(torch.from_numpy(x))[0].numpy()
+    assert got.shape == want.shape and np.allclose(got, want, atol=1e-5), (got.shape, want.shape, got, want)
+
+
+def test_float_baseline_without_an_op_leaves_its_column_out(tmp_path: Path) -> None:
+    from onnx import helper
+
+    from vcompute.bench.run import bench_torch, speedups
+
+    path = _graph_model(tmp_path, [helper.make_node("Tan", ["x"], ["y"])], {}, "tan")
+    row = bench_torch(path, [[__import__("numpy").zeros((2, 3, 4), "float32")]], 1)
+    assert row == {"unsupported": "the PyTorch float baseline has no op for ONNX Tan"}
+    sp = speedups({"engine": {"throughput_per_s": 10.0}, "torch": row, "onnxruntime": {"throughput_per_s": 5.0}})
+    assert sp == {"vs_torch": None, "vs_onnxruntime": 2.0}

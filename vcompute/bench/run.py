@@ -302,11 +302,14 @@ def bench_torch(model: ModelInfo | Path, samples: list[list[np.ndarray]], repeat
     """PyTorch eager in float32, batched; on a GPU timed like the engine (``time_device``)."""
     import torch
 
-    from vcompute.bench.torch_float import FloatModel, batch_inputs
+    from vcompute.bench.torch_float import FloatModel, UnsupportedFloatOp, batch_inputs
 
     path = model.path if isinstance(model, ModelInfo) else Path(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = FloatModel(path, device)
+    try:
+        net = FloatModel(path, device)
+    except UnsupportedFloatOp as exc:  # the other columns still stand
+        return {"unsupported": str(exc)}
     xs = batch_inputs(_stack(samples), device)
     if device == "cuda":
         row = _stats_q(time_device(lambda: net(*xs)), len(samples))

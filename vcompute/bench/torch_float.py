@@ -1,12 +1,15 @@
 """The float baseline for benchmarks: an ONNX graph executed op by op with PyTorch eager ops.
 
 There is no ONNX → PyTorch converter we can install here (onnx2torch needs torchvision, which
-has no CPU build on these machines), so this covers the ops of the CNN/MLP family directly.
+has no CPU build on these machines), so this covers the ops of the CNN/MLP family and the
+elementwise, reduction and shape ops EZKL proves directly; a model with any other op raises
+:class:`UnsupportedFloatOp` and benchmarks show the column as unsupported.
 It runs on the GPU when there is one, batched along the first axis.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,10 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from vcompute.errors import UsageError
+
+
+class UnsupportedFloatOp(UsageError):
+    """The model has an op the float baseline does not cover: benchmarks leave its column out."""
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -72,6 +79,68 @@ def _reshape(x, shape, **a):
     return x.reshape(dims)
 
 
+def _axes(axes, a: dict[str, Any]) -> list[int] | None:
+    """Axes from the input (newer opsets: a CPU integer tensor) or the attribute (older ones: a
+    list, which arrives under the same keyword)."""
+    if axes is not None:
+        return [int(v) for v in (axes.reshape(-1).tolist() if isinstance(axes, torch.Tensor) else axes)]
+    return list(a["axes"]) if "axes" in a else None
+
+
+def _reduce(kind: str):
+    """ReduceSum / ReduceMean / ReduceMax / ReduceMin: no axes means every axis (unless
+    ``noop_with_empty_axes``), ``keepdims`` by default."""
+    fns = {"sum": torch.sum, "mean": torch.mean, "max": torch.amax, "min": torch.amin}
+
+    def run(x, axes=None, **a):
+        dims = _axes(axes, a)
+        if not dims:
+            if a.get("noop_with_empty_axes", 0):
+                return x
+            dims = list(range(x.dim()))
+        return fns[kind](x, dim=dims, keepdim=bool(a.get("keepdims", 1)))
+
+    return run
+
+
+def _clip(x, lo=None, hi=None, **a):
+    """Clip's bounds come as inputs (opset 11+, either may be absent) or attributes (older)."""
+    lo = a.get("min") if lo is None else lo
+    hi = a.get("max") if hi is None else hi
+    return torch.clamp(x, min=lo, max=hi)
+
+
+def _squeeze(x, axes=None, **a):
+    dims = _axes(axes, a)
+    return x.squeeze() if dims is None else x.squeeze(tuple(d % x.dim() for d in dims))
+
+
+def _unsqueeze(x, axes=None, **a):
+    for d in sorted(d % (x.dim() + len(_axes(axes, a))) for d in _axes(axes, a)):
+        x = x.unsqueeze(d)
+    return x
+
+
+def _batch_norm(x, scale, bias, mean, var, **a):
+    return F.batch_norm(x, mean, var, scale, bias, False, 0.0, a.get("epsilon", 1e-5))
+
+
+#: ONNX TensorProto data types -> torch dtypes, for Cast
+_DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
+           9: torch.bool, 10: torch.float16, 11: torch.float64}
+
+
+def _cast(x, **a):
+    if a["to"] not in _DTYPES:
+        raise UnsupportedFloatOp(f"the PyTorch float baseline cannot Cast to ONNX data type {a['to']}")
+    return x.to(_DTYPES[a["to"]])
+
+
+def _gelu(x, **a):
+    approx = a.get("approximate", b"none")
+    return F.gelu(x, approximate=approx.decode() if isinstance(approx, bytes) else approx)
+
+
 OPS: dict[str, Callable[..., torch.Tensor]] = {
     "Gemm": _gemm,
     "MatMul": lambda a, b, **_: a @ b,
@@ -93,6 +162,31 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
     "Identity": lambda x, **_: x,
     "Softmax": lambda x, **a: torch.softmax(x, dim=a.get("axis", -1)),
     "Concat": lambda *xs, **a: torch.cat(xs, dim=a["axis"]),
+    "Erf": lambda x, **_: torch.erf(x),
+    "Cos": lambda x, **_: torch.cos(x),
+    "Sin": lambda x, **_: torch.sin(x),
+    "Atan": lambda x, **_: torch.atan(x),
+    "Neg": lambda x, **_: -x,
+    "Abs": lambda x, **_: torch.abs(x),
+    "Sqrt": lambda x, **_: torch.sqrt(x),
+    "Log": lambda x, **_: torch.log(x),
+    "Pow": lambda a, b, **_: torch.pow(a, b),
+    "Max": lambda *xs, **_: functools.reduce(torch.maximum, xs),
+    "Min": lambda *xs, **_: functools.reduce(torch.minimum, xs),
+    "LeakyRelu": lambda x, **a: F.leaky_relu(x, a.get("alpha", 0.01)),
+    "HardSigmoid": lambda x, **a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
+    "HardSwish": lambda x, **_: F.hardswish(x),
+    "Softplus": lambda x, **_: F.softplus(x),
+    "Gelu": _gelu,
+    "Clip": _clip,
+    "ReduceSum": _reduce("sum"),
+    "ReduceMean": _reduce("mean"),
+    "ReduceMax": _reduce("max"),
+    "ReduceMin": _reduce("min"),
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "BatchNormalization": _batch_norm,
+    "Cast": _cast,
 }
 
 
@@ -118,8 +212,11 @@ class FloatModel:
                 self.consts[node.output[0]] = _const(numpy_helper.to_array(attrs["value"]), device)
                 continue
             if node.op_type not in OPS:
-                raise UsageError(f"the float baseline has no PyTorch op for ONNX {node.op_type}")
-            self.nodes.append((OPS[node.op_type], [i for i in node.input if i], node.output[0], attrs))
+                raise UnsupportedFloatOp(f"the PyTorch float baseline has no op for ONNX {node.op_type}")
+            inputs = list(node.input)
+            while inputs and not inputs[-1]:
+                inputs.pop()
+            self.nodes.append((OPS[node.op_type], inputs, node.output[0], attrs))
         self.inputs = [i.name for i in proto.graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in proto.graph.output]
 
@@ -127,8 +224,8 @@ class FloatModel:
     def __call__(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         env = dict(self.consts)
         env.update(zip(self.inputs, xs))
-        for fn, ins, out, attrs in self.nodes:
-            env[out] = fn(*[env[i] for i in ins], **attrs)
+        for fn, ins, out, attrs in self.nodes:  # an absent optional input ("") is None
+            env[out] = fn(*[env[i] if i else None for i in ins], **attrs)
         return [env[o] for o in self.outputs]
 
 
