@@ -79,7 +79,6 @@ def _dense_chain_kernel(x_ptr, w_ptr, b_ptr, tab_ptr, res_ptr, flag_ptr, ticket_
         hi = tl.load(row + 2)
         a_bound = tl.load(row + 3)
         k = tl.load(row + 4)
-        n = tl.load(row + 5)
         w = tl.load(w_ptr + layer * D * D + cols[:, None] * D + cols[None, :])
         bias = tl.load(b_ptr + layer * D + cols)[None, :]
         err |= tl.where(((h > a_bound) | (h < -a_bound)) & (cols[None, :] < k), _A_CODE, 0)

@@ -26,11 +26,12 @@ from vcompute.kernels._checks import (
 
 
 @triton.jit
-def _pool2d_kernel(x_ptr, out_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l,
-                   KH: tl.constexpr, KW: tl.constexpr, IS_MAX: tl.constexpr, BLOCK: tl.constexpr):
-    """out[p, ho, wo] = max / sum over the window of x[p, ho*sh - pt + r, wo*sw - pl + s] (p = n*C + c)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
+def window_reduce(x_ptr, offs, mask, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l,
+                  KH: tl.constexpr, KW: tl.constexpr, IS_MAX: tl.constexpr, ZERO_PAD: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """Max or sum over the window of each output cell ``offs`` (p * HO * WO + ho * WO + wo, planes
+    p of [H, W]). A window cell outside the image reads 0 with ``ZERO_PAD`` (EZKL's pools pad with
+    zeros, max too: the engine's) and is skipped otherwise (this module's max_pool2d)."""
     plane = offs // (HO * WO)
     ho = (offs % (HO * WO)) // WO
     wo = offs % WO
@@ -47,10 +48,24 @@ def _pool2d_kernel(x_ptr, out_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_
             w = w0 + s
             ok = mask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
             if IS_MAX:
-                v = tl.load(base + h * W + w, mask=ok, other=-9223372036854775808)
+                if ZERO_PAD:
+                    v = tl.load(base + h * W + w, mask=ok, other=0)
+                else:
+                    v = tl.load(base + h * W + w, mask=ok, other=-9223372036854775808)
                 acc = tl.maximum(acc, v)
             else:
                 acc += tl.load(base + h * W + w, mask=ok, other=0)
+    return acc
+
+
+@triton.jit
+def _pool2d_kernel(x_ptr, out_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l,
+                   KH: tl.constexpr, KW: tl.constexpr, IS_MAX: tl.constexpr, BLOCK: tl.constexpr):
+    """out[p, ho, wo] = max / sum over the window of x[p, ho*sh - pt + r, wo*sw - pl + s] (p = n*C + c)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    acc = window_reduce(x_ptr, offs, mask, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l, KH, KW, IS_MAX, False,
+                        BLOCK)
     tl.store(out_ptr + offs, acc, mask=mask)
 
 

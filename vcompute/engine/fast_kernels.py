@@ -34,6 +34,7 @@ from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue, clamp, report
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
 from vcompute.kernels.gemm import _combine_limbs, _tile_coords
+from vcompute.kernels.pool import window_reduce
 from vcompute.kernels.quantize import quantize_input, quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_div
 
@@ -53,26 +54,9 @@ def _pool_kernel(x_ptr, out_ptr, flag_ptr, total, H, W, HO, WO, stride_h, stride
     """out[p, ho, wo] = clamp(round_div(max|sum over the window, d)); cells outside the image read 0."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
-    plane = offs // (HO * WO)
-    ho = (offs % (HO * WO)) // WO
-    wo = offs % WO
-    h0 = ho * stride_h - pad_t
-    w0 = wo * stride_w - pad_l
-    base = x_ptr + plane * H * W
-    if IS_MAX:
-        acc = tl.full((BLOCK,), -9223372036854775808, tl.int64)
-    else:
-        acc = tl.zeros((BLOCK,), dtype=tl.int64)
-    for r in tl.static_range(KH):
-        for s in tl.static_range(KW):
-            h = h0 + r
-            w = w0 + s
-            ok = mask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
-            v = tl.load(base + h * W + w, mask=ok, other=0)  # EZKL's zero padding, for max too
-            if IS_MAX:
-                acc = tl.maximum(acc, v)
-            else:
-                acc += v
+    # EZKL's zero padding, for max too
+    acc = window_reduce(x_ptr, offs, mask, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l, KH, KW, IS_MAX, True,
+                        BLOCK)
     if DIV != -2:
         err = tl.where((acc >= _LIMIT) | (acc <= -_LIMIT), _LIMIT_CODE, 0)
         report(err[None, :], mask[None, :], flag_ptr)

@@ -26,14 +26,13 @@ registered for the model. The contract itself is generated and compiled here, li
 
 from __future__ import annotations
 
-import json
 import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vcompute.artifacts import atomic_path, sha256_file, sha256_json
+from vcompute.artifacts import sha256_file, sha256_json
 from vcompute.cache import entry_dir, get_or_build
 from vcompute.errors import ProofError, first_line
 from vcompute.evm import verifier
@@ -216,17 +215,10 @@ def registration_slot(digest: bytes) -> bytes:
 
 def write_outputs(out_dir: Path, art: dict[str, Any], the_vka: Vka, data: bytes) -> dict[str, Any]:
     """Write the reusable verifier's .sol and Hardhat artifact, the VKA, its digest and the calldata."""
-    files = {
-        SOL_NAME: Path(art["sol_path"]).read_bytes(),
-        JSON_NAME: (json.dumps(verifier.hardhat_artifact(art), indent=1) + "\n").encode(),
-        VKA_NAME: the_vka.to_bytes(),
-        VKA_DIGEST_NAME: (the_vka.digest_hex + "\n").encode(),
-        CALLDATA_NAME: data,
-        CALLDATA_HEX_NAME: ("0x" + data.hex() + "\n").encode(),
-    }
-    for name, content in files.items():
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_bytes(content)
+    files = verifier.verifier_files(art, data, (SOL_NAME, JSON_NAME, CALLDATA_NAME, CALLDATA_HEX_NAME))
+    files[VKA_NAME] = the_vka.to_bytes()
+    files[VKA_DIGEST_NAME] = (the_vka.digest_hex + "\n").encode()
+    verifier.write_files(out_dir, files)
     return {
         "verifier": REUSABLE,
         "verifier_sol": SOL_NAME,

@@ -118,17 +118,29 @@ def hardhat_artifact(art: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_outputs(out_dir: Path, art: dict[str, Any], data: bytes) -> dict[str, Any]:
-    """Write Verifier.sol, Verifier.json (Hardhat artifact), calldata.bin and calldata.hex into ``out_dir``."""
-    files = {
-        SOL_NAME: Path(art["sol_path"]).read_bytes(),
-        JSON_NAME: (json.dumps(hardhat_artifact(art), indent=1) + "\n").encode(),
-        CALLDATA_NAME: data,
-        CALLDATA_HEX_NAME: ("0x" + data.hex() + "\n").encode(),
+def verifier_files(art: dict[str, Any], data: bytes, names: tuple[str, str, str, str]) -> dict[str, bytes]:
+    """{name: content} of a compiled verifier's .sol, its Hardhat artifact, the calldata and its
+    hex, under ``names`` (sol, json, calldata, calldata hex): the single verifier's and the
+    reusable one's files are made alike."""
+    sol, art_json, calldata, calldata_hex = names
+    return {
+        sol: Path(art["sol_path"]).read_bytes(),
+        art_json: (json.dumps(hardhat_artifact(art), indent=1) + "\n").encode(),
+        calldata: data,
+        calldata_hex: ("0x" + data.hex() + "\n").encode(),
     }
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Each file written to a temp path, then renamed: never half-written."""
     for name, content in files.items():
         with atomic_path(out_dir / name) as tmp:
             tmp.write_bytes(content)
+
+
+def write_outputs(out_dir: Path, art: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """Write Verifier.sol, Verifier.json (Hardhat artifact), calldata.bin and calldata.hex into ``out_dir``."""
+    write_files(out_dir, verifier_files(art, data, (SOL_NAME, JSON_NAME, CALLDATA_NAME, CALLDATA_HEX_NAME)))
     return {
         "verifier_sol": SOL_NAME,
         "verifier_json": JSON_NAME,
