@@ -33,7 +33,7 @@ from vcompute.kernels._checks import INT64_MAX, INT64_MIN, check_int64
 from vcompute.kernels.epilogue import report
 from vcompute.kernels.flags import (FLAG_A_RANGE, FLAG_ADD_OVERFLOW, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT,
                                     publish_flags)
-from vcompute.kernels.gemm_f64 import F64_EXACT
+from vcompute.kernels.gemm_f64 import check_f64_bound, pack_weight_f64
 from vcompute.kernels.quantize import quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_shift
 
@@ -135,6 +135,7 @@ def pack_dense_chain(layers: list[DenseLayer]) -> DenseChain:
     if not layers:
         raise ValueError("dense_chain: no layers")
     widths = [int(layers[0].weight.shape[0])]
+    packed = []
     for i, ly in enumerate(layers):
         check_int64(f"layer {i} weight", ly.weight, 2)
         k, n = ly.weight.shape
@@ -146,10 +147,8 @@ def pack_dense_chain(layers: list[DenseLayer]) -> DenseChain:
                 raise ValueError(f"dense_chain: layer {i} bias has {ly.bias.numel()} values for {n} outputs")
         if not 0 <= ly.shift <= 52:
             raise ValueError(f"dense_chain: layer {i} shift must be in [0, 52], got {ly.shift}")
-        col = int(ly.weight.abs().sum(dim=0).max().item()) if ly.weight.numel() else 0
-        if ly.a_bound < 0 or ly.a_bound * col >= F64_EXACT:
-            raise OverflowError(f"dense_chain: layer {i}: input bound {ly.a_bound} x column L1 norm {col} "
-                                "reaches 2^53, where float64 sums stop being exact")
+        packed.append(pack_weight_f64(ly.weight))
+        check_f64_bound(ly.a_bound, packed[-1], f"dense_chain: layer {i}")
         widths.append(int(n))
     d = max(2, triton.next_power_of_2(max(widths)))
     if d > CHAIN_MAX_WIDTH:
@@ -159,9 +158,9 @@ def pack_dense_chain(layers: list[DenseLayer]) -> DenseChain:
     w = torch.zeros((n_l, d, d), dtype=torch.float64, device=dev)
     b = torch.zeros((n_l, d), dtype=torch.int64, device=dev)
     table = torch.zeros((n_l, _ROW), dtype=torch.int64)
-    for i, ly in enumerate(layers):
+    for i, (ly, wf) in enumerate(zip(layers, packed)):
         k, n = ly.weight.shape
-        w[i, :k, :n] = ly.weight.to(torch.float64)
+        w[i, :k, :n] = wf.values
         if ly.bias is not None:
             b[i, :n] = ly.bias
         table[i] = torch.tensor([ly.shift, INT64_MIN if ly.lo is None else ly.lo,

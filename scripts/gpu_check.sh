@@ -22,9 +22,9 @@ python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()
 MARK=${MARK:-not slow}
 STEPS=${STEPS:-kernels pipeline}
 if [[ " $STEPS " == *" kernels "* ]]; then
-echo "== kernels and engine on the GPU (pytest -m '$MARK')"
-python3 -m pytest -q -p no:cacheprovider -m "$MARK" tests/kernels tests/engine 2>&1 \
-  | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
+  echo "== kernels and engine on the GPU (pytest -m '$MARK')"
+  python3 -m pytest -q -p no:cacheprovider -m "$MARK" tests/kernels tests/engine 2>&1 \
+    | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 fi
 [[ " $STEPS " == *" pipeline "* ]] || exit $status
 

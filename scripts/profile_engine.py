@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replays", type=int, default=20)
     a = ap.parse_args(argv)
 
-    import numpy as np
     import triton.testing
 
     from vcompute.bench.run import _stack_f32
@@ -94,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                 for k, (kname, us) in enumerate(rows):
                     print(f"   {k:>2} {us:8.1f} µs  {kname[:110]}")
                 del runner, eng
-                np.random.seed(0)
     return 0
 
 

@@ -79,12 +79,12 @@ def _reshape(x, shape, **a):
     return x.reshape(dims)
 
 
-def _axes(axes, a: dict[str, Any]) -> list[int] | None:
+def _axes(axes) -> list[int] | None:
     """Axes from the input (newer opsets: a CPU integer tensor) or the attribute (older ones: a
-    list, which arrives under the same keyword)."""
-    if axes is not None:
-        return [int(v) for v in (axes.reshape(-1).tolist() if isinstance(axes, torch.Tensor) else axes)]
-    return list(a["axes"]) if "axes" in a else None
+    list, which arrives under the same keyword); None when absent."""
+    if axes is None:
+        return None
+    return [int(v) for v in (axes.reshape(-1).tolist() if isinstance(axes, torch.Tensor) else axes)]
 
 
 def _reduce(kind: str):
@@ -93,7 +93,7 @@ def _reduce(kind: str):
     fns = {"sum": torch.sum, "mean": torch.mean, "max": torch.amax, "min": torch.amin}
 
     def run(x, axes=None, **a):
-        dims = _axes(axes, a)
+        dims = _axes(axes)
         if not dims:
             if a.get("noop_with_empty_axes", 0):
                 return x
@@ -111,12 +111,13 @@ def _clip(x, lo=None, hi=None, **a):
 
 
 def _squeeze(x, axes=None, **a):
-    dims = _axes(axes, a)
+    dims = _axes(axes)
     return x.squeeze() if dims is None else x.squeeze(tuple(d % x.dim() for d in dims))
 
 
 def _unsqueeze(x, axes=None, **a):
-    for d in sorted(d % (x.dim() + len(_axes(axes, a))) for d in _axes(axes, a)):
+    dims = _axes(axes)
+    for d in sorted(d % (x.dim() + len(dims)) for d in dims):
         x = x.unsqueeze(d)
     return x
 

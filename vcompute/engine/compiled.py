@@ -585,6 +585,12 @@ class NoSyncBackend:
 RESULT = "\x00result"
 
 
+def _epilogue_text(bias: Any, shift: int, lo: int | None, hi: int | None) -> str:
+    """A fused epilogue for ``describe``: " +bias >>13 clamp(0,None)"."""
+    return (f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
+            f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}")
+
+
 @dataclass
 class _Prepared:
     """A fused op ready to run: ``fn(env, flags)`` stores its output in ``env``."""
@@ -659,19 +665,12 @@ class CompiledPlan:
                 continue
             if op.kind != "gemm" or op.inputs[0] != cur:
                 return None
-            w = np.asarray(self.plan.consts[op.attrs["weight"]])
-            if w.ndim != 2 or self._per_sample(cur) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+            w, bias = self._gemm_operands(op)
+            if w.dim() != 2 or self._per_sample(cur) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
                 return None
-            bias = None
-            if op.attrs["bias"] is not None:
-                b = np.asarray(self.plan.consts[op.attrs["bias"]], dtype=np.int64).reshape(-1)
-                bias = torch.from_numpy(np.broadcast_to(b, (w.shape[1],)).copy()).to(self.device)
             shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
-            layers.append(DenseLayer(torch.from_numpy(np.ascontiguousarray(w, dtype=np.int64)).to(self.device),
-                                     bias, shift, lo, hi, self.bounds.value[cur]))
-            txt.append(f"{w.shape[0]}->{w.shape[1]}{' +bias' if bias is not None else ''}"
-                       f"{f' >>{shift}' if shift else ''}"
-                       f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}")
+            layers.append(DenseLayer(w, bias, shift, lo, hi, self.bounds.value[cur]))
+            txt.append(f"{w.shape[0]}->{w.shape[1]}{_epilogue_text(bias, shift, lo, hi)}")
             outs.append(op.out)
             cur = op.out
         if not layers or cur != g.outputs[0]:
@@ -718,12 +717,18 @@ class CompiledPlan:
         """Whether ``op`` is the pass's last launch and gives its one output (fold_io): it then
         writes that output into the result and hands the flags over itself."""
         outs = self.graph.outputs
-        last = self.ops[-1] is op and len(outs) == 1 and op.out == outs[0]
-        self._publishes = self.tiles.fold_io and last
-        return self._publishes
+        return self.tiles.fold_io and self.ops[-1] is op and len(outs) == 1 and op.out == outs[0]
 
     def _prepare(self, op: FusedOp) -> _Prepared:
         return getattr(self, f"_prep_{op.kind}")(op)
+
+    def _gemm_operands(self, op: FusedOp) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A fused GEMM's int64 weight [K, N] and its bias as an [N] vector (or None), on the device."""
+        w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
+        bias = None
+        if op.attrs["bias"] is not None:
+            bias = self._const(op.attrs["bias"]).reshape(-1).expand(w.shape[1]).contiguous()
+        return w, bias
 
     def _prep_gemm(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import int_matmul, pack_weight
@@ -731,13 +736,10 @@ class CompiledPlan:
         from vcompute.kernels.gemm_f64 import f64_exact, pack_weight_f64
 
         step = self.plan.steps[op.steps[0]]
-        w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
+        w, bias = self._gemm_operands(op)
         k = w.shape[0]
         ba = self.bounds.value[op.inputs[0]]
         la = limbs_needed(-ba, ba)
-        bias = None
-        if op.attrs["bias"] is not None:
-            bias = self._const(op.attrs["bias"]).reshape(-1).expand(w.shape[1]).contiguous()
         slot = self._slot(op.out)
         shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
         out_shape = tuple(self.plan.steps[op.out].node.shape)
@@ -759,9 +761,7 @@ class CompiledPlan:
             env[op.out] = y.reshape(nb, *out_shape)
 
         return _Prepared(op, fn, f"gemm K={k} N={w.shape[1]} limbs {la}x{packed.n_limbs}"
-                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
-                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
-                                 f" [{step.node.onnx_op}]")
+                                 f"{_epilogue_text(bias, shift, lo, hi)} [{step.node.onnx_op}]")
 
     def _prep_gemm_f64(self, op: FusedOp, step: Step, wf, ba: int, bias: torch.Tensor | None,
                        slot: int) -> _Prepared:
@@ -779,6 +779,7 @@ class CompiledPlan:
         k, n = wf.shape
         quant = self._fold_input(x_name)
         n_flags = len(self.flag_names) if self._publishing(op) else 0
+        self._publishes = self._publishes or n_flags > 0
         ticket = self._ticket
 
         def fn(env, flags):
@@ -796,9 +797,7 @@ class CompiledPlan:
 
         return _Prepared(op, fn, f"gemm K={k} N={n} float64{' (quantizes its input)' if quant is not None else ''}"
                                  f"{' (writes the result and flags)' if n_flags else ''}"
-                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
-                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}"
-                                 f" [{step.node.onnx_op}]")
+                                 f"{_epilogue_text(bias, shift, lo, hi)} [{step.node.onnx_op}]")
 
     def _prep_conv(self, op: FusedOp) -> _Prepared:
         from dataclasses import replace
@@ -881,9 +880,7 @@ class CompiledPlan:
             pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
         how = (f"direct {'float64' if w_direct.dtype == torch.float64 else 'int64'}"
                f"{' (quantizes its input)' if quant is not None else ''}" if direct else f"limbs {la}x{lb}")
-        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}"
-                                 f"{' +bias' if bias is not None else ''}{f' >>{shift}' if shift else ''}"
-                                 f"{f' clamp({lo},{hi})' if lo is not None or hi is not None else ''}{pool_txt}")
+        return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}{_epilogue_text(bias, shift, lo, hi)}{pool_txt}")
 
     def _prep_eltwise(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import fused_elementwise
