@@ -11,6 +11,7 @@ an OverflowError before anything runs when a bound could be exceeded.
     table_lookup (lookup)   max_pool2d, sum_pool2d (pool)
     f64_matmul (gemm_f64: exact in float64 below 2^53, for short reductions)
     dense_chain (dense_chain: a small MLP in one launch)    quantize_input (quantize: EZKL's input rounding)
+    small_net (small_net: a small CNN in one launch: convs, pools and dense layers as gathered taps)
 
 Fast paths for a planned engine (docs/kernel-fused.md): ``int_matmul``/``int_conv2d`` take
 ``limbs=`` (limb counts fixed at plan time: no host sync; out-of-plan values set a device flag,

@@ -51,6 +51,11 @@ def _policy(spec: str):
     fields = {}
     for kv in filter(None, rest.split(",")):
         key, _, val = kv.partition("=")
+        if key == "net_blocks":  # block_m x block_n x num_warps
+            from vcompute.kernels.small_net import NetConfig
+
+            fields[key] = NetConfig(*(int(v) for v in val.split("x")))
+            continue
         fields[key] = (int(val) if val.lstrip("-").isdigit() else val == "true" if val in ("true", "false")
                        else val)
     return replace(pol, name=spec, **fields) if fields else pol
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=None)
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--tiles", nargs="+", default=["auto"],
-                    help="tile policies to compare: a name, or name:field=value,... (e.g. auto:direct_block=128, auto:chain=false)")
+                    help="tile policies to compare: a name, or name:field=value,... (e.g. auto:direct_block=128, auto:chain=false, auto:net_blocks=4x64x4)")
     ap.add_argument("--replays", type=int, default=20)
     a = ap.parse_args(argv)
 

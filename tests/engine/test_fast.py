@@ -324,9 +324,10 @@ def test_gpu_graph_flag_falls_back(cases):
 
 
 def test_launch_folding_per_policy(cases):
-    """The auto policy runs the MLP as one dense-chain launch, folds the CNN's input quantize into
-    its first conv and its finalize into its last GEMM; ``unfolded`` keeps a launch per op. Both
-    give the op path's bits (the policy test above); this pins which kernels run."""
+    """The auto policy runs the MLP as one dense-chain launch and the CNN as one small-net launch;
+    without them (``wide``) the CNN's input quantize folds into its first conv and its finalize
+    into its last GEMM; ``unfolded`` keeps a launch per op. All give the op path's bits (the
+    policy test above); this pins which kernels run."""
     def groups(name, policy):
         case = cases(name)
         eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused", tiles=policy)
@@ -339,6 +340,8 @@ def test_launch_folding_per_policy(cases):
     assert len(mlp) == 1 and mlp[0].startswith("dense chain in one launch"), mlp
     assert all("chain" not in g for g in groups("mlp", "unfolded")), "unfolded still ran the chain"
     cnn = groups("cnn", "auto")
+    assert len(cnn) == 1 and cnn[0].startswith("small net in one launch"), cnn
+    cnn = groups("cnn", "wide")  # no one-kernel net: the first conv quantizes, the last GEMM publishes
     assert "quantizes its input" in cnn[0] and "writes the result and flags" in cnn[-1], cnn
     assert not any("quantizes" in g or "writes the result" in g for g in groups("cnn", "unfolded"))
     wide = groups("mlp", "wide")  # no chain: two float64 GEMMs, the first quantizing, the last publishing

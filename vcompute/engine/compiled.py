@@ -69,6 +69,9 @@ FEW_TILES = 132
 #: reads (fold_io): it does so once per tap, which beat a quantize launch for the CNN's 3x3
 #: single-channel conv and lost for LeNet's 5x5 one on the H100 (101 -> 127 µs per 256 samples)
 FOLD_CONV_MAX_TAPS = 9
+#: the one-kernel net's gather tables (entries over all layers) stay below this; every program
+#: streams them from L2
+SMALL_NET_MAX_TAPS = 2**16
 
 
 class NotCompilable(Exception):
@@ -118,6 +121,13 @@ class TilePolicy:
     #: fold the model input's quantize into a first float64 GEMM or direct conv, and the finalize
     #: (outputs and flags into the result) into a last float64 GEMM: two launches fewer
     fold_io: bool = True
+    #: a small CNN (convs with their pools, dense layers; tables of at most ``net_max_taps``
+    #: entries) runs as one kernel: quantize, layers, outputs and flags (``kernels.small_net``)
+    net: bool = True
+    #: the one-kernel net's blocks (None: :meth:`net_config`'s rule)
+    net_blocks: Any = None
+    #: the largest net (entries of its gather tables) that runs as one kernel
+    net_max_taps: int = SMALL_NET_MAX_TAPS
 
     def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
         """The kernels' rule, except (``narrow_gemm``, knowing N) that a layer whose default
@@ -162,6 +172,12 @@ class TilePolicy:
 
         return self.f64 if self.f64 is not None else f64_config(m, n, k)
 
+    def net_config(self):
+        """The one-kernel net's blocks (``net_blocks``, else ``kernels.small_net.NetConfig()``)."""
+        from vcompute.kernels.small_net import NetConfig
+
+        return self.net_blocks if self.net_blocks is not None else NetConfig()
+
     def direct(self, og: int, k: int) -> bool:
         """Whether a conv with ``og`` output channels per group and ``k`` taps runs direct: its
         tensor-core tile would be mostly padding (``og * k <= 4096``, e.g. every LeNet conv)."""
@@ -185,20 +201,21 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     from vcompute.kernels import BlockConfig, ConvConfig, GemmConfig
 
     from vcompute.kernels.gemm_f64 import F64Config
+    from vcompute.kernels.small_net import NetConfig
 
     presets = {
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
                             ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs",
-                            chain=False),
+                            chain=False, net=False),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
                            ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64,
-                           gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4), chain=False),
+                           gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4), chain=False, net=False),
         "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
                                  ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs",
-                                 chain_block=2),
-        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False),
-        "unfolded": TilePolicy("unfolded", chain=False, fold_io=False),
+                                 chain_block=2, net_blocks=NetConfig(2, 16, 2)),
+        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False),
+        "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False),
     }
     key = name or "auto"
     if key not in presets:
@@ -622,7 +639,7 @@ class CompiledPlan:
         self._consts: dict[str, torch.Tensor] = {}
         #: an int32 counter for the last kernel's flag hand-over (kernels.flags.publish_flags)
         self._ticket = torch.zeros(1, dtype=torch.int32, device=self.device)
-        self.chain = self._dense_chain() if self.tiles.chain else None
+        self.chain = self._one_kernel()
         #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
         #: those its kernel did take (the rest get a quantize launch of their own)
         self._foldable = self._fold_candidates() if self.tiles.fold_io else {}
@@ -634,6 +651,17 @@ class CompiledPlan:
         self.output_sizes = [int(np.prod(graph.nodes[o].shape)) for o in graph.outputs]
 
     # -- set-up (plan time: packing the weights syncs, once) ---------------------------------
+    def _one_kernel(self) -> _Prepared | None:
+        """The whole pass as one launch where the policy allows and the plan fits: an MLP as a
+        dense chain, else a small CNN as a tap-layer net; None: one launch per fused op."""
+        chain = self._layer_chain() if self.tiles.chain or self.tiles.net else None
+        if chain is None:
+            return None
+        one = self._dense_chain(chain) if self.tiles.chain else None
+        if one is None and self.tiles.net:
+            one = self._small_net(chain)
+        return one
+
     def _const(self, name: str) -> torch.Tensor:
         """A constant on the device with the batch axis of 1 (as the op path holds it)."""
         if name not in self._consts:
@@ -648,37 +676,45 @@ class CompiledPlan:
     def _per_sample(self, name: str) -> int:
         return int(np.prod(self.graph.nodes[name].shape))
 
-    def _dense_chain(self) -> _Prepared | None:
-        """The whole plan as one ``kernels.dense_chain`` launch, if it is a chain of small dense
-        layers (with reshapes between them) from one float input to one output, each exact in
-        float64 under its planned input bound; else None (one launch per fused op)."""
-        from vcompute.kernels.dense_chain import N_FLAGS, DenseLayer, dense_chain, pack_dense_chain
-
+    def _layer_chain(self) -> list[FusedOp] | None:
+        """The plan's GEMMs and convs if it is one chain of them (reshapes between them skipped)
+        from one float input to one output; else None."""
         g = self.graph
         if len(g.inputs) != 1 or len(g.outputs) != 1 or not g.nodes[g.inputs[0]].attrs["float"]:
             return None
-        cur, layers, outs, txt = g.inputs[0], [], [], []
+        cur, layers = g.inputs[0], []
         for op in self.ops:
             node = self.plan.steps[op.out].node
             if op.kind == "step" and node.op in ("reshape", "view", "identity") and op.inputs == [cur]:
                 cur = op.out
                 continue
-            if op.kind != "gemm" or op.inputs[0] != cur:
+            if op.kind not in ("gemm", "conv") or op.inputs[0] != cur:
+                return None
+            layers.append(op)
+            cur = op.out
+        return layers if layers and cur == g.outputs[0] else None
+
+    def _dense_chain(self, chain: list[FusedOp]) -> _Prepared | None:
+        """The whole plan as one ``kernels.dense_chain`` launch, if ``chain`` is small dense layers
+        only, each exact in float64 under its planned input bound; else None."""
+        from vcompute.kernels.dense_chain import N_FLAGS, DenseLayer, dense_chain, pack_dense_chain
+
+        layers, txt = [], []
+        for op in chain:
+            if op.kind != "gemm":
                 return None
             w, bias = self._gemm_operands(op)
-            if w.dim() != 2 or self._per_sample(cur) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+            x = op.inputs[0]
+            if w.dim() != 2 or self._per_sample(x) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
                 return None
             shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
-            layers.append(DenseLayer(w, bias, shift, lo, hi, self.bounds.value[cur]))
+            layers.append(DenseLayer(w, bias, shift, lo, hi, self.bounds.value[x]))
             txt.append(f"{w.shape[0]}->{w.shape[1]}{_epilogue_text(bias, shift, lo, hi)}")
-            outs.append(op.out)
-            cur = op.out
-        if not layers or cur != g.outputs[0]:
-            return None
         try:
             packed = pack_dense_chain(layers)
         except (ValueError, OverflowError):
             return None
+        outs = [op.out for op in chain]
         self.flag_names.append(f"dense chain ({', '.join(outs)})")
         n_flags, n_out, tiles = N_FLAGS, packed.widths[-1], self.tiles
 
@@ -687,9 +723,73 @@ class CompiledPlan:
             res = torch.empty(n_flags + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
             return dense_chain(x, packed, *self._quant(0), flags, res, self._ticket, block_m=tiles.chain_block)
 
-        return _Prepared(FusedOp("chain", outs, [g.inputs[0]]), fn,
+        return _Prepared(FusedOp("chain", outs, [self.graph.inputs[0]]), fn,
                          f"dense chain in one launch (quantize, {len(layers)} float64 layers, outputs and flags): "
                          + "; ".join(txt))
+
+    def _tap_layer(self, op: FusedOp):
+        """``op`` (a fused GEMM, or a 2-D conv with its activation and pool) as a
+        ``kernels.small_net.TapLayer``, or None if it does not fit one."""
+        from vcompute.kernels.small_net import POOL_MAX, POOL_SUM, TapLayer
+
+        from .taps import conv_taps, dense_taps
+
+        x, a = op.inputs[0], op.attrs
+        common = dict(shift=a["shift"], lo=a["lo"], hi=a["hi"], in_width=self._per_sample(x),
+                      a_bound=self.bounds.value[x], out_bound=self.bounds.value[op.out])
+        if op.kind == "gemm":
+            w, bias = self._gemm_operands(op)
+            if w.dim() != 2 or common["in_width"] != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+                return None
+            idx, wt = dense_taps(w.cpu().numpy())
+            return TapLayer(idx, wt, None if bias is None else bias.cpu().numpy(), True, **common)
+        node = self.plan.steps[op.steps[0]].node
+        w = self.plan.consts[a["weight"]]
+        shape = tuple(self.graph.nodes[x].shape)
+        if w.ndim != 4 or len(shape) != 4 or shape[0] != 1:
+            return None
+        (t, b), (l, r) = node.attrs["pads"]
+        pool = a.get("pool")
+        idx, wt, (o, hp, wp) = conv_taps(w, shape[1:], tuple(node.attrs["stride"]), (t, l, b, r),
+                                         node.attrs["group"], pool["kernel"] if pool else None)
+        if o * hp * wp != self._per_sample(op.out):
+            return None
+        bias = None
+        if a["bias"] is not None:
+            bias = np.repeat(np.asarray(self.plan.consts[a["bias"]]).reshape(-1), hp * wp)
+        if pool is None:
+            return TapLayer(idx, wt, bias, False, **common)
+        if pool["divisor"] & (pool["divisor"] - 1):
+            return None
+        return TapLayer(idx, wt, bias, False, **common, pool=POOL_MAX if pool["max"] else POOL_SUM,
+                        pool_shift=pool["divisor"].bit_length() - 1, pool_lo=pool["lo"], pool_hi=pool["hi"])
+
+    def _small_net(self, chain: list[FusedOp]) -> _Prepared | None:
+        """The whole plan as one ``kernels.small_net`` launch, if ``chain``'s layers fit tap layers
+        of at most ``TilePolicy.net_max_taps`` table entries in all, each exact in float64; else None."""
+        from vcompute.kernels.small_net import N_FLAGS, pack_small_net, small_net
+
+        layers = [self._tap_layer(op) for op in chain]
+        if any(ly is None for ly in layers) or sum(ly.idx.size for ly in layers) > self.tiles.net_max_taps:
+            return None
+        try:
+            packed = pack_small_net(layers, self.device)
+        except (ValueError, OverflowError):
+            return None
+        outs = [op.out for op in chain]
+        self.flag_names.append(f"small net ({', '.join(outs)})")
+        n_out, cfg = packed.widths[-1], self.tiles.net_config()
+
+        def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
+            x = inputs[0].reshape(inputs[0].shape[0], -1)
+            res = torch.empty(N_FLAGS + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
+            return small_net(x, packed, *self._quant(0), flags, res, self._ticket, config=cfg)
+
+        txt = [f"{'conv' if op.kind == 'conv' else 'dense'} {ly.in_width}->{ly.width}"
+               f"{f' x{ly.idx.shape[0]} pooled' if ly.idx.shape[0] > 1 else ''}" for op, ly in zip(chain, layers)]
+        return _Prepared(FusedOp("chain", outs, [self.graph.inputs[0]]), fn,
+                         f"small net in one launch (quantize, {len(layers)} float64 tap layers, outputs and flags; "
+                         f"blocks {cfg.block_m}x{cfg.block_n}): " + "; ".join(txt))
 
     def _fold_candidates(self) -> dict[str, int]:
         """{float graph input: its index} for each float input read by exactly one fused op."""
