@@ -21,7 +21,8 @@ integer below 2^53 and the bits never depend on the summation order or on the bl
 
 Flags, as the dense chain's: flag 0 is the model input's (``FLAG_INPUT_RANGE``), flag 1 all the
 layers' (an output beyond its planned bound: ``FLAG_A_RANGE``; a rescale at 2^52; a wrapped bias
-add); the last program to finish copies them into the result (:func:`kernels.flags.publish_flags`).
+add). They go straight into the first two int64 words of the result, zeroed before the launch: a
+program with no error does no atomic at all, and no last program hands the flags over.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ import triton
 import triton.language as tl
 
 from vcompute.kernels._checks import INT64_MAX, INT64_MIN
-from vcompute.kernels.epilogue import bit_or, report
-from vcompute.kernels.flags import (FLAG_A_RANGE, FLAG_ADD_OVERFLOW, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT,
-                                    publish_flags)
+from vcompute.kernels.epilogue import bit_or
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_ADD_OVERFLOW, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
 from vcompute.kernels.gemm_f64 import F64_EXACT
 from vcompute.kernels.quantize import quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_shift
@@ -59,12 +59,15 @@ _LIMIT: tl.constexpr = tl.constexpr(DIV_ROUND_LIMIT)
 @triton.jit
 def _tap_layer(src, dst, idx_ptr, w_ptr, b_ptr, row, res_ptr, out_offset, rm, m_ok, rows,
                S: tl.constexpr, T: tl.constexpr, P: tl.constexpr, NP: tl.constexpr, DENSE: tl.constexpr,
-               BIAS_AFTER: tl.constexpr, POOL: tl.constexpr, NC: tl.constexpr,
+               BIAS_AFTER: tl.constexpr, POOL: tl.constexpr, TAP_OFF: tl.constexpr, BIAS_OFF: tl.constexpr,
+               NC: tl.constexpr,
                LAST: tl.constexpr, BLOCK_M: tl.constexpr):
     """One tap layer of ``BLOCK_M`` samples from the float64 scratch ``src`` into ``dst`` (or, the
     ``LAST``, into ``res``); returns its error codes ORed. Every loop is unrolled (the shapes are
     constexprs): a layer's loads can all be in flight at once, with no loop-carried chain of
-    latencies; a dense layer reads its input row directly, not through ``idx``."""
+    latencies; a dense layer reads its input row directly, not through ``idx``. The table offsets
+    are constexprs too: with the L2 cache cold, a load of them would put one more memory round
+    trip before the layer's first weight load."""
     shift = tl.load(row)
     lo = tl.load(row + 1)
     hi = tl.load(row + 2)
@@ -72,19 +75,17 @@ def _tap_layer(src, dst, idx_ptr, w_ptr, b_ptr, row, res_ptr, out_offset, rm, m_
     p_lo = tl.load(row + 4)
     p_hi = tl.load(row + 5)
     out_bound = tl.load(row + 6)
-    tap_off = tl.load(row + 7)
-    bias_off = tl.load(row + 8)
     code = 0
     for j0 in tl.static_range(0, NP, NC):
         jj = j0 + tl.arange(0, NC)
         j_ok = jj < NP
-        bias = tl.load(b_ptr + bias_off + jj, mask=j_ok, other=0)[None, :]
+        bias = tl.load(b_ptr + BIAS_OFF + jj, mask=j_ok, other=0)[None, :]
         err = tl.zeros((BLOCK_M, NC), dtype=tl.int32)
         pooled = tl.zeros((BLOCK_M, NC), dtype=tl.int64)
         for p in tl.static_range(P):
             acc = tl.zeros((BLOCK_M, NC), dtype=tl.float64)
             for t in tl.static_range(T):  # one FMA per cell and tap: no reductions, no shuffles
-                cell = tap_off + (p * T + t) * NP + jj
+                cell = TAP_OFF + (p * T + t) * NP + jj
                 w = tl.load(w_ptr + cell, mask=j_ok, other=0.0)
                 if DENSE:
                     h = tl.load(src + rows * S + t)[:, None]
@@ -127,12 +128,13 @@ def _tap_layer(src, dst, idx_ptr, w_ptr, b_ptr, row, res_ptr, out_offset, rm, m_
 
 
 @triton.jit
-def _small_net_kernel(x_ptr, idx_ptr, w_ptr, b_ptr, tab_ptr, scratch_ptr, res_ptr, flag_ptr, ticket_ptr,
-                      M, n_flags, out_offset, mult, in_bound,
+def _small_net_kernel(x_ptr, idx_ptr, w_ptr, b_ptr, tab_ptr, scratch_ptr, res_ptr,
+                      M, out_offset, mult, in_bound,
                       SHAPES: tl.constexpr, L: tl.constexpr, K0: tl.constexpr, S: tl.constexpr,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr):
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """res[out_offset + m * n_out + j] = the net's output j of sample m; flags as in the module doc.
-    ``SHAPES[l]``: layer l's (taps, positions, outputs, dense, bias_after, pool, outputs per step)."""
+    ``SHAPES[l]``: layer l's (taps, positions, outputs, dense, bias_after, pool, tap offset, bias
+    offset, outputs per step)."""
     pid = tl.program_id(0).to(tl.int64)
     rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = rm < M
@@ -153,13 +155,17 @@ def _small_net_kernel(x_ptr, idx_ptr, w_ptr, b_ptr, tab_ptr, scratch_ptr, res_pt
         tl.debug_barrier()  # the layer's input is in ``src``, written by the whole block
         code |= _tap_layer(src, dst, idx_ptr, w_ptr, b_ptr, tab_ptr + layer * 16, res_ptr, out_offset, rm, m_ok,
                            rows, S, SHAPES[layer][0], SHAPES[layer][1], SHAPES[layer][2], SHAPES[layer][3],
-                           SHAPES[layer][4], SHAPES[layer][5], SHAPES[layer][6], layer == L - 1,
+                           SHAPES[layer][4], SHAPES[layer][5], SHAPES[layer][6], SHAPES[layer][7], SHAPES[layer][8],
+                           layer == L - 1,
                            BLOCK_M)
         src, dst = dst, src
-    report(in_err, m_ok[:, None], flag_ptr)
+    # the flags go straight into the result (zeroed before the launch): no atomics unless an
+    # error occurred, and no hand-over ticket (its round trip cost about 2 µs per pass)
+    in_code = tl.reduce(tl.reduce(tl.where(m_ok[:, None], in_err, 0), 1, bit_or), 0, bit_or)
+    if in_code != 0:
+        tl.atomic_or(res_ptr, in_code.to(tl.int64))
     if code != 0:
-        tl.atomic_or(flag_ptr + 1, code)
-    publish_flags(ticket_ptr, flag_ptr, n_flags, res_ptr, BLOCK_F)
+        tl.atomic_or(res_ptr + 1, code.to(tl.int64))
 
 
 @dataclass(frozen=True)
@@ -195,14 +201,14 @@ class TapLayer:
 class SmallNet:
     """Packed layers on one device: the int32 gather indices and float64 weights of every layer,
     flat; the int64 biases, flat; an int64 table [L, 16] (shift, lo, hi, pool_shift, pool_lo,
-    pool_hi, out_bound, tap offset, bias offset, then zeros); and per layer the kernel's static
-    shape (taps, positions, outputs, dense, bias_after, pool)."""
+    pool_hi, out_bound, then zeros); and per layer the kernel's static shape (taps, positions,
+    outputs, dense, bias_after, pool, tap offset, bias offset)."""
 
     idx: torch.Tensor
     weights: torch.Tensor
     biases: torch.Tensor
     table: torch.Tensor
-    shapes: tuple[tuple[int, int, int, int, int, int], ...]
+    shapes: tuple[tuple[int, ...], ...]
     widths: tuple[int, ...]
 
     @property
@@ -261,9 +267,8 @@ def pack_small_net(layers: list[TapLayer], device: torch.device | str) -> SmallN
         bias = np.zeros(n, dtype=np.int64) if ly.bias is None else ly.bias.astype(np.int64)
         rows.append([ly.shift, INT64_MIN if ly.lo is None else ly.lo, INT64_MAX if ly.hi is None else ly.hi,
                      ly.pool_shift, INT64_MIN if ly.pool_lo is None else ly.pool_lo,
-                     INT64_MAX if ly.pool_hi is None else ly.pool_hi, ly.out_bound, tap_off, bias_off]
-                    + [0] * (_ROW - 9))
-        shapes.append((t, p, n, int(_dense(ly)), int(ly.bias_after), ly.pool))
+                     INT64_MAX if ly.pool_hi is None else ly.pool_hi, ly.out_bound] + [0] * (_ROW - 7))
+        shapes.append((t, p, n, int(_dense(ly)), int(ly.bias_after), ly.pool, tap_off, bias_off))
         idx.append(ly.idx.reshape(-1).astype(np.int32))
         wts.append(ly.weight.reshape(-1).astype(np.float64))
         biases.append(bias)
@@ -294,14 +299,12 @@ class NetConfig:
                 raise ValueError(f"small_net: {name} must be a power of two, got {v}")
 
 
-def small_net(x: torch.Tensor, net: SmallNet, scale: int, in_bound: int, flags: torch.Tensor,
-              res: torch.Tensor, ticket: torch.Tensor, out_offset: int | None = None,
-              config: NetConfig | None = None) -> torch.Tensor:
+def small_net(x: torch.Tensor, net: SmallNet, scale: int, in_bound: int, res: torch.Tensor,
+              out_offset: int | None = None, config: NetConfig | None = None) -> torch.Tensor:
     """Run the net on float32 ``x`` [M, K0] (quantized at ``scale``; ``|q| <= in_bound``, else
-    FLAG_INPUT_RANGE in ``flags[0]``). Writes the int64 outputs [M, N] into ``res`` from
-    ``out_offset`` (default: after the flags), the int32 ``flags`` (input, layers) into
-    ``res[:2]`` (zeroing them) and returns ``res``. ``ticket`` is an int32 device counter, zero
-    between calls."""
+    FLAG_INPUT_RANGE in flag 0). Writes the two flags (input, layers) into ``res[0:2]`` as int64
+    and the int64 outputs [M, N] from ``out_offset`` (default: after the flags); returns ``res``.
+    No host sync: ``res[0:2]`` is zeroed on the device first."""
     if x.dtype != torch.float32 or x.dim() != 2:
         raise TypeError(f"small_net: x must be a float32 matrix, got {x.dtype} {tuple(x.shape)}")
     m, k0 = x.shape
@@ -311,20 +314,19 @@ def small_net(x: torch.Tensor, net: SmallNet, scale: int, in_bound: int, flags: 
     offset = N_FLAGS if out_offset is None else out_offset
     if res.dtype != torch.int64 or res.numel() < offset + m * n_out or offset < N_FLAGS:
         raise ValueError(f"small_net: res must be int64 with the {N_FLAGS} flags, then {m} x {n_out} outputs")
-    if flags.dtype != torch.int32 or flags.numel() < N_FLAGS or ticket.dtype != torch.int32:
-        raise ValueError(f"small_net: flags must be int32 with {N_FLAGS} entries, ticket int32")
-    if len({x.device, res.device, flags.device, ticket.device, net.weights.device}) != 1:
-        raise ValueError("small_net: x, the net, res, flags and ticket must be on one device")
+    if len({x.device, res.device, net.weights.device}) != 1:
+        raise ValueError("small_net: x, the net and res must be on one device")
     cfg = config or NetConfig()
     cfg.check()
     grid = max(1, triton.cdiv(m, cfg.block_m))
     s = net.scratch_width
     scratch = torch.empty(grid * 2 * cfg.block_m * s, dtype=torch.float64, device=x.device)
-    _small_net_kernel[(grid,)](x.contiguous(), net.idx, net.weights, net.biases, net.table, scratch, res, flags,
-                               ticket, m, N_FLAGS, offset, float(2.0 ** scale), int(in_bound),
+    res[:N_FLAGS].zero_()
+    _small_net_kernel[(grid,)](x.contiguous(), net.idx, net.weights, net.biases, net.table, scratch, res,
+                               m, offset, float(2.0 ** scale), int(in_bound),
                                SHAPES=net.kernel_shapes(cfg.block_n), L=net.n_layers, K0=k0, S=s,
                                BLOCK_M=cfg.block_m, BLOCK_N=min(cfg.block_n, triton.next_power_of_2(k0)),
-                               BLOCK_F=triton.next_power_of_2(N_FLAGS), num_warps=cfg.num_warps)
+                               num_warps=cfg.num_warps)
     return res
 
 

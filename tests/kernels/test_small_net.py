@@ -1,8 +1,8 @@
 """small_net: the one-launch small CNN equals a plain int64 reference (conv, epilogue, pool,
 average's rounding, clamps, dense head) bit for bit, over odd geometries (padding, stride,
-groups, pools of 2x2 and 1x2), batch sizes and block configs; flags land in the result and are
-zeroed; values beyond a bound raise the right flag; the host refuses inconsistent or inexact
-tables."""
+groups, pools of 2x2 and 1x2), batch sizes and block configs; the flags land in the result,
+cleared first (it starts filled with junk); values beyond a bound raise the right flag; the host
+refuses inconsistent or inexact tables."""
 
 from __future__ import annotations
 
@@ -93,12 +93,8 @@ def _reference(x: torch.Tensor, layers, scale: int) -> torch.Tensor:
 
 def _run(x, layers, scale, bound, config=None):
     net = pack_small_net(layers, DEV)
-    flags = torch.zeros(N_FLAGS + 1, dtype=torch.int32, device=DEV)
-    ticket = torch.zeros(1, dtype=torch.int32, device=DEV)
     res = torch.full((N_FLAGS + x.shape[0] * net.widths[-1],), -99, dtype=torch.int64, device=DEV)
-    small_net(x.to(DEV), net, scale, bound, flags, res, ticket, config=config)
-    assert int(ticket.item()) == 0, "the ticket was not reset for the next pass"
-    assert int(flags.abs().sum().item()) == 0, "the flags were not zeroed after the hand-over"
+    small_net(x.to(DEV), net, scale, bound, res, config=config)
     return res.cpu(), net.widths[-1]
 
 
@@ -160,7 +156,7 @@ def test_gpu_large_batch_every_config():
         g = torch.Generator().manual_seed(12)
         x = (torch.rand((1031, int(np.prod(net[0].chw))), generator=g) * 2 - 1).to(torch.float32)
         want = _reference(x, net, 8)
-        for cfg in (NetConfig(1, 64, 2), NetConfig(2, 32, 2), NetConfig(4, 64, 4)):
+        for cfg in (NetConfig(1, 64, 2), NetConfig(2, 32, 2)):
             res, n_out = _run(x, [ly.layer() for ly in net], 8, 2**12, cfg)
             assert res[:N_FLAGS].tolist() == [0] * N_FLAGS
             assert_same(res[N_FLAGS:].reshape(1031, n_out), want, f"GPU small_net {name} {cfg}")

@@ -783,7 +783,7 @@ class CompiledPlan:
         def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
             x = inputs[0].reshape(inputs[0].shape[0], -1)
             res = torch.empty(N_FLAGS + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
-            return small_net(x, packed, *self._quant(0), flags, res, self._ticket, config=cfg)
+            return small_net(x, packed, *self._quant(0), res, config=cfg)
 
         txt = [f"{'conv' if op.kind == 'conv' else 'dense'} {ly.in_width}->{ly.width}"
                f"{f' x{ly.idx.shape[0]} pooled' if ly.idx.shape[0] > 1 else ''}" for op, ly in zip(chain, layers)]
