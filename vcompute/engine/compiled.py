@@ -27,9 +27,11 @@ CUDA graph (:mod:`.engine`). Three things make that possible:
    registered op on :class:`NoSyncBackend` (exact int64 torch ops, bounded statically); a model
    with any other op is not compiled (:class:`NotCompilable`) and runs op by op.
 
-4. **Fewer launches for small models** (``TilePolicy.chain`` / ``fold_io``). A plan that is a
-   chain of small dense layers (an MLP: every width <= 32, each exact in float64) runs as one
-   ``kernels.dense_chain`` launch: quantize, layers, outputs and flags. Otherwise a first
+4. **Fewer launches for small models** (``TilePolicy.chain`` / ``net`` / ``fold_io``). A plan
+   that is a chain of small dense layers (an MLP: every width <= 32, each exact in float64) runs
+   as one ``kernels.dense_chain`` launch: quantize, layers, outputs and flags. A chain of GEMMs
+   and convs (with their pools) whose gather tables are small (a small CNN) runs as one
+   ``kernels.small_net`` launch, its layers as tap layers (:mod:`.taps`). Otherwise a first
    float64 GEMM, or a direct conv of at most :data:`FOLD_CONV_MAX_TAPS` taps, quantizes the model
    input it reads, and a last float64 GEMM writes the result and hands the flags over
    (``kernels.flags.publish_flags``): no quantize or finalize launch of their own.
@@ -188,13 +190,14 @@ class TilePolicy:
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
-    convs, an MLP as one dense-chain launch, quantize and finalize folded into the first and last
-    layers), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge; convs on the limb
-    GEMM; no chain), ``wide`` (float64 GEMMs on 64x64 tiles, int64 direct convs of 64 pixels; no
-    chain, so an MLP's folded first and last GEMMs run), ``persistent`` (TMA limb GEMM on a
-    persistent grid, convs on 32x32 limb tiles, the chain at 2 samples per program), ``int64``
+    convs, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
+    finalize folded into the first and last layers), ``small`` (16x16 limb tiles, 16-element
+    blocks: every mask and edge; convs on the limb GEMM; no chain or net), ``wide`` (float64 GEMMs
+    on 64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
+    layers run), ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles, the
+    chain and the net at 2 samples per program), ``int64``
     (limb GEMMs and int64 direct convs: no float64 anywhere), ``unfolded`` (the auto rules with
-    every launch of its own: no one-kernel chain, no quantize or finalize folded into a layer).
+    every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
