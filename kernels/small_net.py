@@ -39,7 +39,7 @@ import triton.language as tl
 from vcompute.kernels._checks import INT64_MAX, INT64_MIN
 from vcompute.kernels.epilogue import bit_or
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_ADD_OVERFLOW, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
-from vcompute.kernels.gemm_f64 import F64_EXACT
+from vcompute.kernels.gemm_f64 import check_f64_bound, pack_weight_f64
 from vcompute.kernels.quantize import quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_shift
 
@@ -246,12 +246,9 @@ def _check_layer(i: int, ly: TapLayer, width: int) -> None:
         raise ValueError(f"{what}: shift must be in [0, 52] and pool_shift in [0, 4]")
     if ly.pool not in (POOL_NONE, POOL_MAX, POOL_SUM) or (ly.pool == POOL_NONE and ly.idx.shape[0] != 1):
         raise ValueError(f"{what}: pool {ly.pool} with {ly.idx.shape[0]} window positions")
-    w = np.abs(ly.weight.astype(np.float64))
-    if w.size and float(w.max()) >= F64_EXACT:
-        raise OverflowError(f"{what}: a weight reaches 2^53")
-    if w.size and int(ly.a_bound) * int(w.sum(axis=1).max()) >= F64_EXACT:
-        raise OverflowError(f"{what}: |input| <= {ly.a_bound} times a weight L1 norm reaches 2^53, "
-                            "where float64 sums stop being exact")
+    p, t, n = ly.weight.shape  # each (position, output) sums over the taps: a column of [T, P * NP]
+    columns = torch.from_numpy(np.ascontiguousarray(ly.weight.transpose(1, 0, 2).reshape(t, p * n), dtype=np.int64))
+    check_f64_bound(ly.a_bound, pack_weight_f64(columns), what)
 
 
 def pack_small_net(layers: list[TapLayer], device: torch.device | str) -> SmallNet:

@@ -1,4 +1,5 @@
-"""Helpers for the kernel tests: exact equality with a message saying what differed, and limb helpers.
+"""Helpers for the kernel tests: exact equality with a message saying what differed, limb helpers,
+and the input-range check every one-launch model kernel owes.
 
 The int64 references the kernels are compared with live in :mod:`vcompute.kernels.reference`
 (also the engine's CPU backend); ``int_mm_reference`` here is a second, GPU-side check for
@@ -6,6 +7,8 @@ large GEMMs through cuBLAS int8.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -74,3 +77,20 @@ def ref_epilogue(x: torch.Tensor, bias: torch.Tensor | None = None, divisor: int
     if hi is not None:
         x = x.clamp(max=hi)
     return x
+
+
+def assert_input_range_flag(run: Callable[[torch.Tensor, int, int], torch.Tensor], x: torch.Tensor,
+                            cell: tuple[int, int]) -> None:
+    """A one-launch model kernel (``run(x, scale, bound)`` -> its int64 result, flags first) must
+    raise FLAG_INPUT_RANGE in flag 0 for one input beyond its bound (3.0 at scale 8 is 768 > 512)
+    and for an infinite one of either sign. ``x`` is the float32 batch, zero at ``cell``."""
+    from vcompute.kernels.flags import FLAG_INPUT_RANGE
+
+    x = x.clone()
+    x[cell] = 3.0
+    res = run(x, 8, 512)
+    assert int(res[0]) & FLAG_INPUT_RANGE, f"flags {res[:2].tolist()}: no FLAG_INPUT_RANGE for an input beyond its bound"
+    for inf in (float("inf"), float("-inf")):
+        x[cell] = inf
+        res = run(x, 8, 2**20)
+        assert int(res[0]) & FLAG_INPUT_RANGE, f"an input of {inf} did not raise FLAG_INPUT_RANGE"

@@ -11,9 +11,9 @@ import torch
 import vcompute.kernels as kernels
 from vcompute.engine.fixedpoint import quantize_input as ref_quantize
 from vcompute.kernels.dense_chain import CHAIN_MAX_WIDTH, N_FLAGS, DenseLayer, chain_block_m, dense_chain, pack_dense_chain
-from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE
+from vcompute.kernels.flags import FLAG_A_RANGE
 from vcompute.kernels.reference import int_matmul as ref_matmul
-from vcompute.kernels.testing import assert_same, ref_epilogue
+from vcompute.kernels.testing import assert_input_range_flag, assert_same, ref_epilogue
 
 DEV = kernels.device()
 
@@ -69,13 +69,8 @@ def test_matches_layer_by_layer_reference(m, widths, block_m):
 
 def test_input_beyond_its_bound_flags_inputs_and_infinite_too():
     layers = _layers([4, 6, 2], 3)
-    x = torch.zeros((10, 4), dtype=torch.float32)
-    x[7, 2] = 3.0  # 3 * 2^8 = 768 > 512
-    res, _ = _run(x, layers, 8, 512)
-    assert int(res[0]) & FLAG_INPUT_RANGE, f"flags {res[:2].tolist()}: no FLAG_INPUT_RANGE for an input beyond its bound"
-    x[7, 2] = float("inf")
-    res, _ = _run(x, layers, 8, 2**20)
-    assert int(res[0]) & FLAG_INPUT_RANGE, "an infinite input did not raise FLAG_INPUT_RANGE"
+    assert_input_range_flag(lambda x, scale, bound: _run(x, layers, scale, bound)[0],
+                            torch.zeros((10, 4), dtype=torch.float32), (7, 2))
 
 
 def test_hidden_value_beyond_its_bound_flags_the_chain():

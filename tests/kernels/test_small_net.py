@@ -15,11 +15,11 @@ import torch
 import vcompute.kernels as kernels
 from vcompute.engine.fixedpoint import quantize_input as ref_quantize
 from vcompute.engine.taps import conv_taps, dense_taps
-from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE
+from vcompute.kernels.flags import FLAG_A_RANGE
 from vcompute.kernels.reference import div_round, int_conv2d, int_matmul, max_pool2d, sum_pool2d
 from vcompute.kernels.small_net import (N_FLAGS, POOL_MAX, POOL_SUM, NetConfig, TapLayer, pack_small_net,
                                         small_net)
-from vcompute.kernels.testing import assert_same, ref_epilogue
+from vcompute.kernels.testing import assert_input_range_flag, assert_same, ref_epilogue
 
 DEV = kernels.device()
 BIG = 2**40
@@ -113,13 +113,8 @@ def test_matches_layer_by_layer_reference(name, net, m, config):
 def test_input_beyond_its_bound_flags_inputs_and_infinite_too():
     _, net = next(_nets())
     layers = [ly.layer() for ly in net]
-    x = torch.zeros((5, 64), dtype=torch.float32)
-    x[3, 10] = 3.0  # 3 * 2^8 = 768 > 512
-    res, _ = _run(x, layers, 8, 512)
-    assert int(res[0]) & FLAG_INPUT_RANGE, f"flags {res[:2].tolist()}: no FLAG_INPUT_RANGE for an input beyond its bound"
-    x[3, 10] = float("-inf")
-    res, _ = _run(x, layers, 8, 2**20)
-    assert int(res[0]) & FLAG_INPUT_RANGE, "an infinite input did not raise FLAG_INPUT_RANGE"
+    assert_input_range_flag(lambda x, scale, bound: _run(x, layers, scale, bound)[0],
+                            torch.zeros((5, 64), dtype=torch.float32), (3, 10))
 
 
 def test_output_beyond_its_bound_flags_the_net():

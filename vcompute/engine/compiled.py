@@ -708,7 +708,7 @@ class CompiledPlan:
                 return None
             w, bias = self._gemm_operands(op)
             x = op.inputs[0]
-            if w.dim() != 2 or self._per_sample(x) != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+            if not self._dense_fits(op, w):
                 return None
             shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
             layers.append(DenseLayer(w, bias, shift, lo, hi, self.bounds.value[x]))
@@ -730,6 +730,11 @@ class CompiledPlan:
                          f"dense chain in one launch (quantize, {len(layers)} float64 layers, outputs and flags): "
                          + "; ".join(txt))
 
+    def _dense_fits(self, op: FusedOp, w: torch.Tensor) -> bool:
+        """Whether the fused GEMM ``op`` is one dense layer per sample: its weight [K, N] maps
+        the K values of each sample's input to the N of its output."""
+        return w.dim() == 2 and self._per_sample(op.inputs[0]) == w.shape[0] and self._per_sample(op.out) == w.shape[1]
+
     def _tap_layer(self, op: FusedOp):
         """``op`` (a fused GEMM, or a 2-D conv with its activation and pool) as a
         ``kernels.small_net.TapLayer``, or None if it does not fit one."""
@@ -742,7 +747,7 @@ class CompiledPlan:
                       a_bound=self.bounds.value[x], out_bound=self.bounds.value[op.out])
         if op.kind == "gemm":
             w, bias = self._gemm_operands(op)
-            if w.dim() != 2 or common["in_width"] != w.shape[0] or self._per_sample(op.out) != w.shape[1]:
+            if not self._dense_fits(op, w):
                 return None
             idx, wt = dense_taps(w.cpu().numpy())
             return TapLayer(idx, wt, None if bias is None else bias.cpu().numpy(), True, **common)
