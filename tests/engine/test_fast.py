@@ -10,6 +10,7 @@ raises a device flag is never returned from the fast path: it re-runs op by op.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tests.engine.test_engine import CASES  # noqa: E402
 
 from vcompute.engine import compare, run_fixed, run_fixed_batch, witness_outputs  # noqa: E402
 from vcompute.engine.compiled import (TILE_POLICIES, CompiledPlan, NotCompilable,  # noqa: E402
-                                      analyze_bounds, rebase_bound)
+                                      analyze_bounds, rebase_bound, tile_policy)
 from vcompute.engine.engine import Engine, _concrete_shapes  # noqa: E402
 from vcompute.engine.run import _declared_shapes  # noqa: E402
 from vcompute.engine.ops import run_step  # noqa: E402
@@ -341,6 +342,8 @@ def test_launch_folding_per_policy(cases):
     assert all("chain" not in g for g in groups("mlp", "unfolded")), "unfolded still ran the chain"
     cnn = groups("cnn", "auto")
     assert len(cnn) == 1 and cnn[0].startswith("small net in one launch"), cnn
+    capped = groups("cnn", replace(tile_policy("auto"), name="capped", net_max_taps=4000))  # its tables: 4,656
+    assert not any("small net" in g for g in capped), f"a net beyond net_max_taps ran as one kernel: {capped}"
     cnn = groups("cnn", "wide")  # no one-kernel net: the first conv quantizes, the last GEMM publishes
     assert "quantizes its input" in cnn[0] and "writes the result and flags" in cnn[-1], cnn
     assert not any("quantizes" in g or "writes the result" in g for g in groups("cnn", "unfolded"))

@@ -1,5 +1,6 @@
 """taps: a conv's gather tables reproduce the convolution at every pooling-window position
-(padding, stride, groups, odd sizes), and a dense layer's read each input once."""
+(padding, stride, groups, odd sizes) and have the size predicted from the geometry; a dense
+layer's read each input once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcompute.engine.taps import conv_taps, dense_taps
+from vcompute.engine.taps import conv_table_size, conv_taps, dense_taps
 from vcompute.kernels.reference import int_conv2d
 
 
@@ -25,6 +26,7 @@ def test_conv_taps_gather_the_convolution(o, cg, k, groups, chw, stride, pads, p
     full = int_conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), None, stride, pads, groups=groups)[0].numpy()
     ph, pw = pool or (1, 1)
     assert got.shape == (ph * pw, oc * hp * wp)
+    assert conv_table_size(w.shape, chw, stride, pads, pool) == idx.size, "the size checked before building"
     for p in range(ph * pw):
         dy, dx = divmod(p, pw)
         want = full[:, dy::ph, dx::pw][:, :hp, :wp].reshape(-1)

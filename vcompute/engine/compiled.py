@@ -708,7 +708,7 @@ class CompiledPlan:
                 return None
             w, bias = self._gemm_operands(op)
             x = op.inputs[0]
-            if not self._dense_fits(op, w):
+            if not self._dense_fits(op, tuple(w.shape)):
                 return None
             shift, lo, hi = op.attrs["shift"], op.attrs["lo"], op.attrs["hi"]
             layers.append(DenseLayer(w, bias, shift, lo, hi, self.bounds.value[x]))
@@ -730,36 +730,41 @@ class CompiledPlan:
                          f"dense chain in one launch (quantize, {len(layers)} float64 layers, outputs and flags): "
                          + "; ".join(txt))
 
-    def _dense_fits(self, op: FusedOp, w: torch.Tensor) -> bool:
-        """Whether the fused GEMM ``op`` is one dense layer per sample: its weight [K, N] maps
-        the K values of each sample's input to the N of its output."""
-        return w.dim() == 2 and self._per_sample(op.inputs[0]) == w.shape[0] and self._per_sample(op.out) == w.shape[1]
+    def _dense_fits(self, op: FusedOp, shape: tuple[int, ...]) -> bool:
+        """Whether the fused GEMM ``op`` is one dense layer per sample: its weight [K, N]
+        (``shape``) maps the K values of each sample's input to the N of its output."""
+        return len(shape) == 2 and self._per_sample(op.inputs[0]) == shape[0] and self._per_sample(op.out) == shape[1]
 
-    def _tap_layer(self, op: FusedOp):
+    def _tap_layer(self, op: FusedOp, budget: int):
         """``op`` (a fused GEMM, or a 2-D conv with its activation and pool) as a
-        ``kernels.small_net.TapLayer``, or None if it does not fit one."""
+        ``kernels.small_net.TapLayer`` of at most ``budget`` table entries, or None if it does not
+        fit one (the size is checked before any table is built)."""
         from vcompute.kernels.small_net import POOL_MAX, POOL_SUM, TapLayer
 
-        from .taps import conv_taps, dense_taps
+        from .taps import conv_table_size, conv_taps, dense_taps
 
         x, a = op.inputs[0], op.attrs
         common = dict(shift=a["shift"], lo=a["lo"], hi=a["hi"], in_width=self._per_sample(x),
                       a_bound=self.bounds.value[x], out_bound=self.bounds.value[op.out])
+        w = np.asarray(self.plan.consts[a["weight"]])
         if op.kind == "gemm":
-            w, bias = self._gemm_operands(op)
-            if not self._dense_fits(op, w):
+            if not self._dense_fits(op, w.shape) or w.size > budget:
                 return None
-            idx, wt = dense_taps(w.cpu().numpy())
-            return TapLayer(idx, wt, None if bias is None else bias.cpu().numpy(), True, **common)
+            bias = None
+            if a["bias"] is not None:
+                bias = np.broadcast_to(np.asarray(self.plan.consts[a["bias"]]).reshape(-1), (w.shape[1],)).copy()
+            idx, wt = dense_taps(w)
+            return TapLayer(idx, wt, bias, True, **common)
         node = self.plan.steps[op.steps[0]].node
-        w = self.plan.consts[a["weight"]]
         shape = tuple(self.graph.nodes[x].shape)
         if w.ndim != 4 or len(shape) != 4 or shape[0] != 1:
             return None
         (t, b), (l, r) = node.attrs["pads"]
-        pool = a.get("pool")
-        idx, wt, (o, hp, wp) = conv_taps(w, shape[1:], tuple(node.attrs["stride"]), (t, l, b, r),
-                                         node.attrs["group"], pool["kernel"] if pool else None)
+        stride, pool = tuple(node.attrs["stride"]), a.get("pool")
+        kernel = pool["kernel"] if pool else None
+        if conv_table_size(w.shape, shape[1:], stride, (t, l, b, r), kernel) > budget:
+            return None
+        idx, wt, (o, hp, wp) = conv_taps(w, shape[1:], stride, (t, l, b, r), node.attrs["group"], kernel)
         if o * hp * wp != self._per_sample(op.out):
             return None
         bias = None
@@ -777,9 +782,13 @@ class CompiledPlan:
         of at most ``TilePolicy.net_max_taps`` table entries in all, each exact in float64; else None."""
         from vcompute.kernels.small_net import N_FLAGS, pack_small_net, small_net
 
-        layers = [self._tap_layer(op) for op in chain]
-        if any(ly is None for ly in layers) or sum(ly.idx.size for ly in layers) > self.tiles.net_max_taps:
-            return None
+        layers, budget = [], self.tiles.net_max_taps
+        for op in chain:
+            ly = self._tap_layer(op, budget)
+            if ly is None:
+                return None
+            layers.append(ly)
+            budget -= ly.idx.size
         try:
             packed = pack_small_net(layers, self.device)
         except (ValueError, OverflowError):

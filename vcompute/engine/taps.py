@@ -23,6 +23,17 @@ def conv_out_size(size: int, k: int, stride: int, pad: int) -> int:
     return (size + pad - k) // stride + 1
 
 
+def conv_table_size(w_shape: tuple[int, ...], chw: tuple[int, int, int], stride: tuple[int, int],
+                    pads: tuple[int, int, int, int], pool: tuple[int, int] | None) -> int:
+    """Entries of :func:`conv_taps`'s tables (P * T * NP), from the geometry alone: checked
+    before building them, since a large conv's tables would not fit in memory."""
+    o, cg, kh, kw = w_shape
+    ho = conv_out_size(chw[1], kh, stride[0], pads[0] + pads[2])
+    wo = conv_out_size(chw[2], kw, stride[1], pads[1] + pads[3])
+    ph, pw = pool or (1, 1)
+    return ph * pw * cg * kh * kw * o * max(0, ho // ph) * max(0, wo // pw)
+
+
 def conv_taps(w: np.ndarray, chw: tuple[int, int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
               groups: int, pool: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     """(idx, weight) [P, T, O*HP*WP] and the output shape (O, HP, WP) of a 2-D conv with weight
@@ -52,4 +63,4 @@ def conv_taps(w: np.ndarray, chw: tuple[int, int, int], stride: tuple[int, int],
             (o, hp, wp))
 
 
-__all__ = ["conv_out_size", "conv_taps", "dense_taps"]
+__all__ = ["conv_out_size", "conv_table_size", "conv_taps", "dense_taps"]
