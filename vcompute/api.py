@@ -17,11 +17,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vcompute.errors import PARTIAL, UsageError
+
+if TYPE_CHECKING:  # imported lazily below: `import vcompute` stays light
+    from vcompute.zk.circuit import CircuitOptions
 
 PathLike = str | Path
 #: an input: a file, one array or tensor (a one-input model), a list of them, or EZKL's dict
@@ -106,6 +109,19 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _circuit_options(
+    target: str, scales: Sequence[int] | None, max_logrows: int | None,
+    input_visibility: str, output_visibility: str, param_visibility: str,
+) -> CircuitOptions:
+    """prove's and prove_batch's circuit keywords as the pipeline's CircuitOptions (checked there)."""
+    from vcompute.zk import circuit
+
+    return circuit.CircuitOptions(
+        target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows,
+        input_visibility=input_visibility, output_visibility=output_visibility, param_visibility=param_visibility,
+    )
+
+
 def prove(
     model: PathLike,
     input: InputLike = None,
@@ -129,12 +145,9 @@ def prove(
 
     ``reusable_verifier``: write EZKL's reusable verifier and this model's VKA instead of the
     single-model verifier (done anyway when that one would exceed EIP-170)."""
-    from vcompute.zk import circuit, pipeline
+    from vcompute.zk import pipeline
 
-    options = circuit.CircuitOptions(
-        target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows,
-        input_visibility=input_visibility, output_visibility=output_visibility, param_visibility=param_visibility,
-    )
+    options = _circuit_options(target, scales, max_logrows, input_visibility, output_visibility, param_visibility)
     with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
         request = pipeline.ProveRequest(
             model=model, out=out, input=_input_file(input, Path(tmp), "input.json"),
@@ -199,12 +212,9 @@ def prove_batch(
     leading sample axis, or a list of inputs (each in any form ``prove`` takes). ``workers``
     processes (default: the cores) with ``threads`` rayon threads each; ``ray``/``ray_address``
     run them as Ray actors instead. A bad input fails alone: see ``result.entries``."""
-    from vcompute.zk import batch, circuit
+    from vcompute.zk import batch
 
-    options = circuit.CircuitOptions(
-        target=target, scales=tuple(scales) if scales else None, max_logrows=max_logrows,
-        input_visibility=input_visibility, output_visibility=output_visibility, param_visibility=param_visibility,
-    )
+    options = _circuit_options(target, scales, max_logrows, input_visibility, output_visibility, param_visibility)
     with tempfile.TemporaryDirectory(prefix="vcompute-api-") as tmp:
         source = Path(inputs) if isinstance(inputs, (str, Path)) else inputs
         request = batch.BatchRequest(
