@@ -120,6 +120,67 @@ def padding4(p: int | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
     return p  # type: ignore[return-value]
 
 
+def conv_out_size(size: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """Output length of a conv or pool window sliding over ``size`` cells plus ``pad`` in all (floor)."""
+    return (size + pad - dilation * (k - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Conv2dGeometry:
+    """A checked 2-D conv: strides, dilations, (top, left, bottom, right) padding and output size."""
+
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    out: tuple[int, int]
+
+
+def conv2d_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: torch.Tensor | None,
+                    stride, padding, dilation, groups: int) -> Conv2dGeometry:
+    """int_conv2d's shape checks (kernel and reference alike): x [N, C, H, W], w [O, C/groups, kh, kw]."""
+    (_, c, h, wd), (o, cg, kh, kw) = tuple(x_shape), tuple(w_shape)
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    pt, pl, pb, pr = padding4(padding)
+    if groups < 1 or c % groups or o % groups or cg != c // groups:
+        raise ValueError(f"int_conv2d: x has {c} channels, w is {tuple(w_shape)}, groups={groups}: "
+                         f"need C and O divisible by groups and w.shape[1] == C/groups")
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"int_conv2d: stride {stride} and dilation {dilation} must be >= 1")
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"int_conv2d: bias has {bias.shape[0]} entries, expected O={o}")
+    ho, wo = conv_out_size(h, kh, sh, pt + pb, dh), conv_out_size(wd, kw, sw, pl + pr, dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
+    return Conv2dGeometry((sh, sw), (dh, dw), (pt, pl, pb, pr), (ho, wo))
+
+
+@dataclass(frozen=True)
+class Pool2dGeometry:
+    """A checked 2-D pool: window, strides, (top, left, bottom, right) padding and output size."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    out: tuple[int, int]
+
+
+def pool2d_geometry(name: str, x_shape: tuple[int, ...], kernel, stride, padding) -> Pool2dGeometry:
+    """max_pool2d's and sum_pool2d's shape checks (kernel and reference alike); ``stride`` None is the kernel."""
+    kh, kw = pair(kernel, "kernel")
+    sh, sw = pair(stride if stride is not None else (kh, kw), "stride")
+    pt, pl, pb, pr = padding4(padding)
+    if min(kh, kw, sh, sw) < 1:
+        raise ValueError(f"{name}: kernel {kernel} and stride {stride} must be >= 1")
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        raise ValueError(f"{name}: padding {padding} must be smaller than the kernel {kh}x{kw}")
+    h, w = x_shape[-2:]
+    ho, wo = conv_out_size(h, kh, sh, pt + pb), conv_out_size(w, kw, sw, pl + pr)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{name}: output would be {ho}x{wo} for input {h}x{w}, kernel {kh}x{kw}")
+    return Pool2dGeometry((kh, kw), (sh, sw), (pt, pl, pb, pr), (ho, wo))
+
+
 @dataclass(frozen=True)
 class BlockConfig:
     """Launch configuration of the one-dimensional (elementwise, gather, pooling) kernels.

@@ -20,7 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from vcompute.kernels._checks import check_fits_int64, check_int64, padding4, pair, same_device, to_compute, on_input_device
+from vcompute.kernels._checks import (
+    check_fits_int64, check_int64, conv2d_geometry, on_input_device, pair, same_device, to_compute,
+)
 from vcompute.kernels.epilogue import NO_EPILOGUE, Epilogue, apply_epilogue
 from vcompute.kernels.flags import check_flag, new_flag
 from vcompute.kernels.gemm import (
@@ -128,10 +130,6 @@ def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     tl.store(out_ptr + out_off, res, mask=mask)
 
 
-def _conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int) -> int:
-    return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
-
-
 def pack_conv_weight(w: torch.Tensor, limbs: int | None = None) -> PackedOperand:
     """The conv's constant weights w [O, C/groups, kh, kw] as limbs [O, LB, Kp], once (plan time:
     one sync here), in the reduction order the kernel reads (``k = (r*kw + s)*C/groups + c``)."""
@@ -174,19 +172,8 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor | PackedOperand, bias: torch.Ten
     epi = Epilogue.make(what, rescale_shift, bias_after_rescale, activation, clip)
     out_device = same_device(x=x, w=None if packed else w, bias=bias)
     (nb, c, h, wd), (o, cg, kh, kw) = x.shape, tuple(w.shape)
-    sh, sw = pair(stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    pt, pl, pb, pr = padding4(padding)
-    if groups < 1 or c % groups or o % groups or cg != c // groups:
-        raise ValueError(f"int_conv2d: x has {c} channels, w is {tuple(w.shape)}, groups={groups}: "
-                         f"need C and O divisible by groups and w.shape[1] == C/groups")
-    if min(sh, sw, dh, dw) < 1:
-        raise ValueError(f"int_conv2d: stride {stride} and dilation {dilation} must be >= 1")
-    if bias is not None and bias.shape[0] != o:
-        raise ValueError(f"int_conv2d: bias has {bias.shape[0]} entries, expected O={o}")
-    ho, wo = _conv_out_size(h, kh, sh, pt, pb, dh), _conv_out_size(wd, kw, sw, pl, pr, dw)
-    if ho < 1 or wo < 1:
-        raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
+    geo = conv2d_geometry(x.shape, w.shape, bias, stride, padding, dilation, groups)
+    (sh, sw), (dh, dw), (pt, pl, _, _), (ho, wo) = geo.stride, geo.dilation, geo.padding, geo.out
     x, bias = to_compute(x), to_compute(bias)
     check_flag_arg(flag, x.device, what)
     if packed is not None and packed.limbs.device.type != x.device.type:

@@ -19,8 +19,7 @@ from vcompute.kernels._checks import (
     check_fits_int64,
     check_int64,
     max_abs,
-    padding4,
-    pair,
+    pool2d_geometry,
     to_compute,
 )
 
@@ -73,17 +72,9 @@ def _pool2d_kernel(x_ptr, out_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_
 def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool, config: BlockConfig | None) -> torch.Tensor:
     name = "max_pool2d" if is_max else "sum_pool2d"
     check_int64("x", x, 4)
-    kh, kw = pair(kernel, "kernel")
-    sh, sw = pair(stride if stride is not None else (kh, kw), "stride")
-    pt, pl, pb, pr = padding4(padding)
-    if min(kh, kw, sh, sw) < 1:
-        raise ValueError(f"{name}: kernel {kernel} and stride {stride} must be >= 1")
-    if max(pt, pb) >= kh or max(pl, pr) >= kw:
-        raise ValueError(f"{name}: padding {padding} must be smaller than the kernel {kh}x{kw}")
+    geo = pool2d_geometry(name, x.shape, kernel, stride, padding)
+    (kh, kw), (sh, sw), (pt, pl, _, _), (ho, wo) = geo.kernel, geo.stride, geo.padding, geo.out
     nb, c, h, w = x.shape
-    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"{name}: output would be {ho}x{wo} for input {h}x{w}, kernel {kh}x{kw}")
     out_device = x.device
     x = to_compute(x)
     if not is_max:

@@ -24,9 +24,10 @@ from vcompute.kernels._checks import (
     INT64_MIN,
     check_fits_int64,
     check_int64,
+    conv2d_geometry,
     max_abs,
-    padding4,
     pair,
+    pool2d_geometry,
     same_device,
 )
 
@@ -80,21 +81,9 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     if bias is not None:
         check_int64("bias", bias, 1)
     out_device = same_device(x=x, w=w, bias=bias)
-    (nb, c, h, wd), (o, cg, kh, kw) = x.shape, w.shape
-    sh, sw = pair(stride, "stride")
-    dh, dw = pair(dilation, "dilation")
-    pt, pl, pb, pr = padding4(padding)
-    if groups < 1 or c % groups or o % groups or cg != c // groups:
-        raise ValueError(f"int_conv2d: x has {c} channels, w is {tuple(w.shape)}, groups={groups}: "
-                         f"need C and O divisible by groups and w.shape[1] == C/groups")
-    if min(sh, sw, dh, dw) < 1:
-        raise ValueError(f"int_conv2d: stride {stride} and dilation {dilation} must be >= 1")
-    if bias is not None and bias.shape[0] != o:
-        raise ValueError(f"int_conv2d: bias has {bias.shape[0]} entries, expected O={o}")
-    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"int_conv2d: output would be {ho}x{wo} for input {h}x{wd}, kernel {kh}x{kw}")
+    nb, (o, cg, kh, kw) = x.shape[0], w.shape
+    geo = conv2d_geometry(x.shape, w.shape, bias, stride, padding, dilation, groups)
+    (sh, sw), (dh, dw), (pt, pl, pb, pr), (ho, wo) = geo.stride, geo.dilation, geo.padding, geo.out
     x, w, bias = _cpu(x), _cpu(w), _cpu(bias)
     k = cg * kh * kw
     x_max, w_max, bias_max = max_abs(x), max_abs(w), max_abs(bias)
@@ -264,17 +253,8 @@ def table_lookup(x: torch.Tensor, table: torch.Tensor, offset: int) -> torch.Ten
 def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool) -> torch.Tensor:
     name = "max_pool2d" if is_max else "sum_pool2d"
     check_int64("x", x, 4)
-    kh, kw = pair(kernel, "kernel")
-    sh, sw = pair(stride if stride is not None else (kh, kw), "stride")
-    pt, pl, pb, pr = padding4(padding)
-    if min(kh, kw, sh, sw) < 1:
-        raise ValueError(f"{name}: kernel {kernel} and stride {stride} must be >= 1")
-    if max(pt, pb) >= kh or max(pl, pr) >= kw:
-        raise ValueError(f"{name}: padding {padding} must be smaller than the kernel {kh}x{kw}")
-    nb, c, h, w = x.shape
-    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"{name}: output would be {ho}x{wo} for input {h}x{w}, kernel {kh}x{kw}")
+    geo = pool2d_geometry(name, x.shape, kernel, stride, padding)
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (ho, wo) = geo.kernel, geo.stride, geo.padding, geo.out
     out_device = x.device
     x = x.cpu()
     if not is_max:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from vcompute.kernels._checks import conv_out_size
+
 
 def dense_taps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(idx, weight) [1, K, N] of ``x @ w`` for an int64 weight ``w`` [K, N]."""
     k, n = w.shape
     idx = np.broadcast_to(np.arange(k, dtype=np.int64)[:, None], (k, n))
     return idx[None].copy(), np.asarray(w, dtype=np.int64)[None].copy()
-
-
-def conv_out_size(size: int, k: int, stride: int, pad: int) -> int:
-    return (size + pad - k) // stride + 1
 
 
 def conv_table_size(w_shape: tuple[int, ...], chw: tuple[int, int, int], stride: tuple[int, int],
@@ -63,4 +61,4 @@ def conv_taps(w: np.ndarray, chw: tuple[int, int, int], stride: tuple[int, int],
             (o, hp, wp))
 
 
-__all__ = ["conv_out_size", "conv_table_size", "conv_taps", "dense_taps"]
+__all__ = ["conv_table_size", "conv_taps", "dense_taps"]
