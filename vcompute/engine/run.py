@@ -23,7 +23,6 @@ import torch
 
 from vcompute.errors import UsageError
 
-from . import backends
 from .backends import Backend
 from .graph import Graph, ModelLike, load_graph, model_input_shapes
 from .ops import run_step

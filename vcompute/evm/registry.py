@@ -12,7 +12,6 @@ digest, since the reusable verifier accepts a proof for any VKA registered with 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any

@@ -36,7 +36,7 @@ from vcompute.artifacts import sha256_file, sha256_json
 from vcompute.cache import entry_dir, get_or_build
 from vcompute.errors import ProofError, first_line
 from vcompute.evm import verifier
-from vcompute.evm.solc import EIP170_LIMIT, solc_version
+from vcompute.evm.solc import EIP170_LIMIT
 from vcompute.zk import ezkl_call
 from vcompute.zk.srs import verifier_srs
 
@@ -220,7 +220,6 @@ def write_outputs(out_dir: Path, art: dict[str, Any], the_vka: Vka, data: bytes)
     files[VKA_DIGEST_NAME] = (the_vka.digest_hex + "\n").encode()
     verifier.write_files(out_dir, files)
     return {
-        "verifier": REUSABLE,
         "verifier_sol": SOL_NAME,
         "verifier_json": JSON_NAME,
         "vka": VKA_NAME,
@@ -230,12 +229,5 @@ def write_outputs(out_dir: Path, art: dict[str, Any], the_vka: Vka, data: bytes)
         "vka_decimals": DECIMALS,
         "calldata": CALLDATA_NAME,
         "calldata_hex": CALLDATA_HEX_NAME,
-        "contract": CONTRACT,
-        "deployed_size": art["deployed_size"],
-        "initcode_size": (len(art["bytecode"]) - 2) // 2,
-        "eip170_limit": EIP170_LIMIT,
-        "fits_eip170": art["deployed_size"] <= EIP170_LIMIT,
-        "calldata_size": len(data),
-        "solc_version": solc_version(),
-        "cached": art["cached"],
+        **verifier.contract_record(REUSABLE, CONTRACT, art, data),
     }

@@ -146,8 +146,15 @@ def write_outputs(out_dir: Path, art: dict[str, Any], data: bytes) -> dict[str, 
         "verifier_json": JSON_NAME,
         "calldata": CALLDATA_NAME,
         "calldata_hex": CALLDATA_HEX_NAME,
-        "verifier": "single",
-        "contract": VERIFIER_CONTRACT,
+        **contract_record("single", VERIFIER_CONTRACT, art, data),
+    }
+
+
+def contract_record(kind: str, contract: str, art: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """What the summary says of a compiled verifier (either kind): sizes against EIP-170, solc, cache."""
+    return {
+        "verifier": kind,
+        "contract": contract,
         "deployed_size": art["deployed_size"],
         "initcode_size": (len(art["bytecode"]) - 2) // 2,
         "eip170_limit": EIP170_LIMIT,
