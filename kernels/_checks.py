@@ -89,6 +89,18 @@ def value_ranges(*ts: torch.Tensor | None) -> list[tuple[int, int]]:
     return out
 
 
+def int64_operand(name: str, v: torch.Tensor | int, like: torch.Tensor | int) -> torch.Tensor:
+    """An elementwise operand: an int64 tensor as it is, or a Python int as a 0-dim int64 tensor on
+    the other operand's device."""
+    if isinstance(v, torch.Tensor):
+        check_int64(name, v)
+        return v
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be an int64 tensor or an int, got {type(v).__name__}")
+    dev = like.device if isinstance(like, torch.Tensor) else None
+    return torch.tensor(v, dtype=torch.int64, device=dev)
+
+
 def check_fits_int64(what: str, bound: int) -> None:
     """OverflowError unless the worst-case magnitude ``bound`` fits in int64 (< 2**63)."""
     if bound > INT64_MAX:

@@ -21,7 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
-from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, max_abs, same_device, to_compute, on_input_device
+from vcompute.kernels._checks import (
+    DEFAULT_BLOCK_CONFIG, BlockConfig, check_fits_int64, check_int64, int64_operand, max_abs, on_input_device, same_device,
+    to_compute,
+)
 from vcompute.kernels.epilogue import Epilogue, checked_add, checked_rescale, clamp, report
 from vcompute.kernels.flags import FLAG_MUL_OVERFLOW, check_flag, new_flag
 
@@ -53,22 +56,11 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, OP: tl.constexpr, A_SHIFT: tl.const
     tl.store(out_ptr + offs, out, mask=mask)
 
 
-def _as_tensor(name: str, v: torch.Tensor | int, like: torch.Tensor | int) -> torch.Tensor:
-    """A Python int becomes a 0-dim int64 tensor on the other operand's device."""
-    if isinstance(v, torch.Tensor):
-        check_int64(name, v)
-        return v
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name} must be an int64 tensor or an int, got {type(v).__name__}")
-    dev = like.device if isinstance(like, torch.Tensor) else None
-    return torch.tensor(v, dtype=torch.int64, device=dev)
-
-
 @on_input_device
 def _binary(op: int, a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int, b_shift: int,
             config: BlockConfig | None) -> torch.Tensor:
     name = _NAMES[op]
-    a, b = _as_tensor("a", a, b), _as_tensor("b", b, a)
+    a, b = int64_operand("a", a, b), int64_operand("b", b, a)
     for sname, s in (("a_shift", a_shift), ("b_shift", b_shift)):
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 62:
             raise ValueError(f"{name}: {sname} must be an int in [0, 62], got {s!r}")
@@ -213,7 +205,7 @@ def fused_elementwise(a: torch.Tensor, b: torch.Tensor | int | None = None, op: 
             raise ValueError(f"{what}: {sname} must be an int in [0, 62], got {sv!r}")
     check_int64("a", a)
     if b is not None:
-        b = _as_tensor("b", b, a)
+        b = int64_operand("b", b, a)
     out_device = same_device(a=a, b=b)
     a_c = to_compute(a)
     if flag is not None and (not isinstance(flag, torch.Tensor) or flag.dtype != torch.int32

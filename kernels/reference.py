@@ -25,6 +25,7 @@ from vcompute.kernels._checks import (
     check_fits_int64,
     check_int64,
     conv2d_geometry,
+    int64_operand,
     max_abs,
     pair,
     pool2d_geometry,
@@ -141,21 +142,10 @@ def div_round(x: torch.Tensor, divisor: int) -> torch.Tensor:
 # -- element-wise -------------------------------------------------------------------------------
 
 
-def _as_tensor(name: str, v: torch.Tensor | int, like: torch.Tensor | int) -> torch.Tensor:
-    """A Python int becomes a 0-dim int64 tensor on the other operand's device."""
-    if isinstance(v, torch.Tensor):
-        check_int64(name, v)
-        return v
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name} must be an int64 tensor or an int, got {type(v).__name__}")
-    dev = like.device if isinstance(like, torch.Tensor) else None
-    return torch.tensor(v, dtype=torch.int64, device=dev)
-
-
 def _binary(op: str, a: torch.Tensor | int, b: torch.Tensor | int, a_shift: int,
             b_shift: int) -> torch.Tensor:
     name = f"int_{op}"
-    a, b = _as_tensor("a", a, b), _as_tensor("b", b, a)
+    a, b = int64_operand("a", a, b), int64_operand("b", b, a)
     for sname, s in (("a_shift", a_shift), ("b_shift", b_shift)):
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 62:
             raise ValueError(f"{name}: {sname} must be an int in [0, 62], got {s!r}")
