@@ -13,6 +13,20 @@ from typing import Callable
 import torch
 
 
+def rand_int64(shape: tuple[int, ...], bound: int, seed: int) -> torch.Tensor:
+    """Seeded int64 values uniform in [-bound, bound]: the kernel tests' operands."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-bound, bound + 1, shape, generator=g, dtype=torch.int64)
+
+
+def activation_bounds(activation: str | None, clip: tuple[int | None, int | None] | None) -> tuple[int | None, int | None]:
+    """The output range a fused epilogue's activation and clip leave: relu lifts the floor to 0."""
+    lo, hi = (None, None) if clip is None else clip
+    if activation == "relu":
+        lo = 0 if lo is None else max(lo, 0)
+    return lo, hi
+
+
 def assert_same(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:
     """AssertionError naming the first mismatching index and both values unless bit-identical."""
     actual = actual.cpu()

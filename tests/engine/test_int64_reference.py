@@ -9,17 +9,12 @@ import torch
 
 import vcompute.kernels as kernels
 from vcompute.kernels import reference as ref
-from vcompute.kernels.testing import assert_same
-
-
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
+from vcompute.kernels.testing import assert_same, rand_int64
 
 
 @pytest.mark.parametrize("mag", [100, 2**13, 2**30])
 def test_elementwise_and_rescale_match_kernels(mag):
-    a, b = _rand((3, 1, 5), mag, 1), _rand((4, 5), mag, 2)
+    a, b = rand_int64((3, 1, 5), mag, 1), rand_int64((4, 5), mag, 2)
     for fn in ("int_add", "int_sub", "int_mul"):
         for sa, sb in ((0, 0), (3, 0), (0, 7)):
             if fn == "int_mul" and mag == 2**30 and (sa or sb):
@@ -34,12 +29,12 @@ def test_elementwise_and_rescale_match_kernels(mag):
 
 
 def test_activations_and_lookup_match_kernels():
-    x = _rand((2, 3, 7), 1000, 3)
+    x = rand_int64((2, 3, 7), 1000, 3)
     assert_same(ref.relu(x), kernels.relu(x), "relu")
     assert_same(ref.clip(x, -10, 20), kernels.clip(x, -10, 20), "clip")
     assert_same(ref.max_scalar(x, 5), kernels.max_scalar(x, 5), "max_scalar")
     assert_same(ref.min_scalar(x, -5), kernels.min_scalar(x, -5), "min_scalar")
-    table = _rand((2001,), 2**40, 4)
+    table = rand_int64((2001,), 2**40, 4)
     assert_same(ref.table_lookup(x, table, -1000), kernels.table_lookup(x, table, -1000), "lookup")
     for impl in (ref, kernels):
         with pytest.raises(ValueError, match="table covers"):
@@ -49,7 +44,7 @@ def test_activations_and_lookup_match_kernels():
 @pytest.mark.parametrize("kernel,stride,padding", [((2, 2), None, 0), ((3, 3), (2, 1), (1, 1)),
                                                    ((3, 2), (1, 2), (2, 0, 1, 1))])
 def test_pools_match_kernels(kernel, stride, padding):
-    x = _rand((2, 3, 7, 6), 2**20, 5) - 2**21  # mostly negative: padding must never win a max
+    x = rand_int64((2, 3, 7, 6), 2**20, 5) - 2**21  # mostly negative: padding must never win a max
     assert_same(ref.max_pool2d(x, kernel, stride, padding),
                 kernels.max_pool2d(x, kernel, stride, padding), "max_pool2d")
     assert_same(ref.sum_pool2d(x, kernel, stride, padding),
@@ -57,13 +52,13 @@ def test_pools_match_kernels(kernel, stride, padding):
 
 
 def test_gemm_and_conv_match_kernels():
-    a, b, bias = _rand((9, 33), 2**20, 6), _rand((33, 5), 2**20, 7), _rand((5,), 2**40, 8)
+    a, b, bias = rand_int64((9, 33), 2**20, 6), rand_int64((33, 5), 2**20, 7), rand_int64((5,), 2**40, 8)
     assert_same(ref.int_matmul(a, b, bias), kernels.int_matmul(a, b, bias), "int_matmul")
-    x, w = _rand((2, 4, 7, 8), 2**13, 9), _rand((6, 2, 3, 3), 2**13, 10)
-    cb = _rand((6,), 2**26, 11)
+    x, w = rand_int64((2, 4, 7, 8), 2**13, 9), rand_int64((6, 2, 3, 3), 2**13, 10)
+    cb = rand_int64((6,), 2**26, 11)
     args = ((2, 1), (1, 0, 2, 1), (2, 1), 2)
     assert_same(ref.int_conv2d(x, w, cb, *args), kernels.int_conv2d(x, w, cb, *args), "conv2d")
-    x1, w1 = _rand((2, 4, 13), 2**13, 12), _rand((6, 2, 3), 2**13, 13)
+    x1, w1 = rand_int64((2, 4, 13), 2**13, 12), rand_int64((6, 2, 3), 2**13, 13)
     assert_same(ref.int_conv1d(x1, w1, cb, 2, (1, 2), 2, 2),
                 kernels.int_conv1d(x1, w1, cb, stride=2, padding=(1, 2), dilation=2, groups=2),
                 "conv1d")

@@ -9,14 +9,9 @@ import torch
 
 from vcompute.kernels.conv import ConvConfig, int_conv1d, int_conv2d
 from vcompute.kernels.reference import int_conv2d as ref_conv2d
-from vcompute.kernels.testing import assert_same
+from vcompute.kernels.testing import assert_same, rand_int64
 
 CONFIGS = [ConvConfig(16, 16, 32, 1, 1, 1), ConvConfig(32, 64, 32, 4, 2, 4), ConvConfig(64, 32, 64, 4, 1, 8)]
-
-
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
 
 
 CASES = [  # n, c, h, w, o, kh, kw, stride, padding, dilation, groups
@@ -33,18 +28,18 @@ CASES = [  # n, c, h, w, o, kh, kw, stride, padding, dilation, groups
 @pytest.mark.parametrize("mag", [127, 2**13, 2**21])
 def test_matches_reference(case, mag):
     n, c, h, w, o, kh, kw, stride, pad, dil, groups = case
-    x = _rand((n, c, h, w), mag, 1)
-    wt = _rand((o, c // groups, kh, kw), mag, 2)
-    bias = _rand((o,), mag * mag, 3)
+    x = rand_int64((n, c, h, w), mag, 1)
+    wt = rand_int64((o, c // groups, kh, kw), mag, 2)
+    bias = rand_int64((o,), mag * mag, 3)
     cfg = CONFIGS[hash(case) % 3]
     assert_same(int_conv2d(x, wt, bias, stride, pad, dil, groups, cfg),
                 ref_conv2d(x, wt, bias, stride, pad, dil, groups), f"{case} mag {mag}")
 
 
 def test_identical_bits_across_configs_and_batches():
-    x = _rand((5, 6, 7, 9), 2**14, 4)
-    wt = _rand((10, 3, 3, 3), 2**14, 5)
-    bias = _rand((10,), 2**28, 6)
+    x = rand_int64((5, 6, 7, 9), 2**14, 4)
+    wt = rand_int64((10, 3, 3, 3), 2**14, 5)
+    bias = rand_int64((10,), 2**28, 6)
     args = ((2, 1), (1, 2, 0, 1), (1, 1), 2)
     ref = ref_conv2d(x, wt, bias, *args)
     for cfg in CONFIGS + [ConvConfig()]:
@@ -54,17 +49,17 @@ def test_identical_bits_across_configs_and_batches():
 
 
 def test_padding_forms_and_int_args():
-    x = _rand((1, 2, 5, 5), 300, 7)
-    wt = _rand((3, 2, 3, 3), 300, 8)
+    x = rand_int64((1, 2, 5, 5), 300, 7)
+    wt = rand_int64((3, 2, 3, 3), 300, 8)
     ref = ref_conv2d(x, wt, None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert_same(int_conv2d(x, wt, padding=1), ref)
     assert_same(int_conv2d(x, wt, padding=(1, 1)), ref)
 
 
 def test_conv1d():
-    x = _rand((2, 4, 13), 2**13, 9)
-    wt = _rand((6, 2, 3), 2**13, 10)
-    bias = _rand((6,), 2**20, 11)
+    x = rand_int64((2, 4, 13), 2**13, 9)
+    wt = rand_int64((6, 2, 3), 2**13, 10)
+    bias = rand_int64((6,), 2**20, 11)
     got = int_conv1d(x, wt, bias, stride=2, padding=(1, 2), dilation=2, groups=2)
     ref = ref_conv2d(x.unsqueeze(2), wt.unsqueeze(2), bias, (1, 2), (0, 1, 0, 2), (1, 2), 2).squeeze(2)
     assert_same(got, ref, "conv1d")

@@ -13,7 +13,7 @@ from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_B_RANGE, FLAG_RESCALE_LIMI
 from vcompute.kernels.gemm import limb_capacity
 from vcompute.kernels.rescale import div_round
 from vcompute.kernels.reference import int_conv2d as ref_conv2d
-from vcompute.kernels.testing import assert_same, ref_epilogue
+from vcompute.kernels.testing import activation_bounds, assert_same, rand_int64, ref_epilogue
 
 CONFIGS = [ConvConfig(16, 16, 32, 1, 1, 1), ConvConfig(32, 64, 32, 4, 2, 4), ConvConfig(64, 32, 64, 4, 1, 8), ConvConfig()]
 
@@ -28,25 +28,13 @@ CASES = [  # n, c, h, w, o, kh, kw, stride, padding, dilation, groups
 EPILOGUES = [(13, None, None), (13, "relu", None), (9, None, (-1000, 3000)), (1, "relu", (None, 7))]
 
 
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
-
-
-def _bounds(act, cl):
-    lo, hi = (None, None) if cl is None else cl
-    if act == "relu":
-        lo = 0 if lo is None else max(lo, 0)
-    return lo, hi
-
-
 def _reference(x, w, bias, args, s, act, cl):
-    return ref_epilogue(ref_conv2d(x, w, None, *args), None if bias is None else bias[None, :, None, None], 2**s, False, *_bounds(act, cl))
+    return ref_epilogue(ref_conv2d(x, w, None, *args), None if bias is None else bias[None, :, None, None], 2**s, False, *activation_bounds(act, cl))
 
 
 def _unfused(x, w, bias, args, s, act, cl, cfg):
     out = div_round(int_conv2d(x, w, bias, *args, config=cfg), 2**s)
-    lo, hi = _bounds(act, cl)
+    lo, hi = activation_bounds(act, cl)
     return clip(out, lo, hi)
 
 
@@ -54,9 +42,9 @@ def _unfused(x, w, bias, args, s, act, cl, cfg):
 @pytest.mark.parametrize("epi", EPILOGUES, ids=str)
 def test_matches_unfused_and_reference(case, epi):
     n, c, h, w, o, kh, kw, stride, pad, dil, groups = case
-    x = _rand((n, c, h, w), 2**13, 1)
-    wt = _rand((o, c // groups, kh, kw), 2**13, 2)
-    bias = _rand((o,), 2**24, 3)
+    x = rand_int64((n, c, h, w), 2**13, 1)
+    wt = rand_int64((o, c // groups, kh, kw), 2**13, 2)
+    bias = rand_int64((o,), 2**24, 3)
     args = (stride, pad, dil, groups)
     s, act, cl = epi
     cfg = CONFIGS[hash(case) % len(CONFIGS)]
@@ -94,8 +82,8 @@ def test_ties_every_config_and_batch(cfg, s):
 
 
 def test_out_of_plan_values_set_the_flag():
-    x = _rand((2, 4, 5, 5), 30000, 4)
-    wt = _rand((3, 4, 3, 3), 100, 5)
+    x = rand_int64((2, 4, 5, 5), 30000, 4)
+    wt = rand_int64((3, 4, 3, 3), 100, 5)
     f = new_flag()
     int_conv2d(x, wt, padding=1, limbs=(2, 1), flag=f)
     assert int(f.item()) == 0
@@ -116,9 +104,9 @@ def test_out_of_plan_values_set_the_flag():
 
 
 def test_conv1d_fused():
-    x = _rand((2, 4, 13), 2**13, 9)
-    wt = _rand((6, 2, 3), 2**13, 10)
-    bias = _rand((6,), 2**20, 11)
+    x = rand_int64((2, 4, 13), 2**13, 9)
+    wt = rand_int64((6, 2, 3), 2**13, 10)
+    bias = rand_int64((6,), 2**20, 11)
     got = int_conv1d(x, wt, bias, stride=2, padding=(1, 2), dilation=2, groups=2, rescale_shift=11, activation="relu",
                      limbs=(2, 2), flag=new_flag())
     ref = ref_conv2d(x.unsqueeze(2), wt.unsqueeze(2), None, (1, 2), (0, 1, 0, 2), (1, 2), 2).squeeze(2)

@@ -13,14 +13,9 @@ from vcompute.engine.fixedpoint import quantize_input as ref_quantize
 from vcompute.kernels.dense_chain import CHAIN_MAX_WIDTH, N_FLAGS, DenseLayer, chain_block_m, dense_chain, pack_dense_chain
 from vcompute.kernels.flags import FLAG_A_RANGE
 from vcompute.kernels.reference import int_matmul as ref_matmul
-from vcompute.kernels.testing import assert_input_range_flag, assert_same, ref_epilogue
+from vcompute.kernels.testing import assert_input_range_flag, assert_same, rand_int64, ref_epilogue
 
 DEV = kernels.device()
-
-
-def _rand(shape, bound, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-bound, bound + 1, shape, generator=g, dtype=torch.int64)
 
 
 def _layers(widths, seed, shift=13, a_bound=2**30):
@@ -28,8 +23,8 @@ def _layers(widths, seed, shift=13, a_bound=2**30):
     for i, (k, n) in enumerate(zip(widths, widths[1:])):
         last = i == len(widths) - 2
         clip = (None, None) if last else [(0, None), (-(2**12), 2**12), (None, 5000)][i % 3]
-        bias = None if i % 2 else _rand((n,), 2**18, seed + 50 + i)
-        out.append(DenseLayer(_rand((k, n), 2**13, seed + i), bias, shift if i != 1 else 7, *clip, a_bound))
+        bias = None if i % 2 else rand_int64((n,), 2**18, seed + 50 + i)
+        out.append(DenseLayer(rand_int64((k, n), 2**13, seed + i), bias, shift if i != 1 else 7, *clip, a_bound))
     return out
 
 

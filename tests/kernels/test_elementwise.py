@@ -8,22 +8,17 @@ import torch
 
 from vcompute.kernels._checks import BlockConfig
 from vcompute.kernels.elementwise import int_add, int_mul, int_sub
-from vcompute.kernels.testing import assert_same
+from vcompute.kernels.testing import assert_same, rand_int64
 
 OPS = {"add": (int_add, lambda a, b: a + b), "sub": (int_sub, lambda a, b: a - b), "mul": (int_mul, lambda a, b: a * b)}
 SHAPES = [((1,), (1,)), ((3,), (1,)), ((17, 33), (33,)), ((2, 1, 65), (3, 1)), ((5, 1), (1, 7)), ((), (4, 3))]
-
-
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
 
 
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("shapes", SHAPES, ids=str)
 def test_broadcast_matches_torch(op, shapes):
     fn, ref = OPS[op]
-    a, b = _rand(shapes[0], 2**20, 1), _rand(shapes[1], 2**20, 2)
+    a, b = rand_int64(shapes[0], 2**20, 1), rand_int64(shapes[1], 2**20, 2)
     assert_same(fn(a, b, config=BlockConfig(16, 1)), ref(a, b), f"{op} {shapes}")
     assert_same(fn(b, a), ref(b, a), f"{op} {shapes} swapped")
 
@@ -31,14 +26,14 @@ def test_broadcast_matches_torch(op, shapes):
 @pytest.mark.parametrize("op", OPS)
 def test_shifts_align_scales(op):
     fn, ref = OPS[op]
-    a, b = _rand((7, 9), 2**13, 3), _rand((9,), 2**13, 4)
+    a, b = rand_int64((7, 9), 2**13, 3), rand_int64((9,), 2**13, 4)
     assert_same(fn(a, b, a_shift=5), ref(a * 32, b), f"{op} a_shift")
     assert_same(fn(a, b, b_shift=13), ref(a, b * 8192), f"{op} b_shift")
     assert_same(fn(a, b, 3, 2), ref(a * 8, b * 4), f"{op} both")
 
 
 def test_python_int_operand_and_configs():
-    a = _rand((11, 13), 2**30, 5)
+    a = rand_int64((11, 13), 2**30, 5)
     assert_same(int_mul(a, 3), a * 3)
     assert_same(int_sub(7, a), 7 - a)
     ref = int_add(a, a.t().contiguous()[:1].t(), b_shift=1)
@@ -80,7 +75,7 @@ def test_rejects_bad_arguments():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_torch():
-    a, b = _rand((257, 129), 2**20, 11), _rand((129,), 2**20, 12)
+    a, b = rand_int64((257, 129), 2**20, 11), rand_int64((129,), 2**20, 12)
     for op, (fn, ref) in OPS.items():
         got = fn(a.cuda(), b.cuda(), a_shift=3)
         assert got.device.type == "cuda"

@@ -12,7 +12,7 @@ from vcompute.kernels.activation import clip
 from vcompute.kernels.elementwise import fused_elementwise, int_add, int_mul, int_sub
 from vcompute.kernels.flags import FLAG_ADD_OVERFLOW, FLAG_MUL_OVERFLOW, FLAG_RESCALE_LIMIT, new_flag
 from vcompute.kernels.rescale import div_round
-from vcompute.kernels.testing import assert_same, ref_epilogue
+from vcompute.kernels.testing import activation_bounds, assert_same, rand_int64, ref_epilogue
 
 UNFUSED = {"add": int_add, "sub": int_sub, "mul": int_mul}
 TORCH = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
@@ -20,31 +20,19 @@ TORCH = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, 
 B_SHAPES = [(3, 4, 5, 7), (4, 1, 1), (7,), (1,), (), (5, 1), (4, 5, 1), (3, 1, 1, 7)]
 
 
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
-
-
-def _bounds(act, cl):
-    lo, hi = (None, None) if cl is None else cl
-    if act == "relu":
-        lo = 0 if lo is None else max(lo, 0)
-    return lo, hi
-
-
 @pytest.mark.parametrize("op", ["add", "sub", "mul"])
 @pytest.mark.parametrize("b_shape", B_SHAPES, ids=str)
 def test_broadcast_chain_matches_unfused_and_reference(op, b_shape):
     mag = 2**20 if op == "mul" else 2**40
-    a, b = _rand((3, 4, 5, 7), mag, 1), _rand(b_shape, mag, 2)
+    a, b = rand_int64((3, 4, 5, 7), mag, 1), rand_int64(b_shape, mag, 2)
     sa, sb = (0, 2) if op == "mul" else (3, 0)
     for d, act, cl in [(2**13, "relu", None), (7, None, (-1000, 5000)), (1, "relu", None)]:
-        ref = ref_epilogue(TORCH[op](a * 2**sa, b * 2**sb), None, d, False, *_bounds(act, cl))
+        ref = ref_epilogue(TORCH[op](a * 2**sa, b * 2**sb), None, d, False, *activation_bounds(act, cl))
         got = fused_elementwise(a, b, op, a_shift=sa, b_shift=sb, divisor=d, activation=act, clip=cl,
                                 config=BlockConfig(64, 2))
         assert_same(got, ref, f"{op} b{b_shape} d={d}")
         x = UNFUSED[op](a, b, a_shift=sa, b_shift=sb)
-        lo, hi = _bounds(act, cl)
+        lo, hi = activation_bounds(act, cl)
         assert_same(clip(div_round(x, d), lo, hi), ref, f"unfused {op} b{b_shape} d={d}")
     swapped = fused_elementwise(b, a, op, b_shift=1, rescale_shift=5, flag=new_flag())
     assert_same(swapped, ref_epilogue(TORCH[op](b, a * 2), None, 32), f"{op} with a broadcast first operand")
@@ -67,7 +55,7 @@ def test_ties_both_signs_mult_then_rebase(d):
 
 
 def test_configs_and_sizes_give_same_bits():
-    a, b = _rand((1025,), 2**30, 3), _rand((1025,), 2**30, 4)
+    a, b = rand_int64((1025,), 2**30, 3), rand_int64((1025,), 2**30, 4)
     ref = fused_elementwise(a, b, "add", rescale_shift=9, activation="relu")
     for cfg in (BlockConfig(16, 1), BlockConfig(128, 4), BlockConfig(4096, 8)):
         assert_same(fused_elementwise(a, b, "add", rescale_shift=9, activation="relu", config=cfg), ref, f"config {cfg}")
@@ -117,7 +105,7 @@ def test_rejects_bad_arguments():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_reference_no_sync():
-    a, b = _rand((64, 32, 9, 9), 2**20, 11), _rand((32, 1, 1), 2**20, 12)
+    a, b = rand_int64((64, 32, 9, 9), 2**20, 11), rand_int64((32, 1, 1), 2**20, 12)
     ref = ref_epilogue(a * b, None, 2**13, False, 0, None)
     ac, bc = a.cuda(), b.cuda()
     f = new_flag("cuda")

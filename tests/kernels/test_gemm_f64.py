@@ -12,22 +12,17 @@ from vcompute.kernels.epilogue import Epilogue
 from vcompute.kernels.flags import FLAG_A_RANGE, new_flag
 from vcompute.kernels.gemm_f64 import F64_EXACT, F64Config, f64_config, f64_matmul, pack_weight_f64
 from vcompute.kernels.reference import int_matmul as ref_matmul
-from vcompute.kernels.testing import assert_same, ref_epilogue
+from vcompute.kernels.testing import assert_same, rand_int64, ref_epilogue
 
 DEV = kernels.device()
 CONFIGS = [F64Config(16, 8, 1), F64Config(32, 64, 4), None]
 SHAPES = [(1, 1, 1), (7, 25, 6), (33, 150, 16), (130, 40, 120), (257, 16, 10), (5, 3, 70)]
 
 
-def _rand(shape, bound, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-bound, bound + 1, shape, generator=g, dtype=torch.int64)
-
-
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "rule" if c is None else f"{c.block_m}x{c.block_n}")
 @pytest.mark.parametrize("m,k,n", SHAPES)
 def test_matches_int64_reference(m, k, n, cfg):
-    a, w = _rand((m, k), 2**21, m * k), _rand((k, n), 2**14, n)
+    a, w = rand_int64((m, k), 2**21, m * k), rand_int64((k, n), 2**14, n)
     flag = new_flag(DEV)
     got = f64_matmul(a.to(DEV), pack_weight_f64(w.to(DEV)), 2**21, flag, config=cfg)
     assert_same(got.cpu(), ref_matmul(a, w), f"f64_matmul {m}x{k}x{n} config {cfg}")
@@ -38,7 +33,7 @@ def test_matches_int64_reference(m, k, n, cfg):
                                                    (1, True, (None, 0))])
 def test_epilogue_matches_unfused(shift, bias_after, clip):
     m, k, n = 45, 37, 19
-    a, w, bias = _rand((m, k), 2**20, 1), _rand((k, n), 2**13, 2), _rand((n,), 2**24, 3)
+    a, w, bias = rand_int64((m, k), 2**20, 1), rand_int64((k, n), 2**13, 2), rand_int64((n,), 2**24, 3)
     a[0, :] = 0
     a[0, 0], w[0, 0] = 3 << max(shift - 1, 0), 1  # exact ties of both signs at the rescale
     a[1, 0] = -(3 << max(shift - 1, 0))
@@ -67,7 +62,7 @@ def test_sums_just_below_2_53_stay_exact():
 
 
 def test_value_beyond_the_bound_sets_the_flag():
-    a = _rand((20, 8), 100, 4)
+    a = rand_int64((20, 8), 100, 4)
     a[13, 5] = 101
     flag = new_flag(DEV)
     f64_matmul(a.to(DEV), pack_weight_f64(torch.ones((8, 4), dtype=torch.int64, device=DEV)), 100, flag)
@@ -124,7 +119,7 @@ def test_float_input_quantized_in_the_kernel_and_flags_handed_over(m):
     g = torch.Generator().manual_seed(m)
     x = (torch.rand((m, 11), generator=g) * 6 - 3).to(torch.float32)
     x[0, 0] = 1.5 / 2**10  # a tie
-    w, bias = _rand((11, 5), 2**12, m), _rand((5,), 2**16, m + 1)
+    w, bias = rand_int64((11, 5), 2**12, m), rand_int64((5,), 2**16, m + 1)
     epi = Epilogue.make("test", 10, True, None, (0, None))
     want = ref_epilogue(ref_matmul(torch.from_numpy(ref_quantize(x.numpy(), 10)), w), bias[None, :], 1 << 10, True, 0)
     flags = torch.zeros(3, dtype=torch.int32, device=DEV)

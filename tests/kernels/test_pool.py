@@ -8,14 +8,9 @@ import torch
 
 from vcompute.kernels._checks import BlockConfig
 from vcompute.kernels.pool import max_pool2d, sum_pool2d
-from vcompute.kernels.testing import assert_same
+from vcompute.kernels.testing import assert_same, rand_int64
 
 I64_MIN = -(2**63)
-
-
-def _rand(shape, mag, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(-mag, mag + 1, shape, generator=g, dtype=torch.int64)
 
 
 def ref_pool(x, kernel, stride, padding, is_max):
@@ -41,14 +36,14 @@ CASES = [  # shape, kernel, stride, padding (t, l, b, r)
 @pytest.mark.parametrize("is_max", [True, False], ids=["max", "sum"])
 def test_matches_reference(case, is_max):
     shape, k, s, p = case
-    x = -_rand(shape, 2**40, sum(shape)).abs() - 1  # all negative: a padded 0 or wrong fill would show
+    x = -rand_int64(shape, 2**40, sum(shape)).abs() - 1  # all negative: a padded 0 or wrong fill would show
     x.view(-1)[::3] *= -1
     fn = max_pool2d if is_max else sum_pool2d
     assert_same(fn(x, k, s, p, BlockConfig(16, 1)), ref_pool(x, k, s, p, is_max), f"{case}")
 
 
 def test_defaults_configs_and_batches():
-    x = _rand((4, 3, 11, 13), 2**30, 9)
+    x = rand_int64((4, 3, 11, 13), 2**30, 9)
     ref = ref_pool(x, (2, 3), (2, 3), (0, 0, 0, 0), True)
     assert_same(max_pool2d(x, (2, 3)), ref, "stride defaults to kernel")
     for cfg in (BlockConfig(16, 1), BlockConfig(128, 4), BlockConfig(2048, 8)):
@@ -78,7 +73,7 @@ def test_rejects_bad_arguments():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_reference():
-    x = _rand((4, 16, 33, 31), 2**40, 13)
+    x = rand_int64((4, 16, 33, 31), 2**40, 13)
     for is_max, fn in ((True, max_pool2d), (False, sum_pool2d)):
         got = fn(x.cuda(), 3, 2, (1, 1, 0, 1))
         assert got.device.type == "cuda"
