@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CIRCUITS = ROOT / "circuits"
 BUNDLED = ("mlp", "cnn")
+
+# The Ctrl-C tests send SIGINT to the processes they start. A suite launched in the background
+# from a script (`make test &`, nohup) inherits SIGINT ignored, and an ignored signal stays
+# ignored in every child: Python would then never raise KeyboardInterrupt there. Handling it
+# here (as an interactive run would) gives the children the default disposition back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
