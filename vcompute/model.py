@@ -83,6 +83,17 @@ def _dims(value_info: onnx.ValueInfoProto) -> tuple[int, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else DEFAULT_DIM for d in dims)
 
 
+def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph's real inputs: its declared inputs less the initializers older exporters list there."""
+    initializers = {i.name for i in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
+def graph_input_shapes(proto: onnx.ModelProto) -> list[tuple[int, ...]]:
+    """Each real input's static shape, symbolic dimensions set to ``DEFAULT_DIM`` (as EZKL runs it)."""
+    return [_dims(i) for i in graph_inputs(proto)]
+
+
 def _input_type(path: Path, value_info: onnx.ValueInfoProto) -> tuple[str, str]:
     """(ONNX type name, kind) of a graph input; a type EZKL's loader refuses is one line."""
     ttype = value_info.type
@@ -113,14 +124,13 @@ def load_model(path: Path) -> ModelInfo:
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise UsageError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
-    initializers = {i.name for i in proto.graph.initializer}
-    graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
-    types = [_input_type(path, i) for i in graph_inputs]
+    inputs = graph_inputs(proto)
+    types = [_input_type(path, i) for i in inputs]
     return ModelInfo(
         path=path,
         sha256=sha256_file(path),
-        input_names=[i.name for i in graph_inputs],
-        input_shapes=[_dims(i) for i in graph_inputs],
+        input_names=[i.name for i in inputs],
+        input_shapes=graph_input_shapes(proto),
         output_names=[o.name for o in proto.graph.output],
         op_types=sorted({n.op_type for n in proto.graph.node}),
         input_types=[t for t, _ in types],

@@ -11,72 +11,18 @@ runs every size.
 
 from __future__ import annotations
 
-import json
-import warnings
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 ezkl = pytest.importorskip("ezkl")
 
-from tests.engine.test_engine import CASES, Fn, _prepare  # noqa: E402
+from tests.engine.test_engine import CASES  # noqa: E402
+from tests.engine.witness_cases import N_SAMPLES, Case, product_model  # noqa: E402
 
-from vcompute.engine import compare, run_fixed, run_fixed_batch, witness_outputs  # noqa: E402
+from vcompute.engine import compare, run_fixed_batch  # noqa: E402
 
-SIZES = [1, 2, 3, 7, 16]
-N_SAMPLES = max(SIZES)
-
-
-class Case:
-    """A prepared model with ``N_SAMPLES`` samples and each sample's EZKL witness outputs."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        factory, shapes, mode, *kw = CASES[name]
-        onnx_path, data_path, settings_path, wit = _prepare(
-            root, name, factory, shapes, mode, export_kwargs=kw[0] if kw else None)
-        self.name, self.model = name, onnx_path
-        self.settings = json.loads(Path(settings_path).read_text())
-        first = [np.array(x) for x in json.loads(Path(data_path).read_text())["input_data"]]
-        self.samples = [first] + [self._draw(name, i, first) for i in range(1, N_SAMPLES)]
-        self.witness = [witness_outputs(wit)]
-        compiled = onnx_path.parent / "model.compiled"
-        for i, sample in enumerate(self.samples[1:], start=1):
-            data = onnx_path.parent / f"input_{i}.json"
-            data.write_text(json.dumps({"input_data": [x.reshape(-1).tolist() for x in sample]}))
-            out = onnx_path.parent / f"witness_{i}.json"
-            ezkl.gen_witness(str(data), str(compiled), str(out))
-            self.witness.append(witness_outputs(out))
-        self._single: dict[str, list] = {}
-
-    @staticmethod
-    def _draw(name: str, i: int, like: list[np.ndarray]) -> list[np.ndarray]:
-        """A fresh sample in the calibration sample's range and layout (distinct per i)."""
-        g = torch.Generator().manual_seed(1000 * i + sum(map(ord, name)))
-        return [(torch.round((torch.rand(x.shape, generator=g) * 2 - 1) * 1e6) / 1e6).numpy()
-                .astype(np.float64) for x in like]
-
-    def single(self, backend: str, i: int) -> list[list[int]]:
-        """The engine's batch-1 result for sample ``i`` (computed once per backend)."""
-        got = self._single.setdefault(backend, [None] * N_SAMPLES)
-        if got[i] is None:
-            got[i] = run_fixed(self.model, self.samples[i], self.settings,
-                               backend=backend).outputs_fixed
-        return got[i]
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine-batch")
-    made: dict[str, Case] = {}
-
-    def get(name: str) -> Case:
-        if name not in made:
-            made[name] = Case(root, name)
-        return made[name]
-
-    return get
+SIZES = [1, 2, 3, 7, N_SAMPLES]
 
 
 def _pick(size: int) -> list[int]:
@@ -145,13 +91,6 @@ def test_stacked_arrays_equal_per_sample_lists(cases):
     assert c.outputs_fixed == [single.single("torch", i) for i in range(N_SAMPLES)]
 
 
-def _product_model(tmp_path: Path) -> Path:
-    path = tmp_path / "product.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Fn(lambda s, x, y: x * y).eval(), (torch.zeros(1, 2), torch.zeros(1, 2)),
-                          str(path), opset_version=17, dynamo=False)
-    return path
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -159,7 +98,7 @@ def test_batch_overflow_guard_falls_back_to_samples(tmp_path, backend):
     """Overflow guards bound a product by the batch's largest operands, which may come from
     different samples: such a batch runs sample by sample instead of failing. A sample that
     could overflow on its own is still refused."""
-    path = _product_model(tmp_path)
+    path = product_model(tmp_path)
     settings = {"run_args": {"input_scale": 0, "param_scale": 0, "scale_rebase_multiplier": 1}}
     big, small = 2.0 ** 40, 3.0
     a = [np.array([[big, -5.0]]), np.array([[small, 7.0]])]  # |x*y| ~ 2^42: fine alone

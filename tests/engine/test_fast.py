@@ -20,7 +20,7 @@ import torch
 ezkl = pytest.importorskip("ezkl")
 
 from tests.conftest import CIRCUITS  # noqa: E402
-from tests.engine.test_batch import N_SAMPLES, Case, _product_model  # noqa: E402
+from tests.engine.witness_cases import N_SAMPLES, product_model  # noqa: E402
 from tests.engine.test_engine import CASES  # noqa: E402
 
 from vcompute.engine import compare, run_fixed, run_fixed_batch, witness_outputs  # noqa: E402
@@ -39,19 +39,6 @@ COVERED = {"mlp", "mlp_s7", "mlp_s10_m2", "cnn", "cnn_s9", "conv_bn_groups", "ad
            "maxpool_pad_negative", "view_flatten", "residual_block"}
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine-fast")
-    made: dict[str, Case] = {}
-
-    def get(name: str) -> Case:
-        if name not in made:
-            made[name] = Case(root, name)
-        return made[name]
-
-    return get
 
 
 class LeNet:
@@ -202,7 +189,7 @@ def test_a_raised_flag_never_returns_fast_outputs(cases):
 def test_overflowing_inputs_fail_as_on_the_op_path(tmp_path):
     """Inputs whose products leave the exact range are refused with the op path's error, and a
     batch that only the batch-wide guard refuses still runs (sample by sample)."""
-    path = _product_model(tmp_path)
+    path = product_model(tmp_path)
     settings = {"run_args": {"input_scale": 0, "param_scale": 0, "scale_rebase_multiplier": 1}}
     big, small = 2.0 ** 40, 3.0
     a = [np.array([[big, -5.0]]), np.array([[small, 7.0]])]

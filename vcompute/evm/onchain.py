@@ -207,14 +207,21 @@ def ensure_vka(w3: Web3, address: str, vka: rv.Vka) -> tuple[int | None, bool]:
     return gas, False
 
 
-def call_verifier(w3: Web3, address: str, data: bytes) -> tuple[bool, str, int | None]:
-    """eth_call verifyProof; (valid, reason, gas a transaction would use). Revert or false = rejected."""
+def _eth_call(w3: Web3, address: str, data: bytes) -> tuple[dict[str, Any], bytes | None, str]:
+    """eth_call ``data`` on ``address``: (the tx, its return data or None on a revert, why it reverted)."""
     tx = {"to": Web3.to_checksum_address(address), "data": data, "from": w3.eth.default_account}
     try:
-        out = bytes(w3.eth.call(tx))
+        return tx, bytes(w3.eth.call(tx)), ""
     except ContractLogicError as exc:
         detail = exc.message if getattr(exc, "message", None) else str(exc)
-        return False, f"verifyProof reverted ({detail})", None
+        return tx, None, f"verifyProof reverted ({detail})"
+
+
+def call_verifier(w3: Web3, address: str, data: bytes) -> tuple[bool, str, int | None]:
+    """eth_call verifyProof; (valid, reason, gas a transaction would use). Revert or false = rejected."""
+    tx, out, reverted = _eth_call(w3, address, data)
+    if out is None:
+        return False, reverted, None
     if len(out) != 32 or int.from_bytes(out, "big") != 1:
         return False, f"verifyProof returned {'false' if out == bytes(32) else '0x' + out.hex()}", None
     return True, "verifyProof returned true", int(w3.eth.estimate_gas(tx))
@@ -225,12 +232,9 @@ def call_reusable_verifier(w3: Web3, address: str, data: bytes, expected_digest:
 
     The contract accepts a proof for any registered VKA: a digest other than this model's means
     the call verified some other model's proof, which is a rejection here."""
-    tx = {"to": Web3.to_checksum_address(address), "data": data, "from": w3.eth.default_account}
-    try:
-        out = bytes(w3.eth.call(tx))
-    except ContractLogicError as exc:
-        detail = exc.message if getattr(exc, "message", None) else str(exc)
-        return False, f"verifyProof reverted ({detail})", None
+    tx, out, reverted = _eth_call(w3, address, data)
+    if out is None:
+        return False, reverted, None
     ret = rv.decode_return(out)
     if ret is None or ret.success != 1:
         return False, f"verifyProof returned {'0x' + out[:96].hex() if out else 'nothing'}, not success", None

@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 
 from vcompute.errors import UsageError, first_line
-from vcompute.model import ModelInfo, load_model
+from vcompute.model import ModelInfo, graph_input_shapes, load_model
 
 EIP170_LIMIT = 24_576
 #: Cut at most this many failing nodes per probe (each cut is one more gen_settings / lowering).
@@ -274,7 +274,7 @@ def probe_engine(proto: onnx.ModelProto, model: ModelInfo) -> dict[str, Any]:
         for attempt in range(MAX_CUTS + 1):
             path = Path(tmp) / f"m{attempt}.onnx"
             onnx.save(current, str(path))
-            shapes = _input_shapes(current)
+            shapes = graph_input_shapes(current)
             try:
                 load_graph(path, shapes)
                 return {"failures": failures, "complete": True}
@@ -291,17 +291,6 @@ def probe_engine(proto: onnx.ModelProto, model: ModelInfo) -> dict[str, Any]:
     return {"failures": failures, "complete": False}
 
 
-def _input_shapes(proto: onnx.ModelProto) -> list[tuple[int, ...]]:
-    inits = {t.name for t in proto.graph.initializer}
-    shapes = []
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        shapes.append(tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims))
-    return shapes
-
-
 def _node_label(proto: onnx.ModelProto, index: int | None) -> str | None:
     if index is None:
         return None
@@ -316,7 +305,7 @@ def _find_engine_node(proto: onnx.ModelProto, op_type: str, tmp: str) -> int | N
     candidates = [i for i, n in enumerate(proto.graph.node) if n.op_type == op_type]
     if len(candidates) == 1:
         return candidates[0]
-    shapes = _input_shapes(proto)
+    shapes = graph_input_shapes(proto)
     for i in candidates:
         prefix = onnx.ModelProto()
         prefix.CopyFrom(proto)
