@@ -10,7 +10,8 @@ def round_half_away(v: np.ndarray) -> np.ndarray:
     """Rust's ``f64::round``: nearest integer, halves away from zero, NaN -> 0."""
     v = np.asarray(v, dtype=np.float64)
     t = np.trunc(v)
-    frac = np.abs(v - t)  # exact for finite floats
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN: infinities stay t (the caller's range checks refuse them)
+        frac = np.abs(v - t)  # exact for finite floats
     r = np.where(frac >= 0.5, t + np.sign(v), t)
     r = np.nan_to_num(r, nan=0.0)
     return r
