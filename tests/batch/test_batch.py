@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.batch.conftest import MLP, cli, good_inputs, write_jsonl
 

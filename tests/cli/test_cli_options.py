@@ -50,7 +50,7 @@ def test_chain_sigterm_cleans_up_its_temp_dir(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "listening" not in (line := proc.stdout.readline()):
+        while time.monotonic() < deadline and "listening" not in proc.stdout.readline():
             assert proc.poll() is None, proc.stderr.read()
         assert list(tmp_path.glob("vcompute-anvil-*")), "anvil's temp dir should exist while it runs"
         proc.send_signal(signal.SIGTERM)

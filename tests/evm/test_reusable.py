@@ -20,7 +20,7 @@ from web3.exceptions import ContractLogicError
 from vcompute.evm import reusable as rv
 from vcompute.evm.chain import connect, start_anvil, use_sender
 from vcompute.evm.onchain import (
-    call_reusable_verifier, ensure_reusable_verifier, ensure_vka, prepare, verify_on, verify_onchain, vka_registered,
+    call_reusable_verifier, ensure_reusable_verifier, ensure_vka, prepare, verify_onchain, vka_registered,
 )
 from vcompute.evm.registry import Registry, attest_proof_dir, describe_revert
 from vcompute.evm.solc import EIP170_LIMIT

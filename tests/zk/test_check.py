@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.helper as oh
-import pytest
 from onnx import TensorProto as T
 
 from vcompute.zk import check
