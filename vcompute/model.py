@@ -130,7 +130,7 @@ def load_model(path: Path) -> ModelInfo:
         path=path,
         sha256=sha256_file(path),
         input_names=[i.name for i in inputs],
-        input_shapes=graph_input_shapes(proto),
+        input_shapes=[_dims(i) for i in inputs],
         output_names=[o.name for o in proto.graph.output],
         op_types=sorted({n.op_type for n in proto.graph.node}),
         input_types=[t for t, _ in types],

@@ -746,15 +746,13 @@ class CompiledPlan:
         x, a = op.inputs[0], op.attrs
         common = dict(shift=a["shift"], lo=a["lo"], hi=a["hi"], in_width=self._per_sample(x),
                       a_bound=self.bounds.value[x], out_bound=self.bounds.value[op.out])
-        w = np.asarray(self.plan.consts[a["weight"]])
         if op.kind == "gemm":
+            w, bias = self._gemm_consts(op)
             if not self._dense_fits(op, w.shape) or w.size > budget:
                 return None
-            bias = None
-            if a["bias"] is not None:
-                bias = np.broadcast_to(np.asarray(self.plan.consts[a["bias"]]).reshape(-1), (w.shape[1],)).copy()
             idx, wt = dense_taps(w)
             return TapLayer(idx, wt, bias, True, **common)
+        w = np.asarray(self.plan.consts[a["weight"]])
         node = self.plan.steps[op.steps[0]].node
         shape = tuple(self.graph.nodes[x].shape)
         if w.ndim != 4 or len(shape) != 4 or shape[0] != 1:
@@ -839,13 +837,19 @@ class CompiledPlan:
     def _prepare(self, op: FusedOp) -> _Prepared:
         return getattr(self, f"_prep_{op.kind}")(op)
 
-    def _gemm_operands(self, op: FusedOp) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A fused GEMM's int64 weight [K, N] and its bias as an [N] vector (or None), on the device."""
-        w = torch.from_numpy(np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])).to(self.device)
+    def _gemm_consts(self, op: FusedOp) -> tuple[np.ndarray, np.ndarray | None]:
+        """A fused GEMM's int64 weight [K, N] and its bias as an [N] vector (or None), on the host."""
+        w = np.ascontiguousarray(self.plan.consts[op.attrs["weight"]])
         bias = None
         if op.attrs["bias"] is not None:
-            bias = self._const(op.attrs["bias"]).reshape(-1).expand(w.shape[1]).contiguous()
+            bias = np.broadcast_to(np.asarray(self.plan.consts[op.attrs["bias"]]).reshape(-1), (w.shape[1],)).copy()
         return w, bias
+
+    def _gemm_operands(self, op: FusedOp) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_gemm_consts` on the device."""
+        w, bias = self._gemm_consts(op)
+        return (torch.from_numpy(w).to(self.device),
+                None if bias is None else torch.from_numpy(bias).to(self.device))
 
     def _prep_gemm(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import int_matmul, pack_weight

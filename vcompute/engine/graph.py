@@ -288,12 +288,7 @@ def load_graph(model: ModelLike, input_shapes: list[tuple[int, ...]]) -> Graph:
 
 def model_input_shapes(model: ModelLike) -> list[tuple[int | None, ...]]:
     """The declared input shapes (``None`` for symbolic dims) of a path or a ModelProto."""
-    proto = load_model(model)
-    inits = {t.name for t in proto.graph.initializer}
-    shapes = []
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        shapes.append(tuple(d.dim_value if d.HasField("dim_value") else None for d in dims))
-    return shapes
+    from vcompute.model import graph_inputs
+
+    return [tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
+            for vi in graph_inputs(load_model(model))]

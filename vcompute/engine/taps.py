@@ -21,15 +21,23 @@ def dense_taps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx[None].copy(), np.asarray(w, dtype=np.int64)[None].copy()
 
 
+def _pooled_size(w_shape: tuple[int, ...], chw: tuple[int, int, int], stride: tuple[int, int],
+                 pads: tuple[int, int, int, int], pool: tuple[int, int] | None) -> tuple[int, int]:
+    """(HP, WP): the conv's output size after the non-overlapping ``pool`` (floor; 0 if none fits)."""
+    ho = conv_out_size(chw[1], w_shape[2], stride[0], pads[0] + pads[2])
+    wo = conv_out_size(chw[2], w_shape[3], stride[1], pads[1] + pads[3])
+    ph, pw = pool or (1, 1)
+    return max(0, ho // ph), max(0, wo // pw)
+
+
 def conv_table_size(w_shape: tuple[int, ...], chw: tuple[int, int, int], stride: tuple[int, int],
                     pads: tuple[int, int, int, int], pool: tuple[int, int] | None) -> int:
     """Entries of :func:`conv_taps`'s tables (P * T * NP), from the geometry alone: checked
     before building them, since a large conv's tables would not fit in memory."""
     o, cg, kh, kw = w_shape
-    ho = conv_out_size(chw[1], kh, stride[0], pads[0] + pads[2])
-    wo = conv_out_size(chw[2], kw, stride[1], pads[1] + pads[3])
     ph, pw = pool or (1, 1)
-    return ph * pw * cg * kh * kw * o * max(0, ho // ph) * max(0, wo // pw)
+    hp, wp = _pooled_size(w_shape, chw, stride, pads, pool)
+    return ph * pw * cg * kh * kw * o * hp * wp
 
 
 def conv_taps(w: np.ndarray, chw: tuple[int, int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
@@ -41,9 +49,8 @@ def conv_taps(w: np.ndarray, chw: tuple[int, int, int], stride: tuple[int, int],
     c, h, wd = chw
     sh, sw = stride
     pt, pl, pb, pr = pads
-    ho, wo = conv_out_size(h, kh, sh, pt + pb), conv_out_size(wd, kw, sw, pl + pr)
     ph, pw = pool or (1, 1)
-    hp, wp = ho // ph, wo // pw
+    hp, wp = _pooled_size(w.shape, chw, stride, pads, pool)
     # output j = (oc, y, x) of the pooled map; position p = (dy, dx); tap t = (ci, r, s)
     oc, y, x = (a.reshape(-1) for a in np.meshgrid(np.arange(o), np.arange(hp), np.arange(wp), indexing="ij"))
     dy, dx = (a.reshape(-1) for a in np.meshgrid(np.arange(ph), np.arange(pw), indexing="ij"))
