@@ -68,10 +68,15 @@ def clamp(x, lo, hi, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr):
 
 
 @triton.jit
+def tile_code(err, mask):
+    """The codes of the 2-D tile's valid cells (``mask``), ORed into one int32 scalar."""
+    return tl.reduce(tl.reduce(tl.where(mask, err, 0), 1, bit_or), 0, bit_or)
+
+
+@triton.jit
 def report(err, mask, flag_ptr):
     """OR the codes of the 2-D tile's valid cells into flag_ptr[0] (one atomic, only if any is set)."""
-    err = tl.where(mask, err, 0)
-    e = tl.reduce(tl.reduce(err, 1, bit_or), 0, bit_or)
+    e = tile_code(err, mask)
     if e != 0:
         tl.atomic_or(flag_ptr, e)
 
@@ -184,4 +189,4 @@ class Epilogue:
 
 NO_EPILOGUE = Epilogue()
 
-__all__ = ["Epilogue", "NO_EPILOGUE", "apply_epilogue", "any_cell", "checked_add", "checked_rescale", "clamp", "report", "bit_or"]
+__all__ = ["Epilogue", "NO_EPILOGUE", "apply_epilogue", "any_cell", "checked_add", "checked_rescale", "clamp", "report", "bit_or", "tile_code"]

@@ -1,6 +1,7 @@
 """dense_chain: the one-launch MLP equals the layer-by-layer int64 reference bit for bit, over odd
-widths, depths, batch sizes and every block size; the flags land in the result and are zeroed;
-values beyond a bound raise the right flag; the host refuses what float64 cannot hold."""
+widths, depths, batch sizes and every block size; every program writes its flag words (no
+zeroing needed) and a flag raised by any one program reaches the pass's flags; values beyond a
+bound raise the right flag; the host refuses what float64 cannot hold."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 
 import vcompute.kernels as kernels
 from vcompute.engine.fixedpoint import quantize_input as ref_quantize
-from vcompute.kernels.dense_chain import CHAIN_MAX_WIDTH, N_FLAGS, DenseLayer, chain_block_m, dense_chain, pack_dense_chain
-from vcompute.kernels.flags import FLAG_A_RANGE
+from vcompute.kernels.dense_chain import (CHAIN_MAX_WIDTH, N_FLAGS, DenseLayer, chain_block_m, dense_chain, flag_words,
+                                          pack_dense_chain)
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, or_flag_words
 from vcompute.kernels.reference import int_matmul as ref_matmul
 from vcompute.kernels.testing import assert_input_range_flag, assert_same, rand_int64, ref_epilogue
 
@@ -37,16 +39,18 @@ def _reference(x: torch.Tensor, layers, scale: int) -> torch.Tensor:
 
 
 def _run(x, layers, scale, bound, block_m=None):
+    """(cat(the pass's N_FLAGS flags, its outputs), N_FLAGS), from a result poisoned beforehand:
+    every flag word must have been written."""
     chain = pack_dense_chain([DenseLayer(ly.weight.to(DEV), None if ly.bias is None else ly.bias.to(DEV),
                                          ly.shift, ly.lo, ly.hi, ly.a_bound) for ly in layers])
-    n_flags = N_FLAGS
-    flags = torch.zeros(n_flags + 1, dtype=torch.int32, device=DEV)
-    ticket = torch.zeros(1, dtype=torch.int32, device=DEV)
-    res = torch.full((n_flags + x.shape[0] * chain.widths[-1],), -99, dtype=torch.int64, device=DEV)
-    dense_chain(x.to(DEV), chain, scale, bound, flags, res, ticket, block_m=block_m)
-    assert int(ticket.item()) == 0, "the ticket was not reset for the next pass"
-    assert int(flags.abs().sum().item()) == 0, "the flags were not zeroed after the hand-over"
-    return res.cpu(), n_flags
+    m = x.shape[0]
+    words = flag_words(m, chain, block_m)
+    assert words == N_FLAGS * -(-m // (block_m or chain_block_m(m, chain.width)))
+    res = torch.full((words + m * chain.widths[-1],), -99, dtype=torch.int64, device=DEV)
+    assert dense_chain(x.to(DEV), chain, scale, bound, block_m=block_m, out=res) is res
+    res = res.cpu()
+    assert not bool((res[:words] == -99).any()), f"unwritten flag words: {res[:words].tolist()}"
+    return torch.cat([torch.from_numpy(or_flag_words(res[:words], N_FLAGS)), res[words:]]), N_FLAGS
 
 
 @pytest.mark.parametrize("block_m", [1, 4, None])
@@ -76,6 +80,27 @@ def test_hidden_value_beyond_its_bound_flags_the_chain():
     hidden = _reference(x, layers[:1], 13)
     assert bool((hidden != 0).any()), "test set-up: the hidden layer is all zero"
     assert int(res[1]) & FLAG_A_RANGE and int(res[0]) == 0, f"flags {res[:2].tolist()}: the chain's should hold FLAG_A_RANGE"
+
+
+@pytest.mark.parametrize("block_m", [1, 4])
+def test_a_flag_in_any_one_program_reaches_the_pass(block_m):
+    """One bad sample, in the first, a middle or the last program, raises the pass's input flag."""
+    layers = _layers([4, 6, 2], 9)
+    for bad in (0, 21, 36):
+        x = torch.zeros((37, 4), dtype=torch.float32)
+        x[bad, 1] = 3.0  # 768 at scale 8, beyond the bound 512
+        res, _ = _run(x, layers, 8, 512, block_m)
+        assert int(res[0]) & FLAG_INPUT_RANGE and int(res[1]) == 0, \
+            f"sample {bad} of 37, block_m {block_m}: flags {res[:2].tolist()}"
+
+
+def test_a_fresh_result_is_allocated_and_a_wrong_one_refused():
+    chain = pack_dense_chain([DenseLayer(rand_int64((3, 2), 2**8, 1).to(DEV), None, 0, None, None, 2**10)])
+    x = torch.zeros((5, 3), dtype=torch.float32, device=DEV)
+    res = dense_chain(x, chain, 8, 2**10)
+    assert res.numel() == flag_words(5, chain) + 5 * 2 and res.dtype == torch.int64
+    with pytest.raises(ValueError, match="flag words"):
+        dense_chain(x, chain, 8, 2**10, out=torch.empty(res.numel() + 1, dtype=torch.int64, device=DEV))
 
 
 def test_host_refusals():

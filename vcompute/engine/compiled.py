@@ -31,7 +31,9 @@ CUDA graph (:mod:`.engine`). Three things make that possible:
    that is a chain of small dense layers (an MLP: every width <= 32, each exact in float64) runs
    as one ``kernels.dense_chain`` launch: quantize, layers, outputs and flags. A chain of GEMMs
    and convs (with their pools) whose gather tables are small (a small CNN) runs as one
-   ``kernels.small_net`` launch, its layers as tap layers (:mod:`.taps`). Otherwise a first
+   ``kernels.small_net`` launch, its layers as tap layers (:mod:`.taps`). Both write their flags
+   as per-program words with plain stores (``kernels.flags.store_flag_words``; the host ORs them
+   in :meth:`CompiledPlan.read_flags`): no atomics and no zeroing. Otherwise a first
    float64 GEMM, or a direct conv of at most :data:`FOLD_CONV_MAX_TAPS` taps, quantizes the model
    input it reads, and a last float64 GEMM writes the result and hands the flags over
    (``kernels.flags.publish_flags``): no quantize or finalize launch of their own.
@@ -642,6 +644,9 @@ class CompiledPlan:
         self._consts: dict[str, torch.Tensor] = {}
         #: an int32 counter for the last kernel's flag hand-over (kernels.flags.publish_flags)
         self._ticket = torch.zeros(1, dtype=torch.int32, device=self.device)
+        #: how many int64 flag words lead a pass's result for a batch of ``nb`` (a one-kernel
+        #: pass writes its flags per program; the others write ``n_flags``)
+        self._flag_words: Callable[[int], int] = lambda nb: self.n_flags
         self.chain = self._one_kernel()
         #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
         #: those its kernel did take (the rest get a quantize launch of their own)
@@ -700,7 +705,7 @@ class CompiledPlan:
     def _dense_chain(self, chain: list[FusedOp]) -> _Prepared | None:
         """The whole plan as one ``kernels.dense_chain`` launch, if ``chain`` is small dense layers
         only, each exact in float64 under its planned input bound; else None."""
-        from vcompute.kernels.dense_chain import N_FLAGS, DenseLayer, dense_chain, pack_dense_chain
+        from vcompute.kernels.dense_chain import DenseLayer, dense_chain, flag_words, pack_dense_chain
 
         layers, txt = [], []
         for op in chain:
@@ -719,12 +724,12 @@ class CompiledPlan:
             return None
         outs = [op.out for op in chain]
         self.flag_names.append(f"dense chain ({', '.join(outs)})")
-        n_flags, n_out, tiles = N_FLAGS, packed.widths[-1], self.tiles
+        block = self.tiles.chain_block
+        self._flag_words = lambda nb: flag_words(nb, packed, block)
 
         def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
             x = inputs[0].reshape(inputs[0].shape[0], -1)
-            res = torch.empty(n_flags + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
-            return dense_chain(x, packed, *self._quant(0), flags, res, self._ticket, block_m=tiles.chain_block)
+            return dense_chain(x, packed, *self._quant(0), block_m=block)
 
         return _Prepared(FusedOp("chain", outs, [self.graph.inputs[0]]), fn,
                          f"dense chain in one launch (quantize, {len(layers)} float64 layers, outputs and flags): "
@@ -778,7 +783,7 @@ class CompiledPlan:
     def _small_net(self, chain: list[FusedOp]) -> _Prepared | None:
         """The whole plan as one ``kernels.small_net`` launch, if ``chain``'s layers fit tap layers
         of at most ``TilePolicy.net_max_taps`` table entries in all, each exact in float64; else None."""
-        from vcompute.kernels.small_net import N_FLAGS, pack_small_net, small_net
+        from vcompute.kernels.small_net import flag_words, pack_small_net, small_net
 
         layers, budget = [], self.tiles.net_max_taps
         for op in chain:
@@ -793,12 +798,12 @@ class CompiledPlan:
             return None
         outs = [op.out for op in chain]
         self.flag_names.append(f"small net ({', '.join(outs)})")
-        n_out, cfg = packed.widths[-1], self.tiles.net_config()
+        cfg = self.tiles.net_config()
+        self._flag_words = lambda nb: flag_words(nb, cfg)
 
         def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
             x = inputs[0].reshape(inputs[0].shape[0], -1)
-            res = torch.empty(N_FLAGS + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
-            return small_net(x, packed, *self._quant(0), res, config=cfg)
+            return small_net(x, packed, *self._quant(0), config=cfg)
 
         txt = [f"{'conv' if op.kind == 'conv' else 'dense'} {ly.in_width}->{ly.width}"
                f"{f' x{ly.idx.shape[0]} pooled' if ly.idx.shape[0] > 1 else ''}" for op, ly in zip(chain, layers)]
@@ -1108,11 +1113,23 @@ class CompiledPlan:
         return _Prepared(op, fn, f"{node.op}{f' >>{rebase.bit_length() - 1}' if rebase else ''}")
 
     # -- running ------------------------------------------------------------------------------
-    def forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
-        """The whole batch, no host sync: returns ``cat(flags, out_0, out_1, ...)`` as int64.
+    def flag_words(self, nb: int) -> int:
+        """How many int64 flag words lead :meth:`forward`'s result for a batch of ``nb``."""
+        return self._flag_words(nb)
 
-        ``flags`` must be zero on entry; the last kernel copies them out and zeroes them again, so
-        a CUDA graph of this pass can be replayed as it is."""
+    def read_flags(self, res: np.ndarray, nb: int) -> np.ndarray:
+        """The pass's ``n_flags`` flags (one per entry of ``flag_names``) from its result on the
+        host: the flag words ORed (one row of them unless the pass was one kernel)."""
+        from vcompute.kernels.flags import or_flag_words
+
+        return or_flag_words(res[: self.flag_words(nb)], self.n_flags)
+
+    def forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
+        """The whole batch, no host sync: returns ``cat(flag words, out_0, out_1, ...)`` as int64
+        (:meth:`flag_words` of them, :meth:`read_flags` to read them).
+
+        ``flags`` must be zero on entry; the last kernel copies them out and zeroes them again (a
+        one-kernel pass does not touch them), so a CUDA graph of this pass can be replayed as it is."""
         from .fast_kernels import finalize, quantize_input
 
         if self.chain is not None:

@@ -302,10 +302,11 @@ class Engine:
                 why = NotCompilable(f"the compiled plan failed: {type(e).__name__}: {first_line(e)}")
                 self._compiled[(tuple(shapes), tuple(bits))] = why
                 return self._fallback(str(why))
-            flags = res[: cp.n_flags]
+            nb = prepared[0].shape[0]
+            flags = cp.read_flags(res, nb)
             if not flags.any():
                 self._last_bits[key_shapes] = bits
-                off, outs, nb = cp.n_flags, [], prepared[0].shape[0]
+                off, outs = cp.flag_words(nb), []
                 for n in cp.output_sizes:
                     outs.append(res[off: off + nb * n].reshape(nb, n).copy())
                     off += nb * n
