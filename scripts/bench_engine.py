@@ -13,7 +13,7 @@ samples against their EZKL witnesses; PyTorch eager float on the same GPU; onnxr
 host's CPU. GPU work is timed like ``triton.testing.do_bench`` (median of single calls, the L2
 cache flushed before each), and in steady state (``time_stream``: batches back to back, warm
 caches; the engine's with its input and result copies); the engine also end to end (host
-float32 arrays in, Python integers out). Writes ``OUT/bench-engine.json`` and
+float32 arrays in, int64 arrays out: ``BatchResult.fixed``). Writes ``OUT/bench-engine.json`` and
 ``OUT/bench-engine.png``; prints a table last. Exit 1 on any mismatch.
 """
 

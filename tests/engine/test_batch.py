@@ -91,6 +91,23 @@ def test_stacked_arrays_equal_per_sample_lists(cases):
     assert c.outputs_fixed == [single.single("torch", i) for i in range(N_SAMPLES)]
 
 
+def test_result_arrays_lists_and_samples_agree(cases):
+    """``BatchResult.fixed`` (int64 [B, n] per output) holds the same integers as the per-sample
+    lists built from it, ``floats()`` and ``outputs`` their values at the output scales, and
+    ``sample(i)`` row i of each."""
+    case = cases("matmul")
+    idx = _pick(7)
+    res = run_fixed_batch(case.model, [case.samples[i] for i in idx], case.settings, backend="torch")
+    assert res.batch_size == 7 and all(a.dtype == np.int64 and a.shape[0] == 7 for a in res.fixed)
+    assert [[row.tolist() for row in rows] for rows in zip(*res.fixed)] == res.outputs_fixed
+    assert res.outputs_fixed == [case.single("torch", i) for i in idx]
+    for a, f, s in zip(res.fixed, res.floats(), res.output_scales):
+        assert np.array_equal(f * 2.0 ** s, a.astype(np.float64)), "floats() is not fixed / 2^scale"
+    assert [[row.tolist() for row in rows] for rows in zip(*res.floats())] == res.outputs
+    one = res.sample(3)
+    assert one.outputs_fixed == res.outputs_fixed[3] and one.outputs == res.outputs[3]
+
+
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])

@@ -287,6 +287,26 @@ def test_gpu_lenet_graph_and_device_inputs(lenet):
 
 @pytest.mark.gpu
 @GPU
+@pytest.mark.parametrize("name", ["mlp", "cnn", "residual_block"])
+def test_gpu_host_and_device_batches_alternate_on_one_graph(cases, name):
+    """A batch from the host replays the graph that holds the copies in and out (``io_graph``,
+    which must have been captured); a device batch of the same size replays the plain graph over
+    the same static inputs. Alternated, each result is exact: neither leaves stale data behind."""
+    case = cases(name)
+    eng = Engine(case.model, case.settings, "cuda:0")
+    halves = [list(range(0, 5)), list(range(5, 10))]
+    on_device = [torch.from_numpy(np.stack([np.asarray(case.samples[i][0], dtype=np.float32) for i in idx]))
+                 .to("cuda:0") for idx in halves]
+    for rep in range(3):
+        for idx, x in zip(halves, on_device):
+            _check(case, eng.infer([case.samples[i] for i in idx]), idx, f"{name}, host batch, call {rep}")
+            _check(case, eng.infer(x), idx, f"{name}, device batch, call {rep}")
+    hosted = [r for r in eng._graphs.values() if r._io_tried]
+    assert hosted and all(r.io_graph is not None for r in hosted), "no graph with the host copies was captured"
+
+
+@pytest.mark.gpu
+@GPU
 @pytest.mark.parametrize("policy", TILE_POLICIES)
 def test_gpu_tile_policies(lenet, policy):
     eng = Engine(lenet.model, lenet.settings, "cuda:0", tiles=policy)

@@ -9,8 +9,8 @@ Paths (``path=``), all bit-identical to EZKL's witness:
   epilogues) captured in a CUDA graph per (input shapes, input tier, batch size) and replayed.
   The first batch of a given size runs the compiled plan directly (it compiles the kernels and
   is a one-shot call's whole cost); the second captures the graph; later ones only replay it.
-  One host-to-device copy of the float32 batch, one replay, one device-to-host copy of the flags
-  and outputs together: the only sync.
+  A batch from the host is one replay of a graph that also holds the copy of the float32 batch
+  in and of the flags and outputs out, then the only sync.
 * ``"fused"``: the compiled plan without a graph (also on the CPU, in Triton's interpreter).
 * ``"ops"``: the op-by-op path (:func:`.run._execute_exact`), with a host check per op.
 
@@ -95,11 +95,17 @@ def _float_bits(x32: np.ndarray, scale: int) -> int | None:
 
 
 class _GraphRunner:
-    """One CUDA graph of a compiled plan at one batch size, with static buffers."""
+    """A compiled plan at one batch size as CUDA graphs over static buffers.
+
+    ``graph`` is the pass alone: what a batch already on the device replays, and what benchmarks
+    time as the device work. ``io_graph`` (captured on the first batch from the host) also holds
+    the copy of the pinned host inputs in and of the result out, so a host batch costs one replay
+    call instead of three CUDA calls (each several µs of host time: the bound on a small model's
+    steady state, BENCHMARKS.md §2c)."""
 
     def __init__(self, cp: CompiledPlan, nb: int, specs: list[tuple[tuple[int, ...], torch.dtype]],
                  dev: torch.device) -> None:
-        self.cp = cp
+        self.cp, self.nb, self.dev = cp, nb, dev
         self.static_in = [torch.zeros((nb, *shape), dtype=dt, device=dev) for shape, dt in specs]
         self.host_in = [torch.zeros((nb, *shape), dtype=dt, pin_memory=True) for shape, dt in specs]
         self.flags = torch.zeros(cp.n_flags, dtype=torch.int32, device=dev)
@@ -112,24 +118,54 @@ class _GraphRunner:
         with torch.cuda.graph(self.graph):
             self.static_out = cp.forward(self.static_in, self.flags)
         self.host_out = torch.empty(self.static_out.shape, dtype=torch.int64, pin_memory=True)
-        self.dev = dev
+        self.io_graph: torch.cuda.CUDAGraph | None = None
+        self._io_tried = False
 
-    def load(self, inputs: list[np.ndarray | torch.Tensor]) -> None:
-        """Copy a batch into the static input buffers (asynchronously)."""
-        for k, x in enumerate(inputs):
-            if _is_torch(x):
-                self.static_in[k].copy_(x, non_blocking=True)
-            else:
-                self.host_in[k].numpy()[...] = x
-                self.static_in[k].copy_(self.host_in[k], non_blocking=True)
+    def _capture_io(self) -> None:
+        """Capture ``io_graph`` (its own memory pool and result buffer); on a torch that cannot
+        capture the pinned-memory copies, the three calls stay (same bits, more host time)."""
+        self._io_tried = True
+        g = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(g):
+                for host, dev in zip(self.host_in, self.static_in):
+                    dev.copy_(host, non_blocking=True)
+                out = self.cp.forward(self.static_in, self.flags)
+                self.host_out.copy_(out, non_blocking=True)
+        except RuntimeError as e:  # the plain graph still serves
+            log.info("engine: no CUDA graph with the host copies (%s); copying around the replay", first_line(e))
+            torch.cuda.synchronize(self.dev)
+            return
+        self.io_graph = g
 
     def replay(self) -> None:
+        """The pass on ``static_in``, result in ``static_out`` (no copies, no sync)."""
         self.graph.replay()
 
-    def run(self, inputs: list[np.ndarray | torch.Tensor]) -> np.ndarray:
-        self.load(inputs)
+    def replay_io(self) -> None:
+        """``host_in`` in, the pass, the result out to ``host_out``: one call, no sync."""
+        if not self._io_tried:
+            self._capture_io()
+        if self.io_graph is not None:
+            self.io_graph.replay()
+            return
+        for host, dev in zip(self.host_in, self.static_in):
+            dev.copy_(host, non_blocking=True)
         self.graph.replay()
         self.host_out.copy_(self.static_out, non_blocking=True)
+
+    def run(self, inputs: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+        """One batch: the result (flag words, outputs) in ``host_out``, after the one sync."""
+        if any(_is_torch(x) for x in inputs):  # already on a device: no host copy in
+            for k, x in enumerate(inputs):
+                src = x if _is_torch(x) else torch.from_numpy(np.ascontiguousarray(x))
+                self.static_in[k].copy_(src, non_blocking=not _is_torch(x))
+            self.graph.replay()
+            self.host_out.copy_(self.static_out, non_blocking=True)
+        else:
+            for k, x in enumerate(inputs):
+                self.host_in[k].numpy()[...] = x
+            self.replay_io()
         torch.cuda.current_stream(self.dev).synchronize()
         return self.host_out.numpy()
 
@@ -242,15 +278,10 @@ class Engine:
         if outs is None:
             outs = self._ops(graph, plan, xs)
         self.stats["fused" if path.startswith("graph (") else path.split(" ")[0]] += 1
-        fixed_arrays = [np.asarray(o).reshape(nb, -1) for o in outs]
-        scales = plan.output_scales
-        per_out = [a.tolist() for a in fixed_arrays]  # one conversion per output, not per sample
-        fixed = [[lst[i] for lst in per_out] for i in range(nb)]
-        # int64 -> float64 rounds to nearest as Python's int -> float does; / 2^s is exact
-        per_float = [(a.astype(np.float64) / 2.0 ** s).tolist() for a, s in zip(fixed_arrays, scales)]
-        floats = [[lst[i] for lst in per_float] for i in range(nb)]
+        fixed = [np.asarray(o, dtype=np.int64).reshape(nb, -1) for o in outs]
         elapsed = (time.perf_counter() - t0) * 1000.0
-        return BatchResult(fixed, floats, scales, self.backend.describe(), elapsed, _op_names(plan), path=path)
+        return BatchResult(fixed, list(plan.output_scales), self.backend.describe(), elapsed, _op_names(plan),
+                           path=path)
 
     def _ops(self, graph, plan, xs) -> list[np.ndarray]:
         per_input = [x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x) for x in xs]
