@@ -81,9 +81,9 @@ def store_flag_words(res_ptr, in_code, code):
     """A one-launch pass's flags, without atomics: program ``p`` stores its two codes (the model
     input's, then its layers') as int64 at ``res_ptr[2p]`` and ``res_ptr[2p + 1]``, plain stores
     that every program makes, so the words need no zeroing before a pass and no program waits on
-    another's. The host ORs them (:func:`or_flag_words`) when it reads the result. On the H100 this
-    took the MLP's kernel from 4.8 to 2.5 µs (the hand-over ticket's round trips) and dropped the
-    small net's 0.7 µs zeroing node (BENCHMARKS.md §2e)."""
+    another's. The host ORs them (:func:`or_flag_words`) when it reads the result. With the layer
+    scalars as constexprs, this took the dense chain's kernel from 4.8 to 2.5 µs on the H100 (the
+    hand-over ticket's round trips; BENCHMARKS.md §2e)."""
     pid = tl.program_id(0).to(tl.int64)
     tl.store(res_ptr + 2 * pid, in_code.to(tl.int64))
     tl.store(res_ptr + 2 * pid + 1, code.to(tl.int64))

@@ -1,9 +1,8 @@
 """small_net: the one-launch small CNN equals a plain int64 reference (conv, epilogue, pool,
 average's rounding, clamps, dense head) bit for bit, over odd geometries (padding, stride,
-groups, pools of 2x2 and 1x2), batch sizes and block configs; every program writes its flag
-words (the result starts filled with junk) and a flag raised by any one program reaches the
-pass's flags; values beyond a bound raise the right flag; the host refuses inconsistent or
-inexact tables."""
+groups, pools of 2x2 and 1x2), batch sizes and block configs; the flags land in the result,
+cleared first (it starts filled with junk); values beyond a bound raise the right flag; the host
+refuses inconsistent or inexact tables."""
 
 from __future__ import annotations
 
@@ -16,9 +15,9 @@ import torch
 import vcompute.kernels as kernels
 from vcompute.engine.fixedpoint import quantize_input as ref_quantize
 from vcompute.engine.taps import conv_taps, dense_taps
-from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, or_flag_words
+from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE
 from vcompute.kernels.reference import div_round, int_conv2d, int_matmul, max_pool2d, sum_pool2d
-from vcompute.kernels.small_net import (N_FLAGS, POOL_MAX, POOL_SUM, NetConfig, TapLayer, flag_words, pack_small_net,
+from vcompute.kernels.small_net import (N_FLAGS, POOL_MAX, POOL_SUM, NetConfig, TapLayer, pack_small_net,
                                         small_net)
 from vcompute.kernels.testing import assert_input_range_flag, assert_same, ref_epilogue
 
@@ -93,17 +92,10 @@ def _reference(x: torch.Tensor, layers, scale: int) -> torch.Tensor:
 
 
 def _run(x, layers, scale, bound, config=None):
-    """(cat(the pass's N_FLAGS flags, its outputs), outputs per sample), from a result poisoned
-    beforehand: every flag word must have been written."""
     net = pack_small_net(layers, DEV)
-    m = x.shape[0]
-    words = flag_words(m, config)
-    assert words == N_FLAGS * -(-m // (config or NetConfig()).block_m)
-    res = torch.full((words + m * net.widths[-1],), -99, dtype=torch.int64, device=DEV)
-    assert small_net(x.to(DEV), net, scale, bound, config=config, out=res) is res
-    res = res.cpu()
-    assert not bool((res[:words] == -99).any()), f"unwritten flag words: {res[:words].tolist()}"
-    return torch.cat([torch.from_numpy(or_flag_words(res[:words], N_FLAGS)), res[words:]]), net.widths[-1]
+    res = torch.full((N_FLAGS + x.shape[0] * net.widths[-1],), -99, dtype=torch.int64, device=DEV)
+    small_net(x.to(DEV), net, scale, bound, res, config=config)
+    return res.cpu(), net.widths[-1]
 
 
 @pytest.mark.parametrize("config", [NetConfig(1, 64, 2), NetConfig(4, 8, 4), NetConfig(2, 16, 1)])

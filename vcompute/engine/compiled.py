@@ -31,9 +31,9 @@ CUDA graph (:mod:`.engine`). Three things make that possible:
    that is a chain of small dense layers (an MLP: every width <= 32, each exact in float64) runs
    as one ``kernels.dense_chain`` launch: quantize, layers, outputs and flags. A chain of GEMMs
    and convs (with their pools) whose gather tables are small (a small CNN) runs as one
-   ``kernels.small_net`` launch, its layers as tap layers (:mod:`.taps`). Both write their flags
-   as per-program words with plain stores (``kernels.flags.store_flag_words``; the host ORs them
-   in :meth:`CompiledPlan.read_flags`): no atomics and no zeroing. Otherwise a first
+   ``kernels.small_net`` launch, its layers as tap layers (:mod:`.taps`). The chain writes its
+   flags as per-program words with plain stores (``kernels.flags.store_flag_words``; the host ORs
+   them in :meth:`CompiledPlan.read_flags`): no atomics and no zeroing. Otherwise a first
    float64 GEMM, or a direct conv of at most :data:`FOLD_CONV_MAX_TAPS` taps, quantizes the model
    input it reads, and a last float64 GEMM writes the result and hands the flags over
    (``kernels.flags.publish_flags``): no quantize or finalize launch of their own.
@@ -644,8 +644,8 @@ class CompiledPlan:
         self._consts: dict[str, torch.Tensor] = {}
         #: an int32 counter for the last kernel's flag hand-over (kernels.flags.publish_flags)
         self._ticket = torch.zeros(1, dtype=torch.int32, device=self.device)
-        #: how many int64 flag words lead a pass's result for a batch of ``nb`` (a one-kernel
-        #: pass writes its flags per program; the others write ``n_flags``)
+        #: how many int64 flag words lead a pass's result for a batch of ``nb`` (the dense chain
+        #: writes its flags per program; every other pass writes ``n_flags``)
         self._flag_words: Callable[[int], int] = lambda nb: self.n_flags
         self.chain = self._one_kernel()
         #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
@@ -783,7 +783,7 @@ class CompiledPlan:
     def _small_net(self, chain: list[FusedOp]) -> _Prepared | None:
         """The whole plan as one ``kernels.small_net`` launch, if ``chain``'s layers fit tap layers
         of at most ``TilePolicy.net_max_taps`` table entries in all, each exact in float64; else None."""
-        from vcompute.kernels.small_net import flag_words, pack_small_net, small_net
+        from vcompute.kernels.small_net import N_FLAGS, pack_small_net, small_net
 
         layers, budget = [], self.tiles.net_max_taps
         for op in chain:
@@ -798,12 +798,12 @@ class CompiledPlan:
             return None
         outs = [op.out for op in chain]
         self.flag_names.append(f"small net ({', '.join(outs)})")
-        cfg = self.tiles.net_config()
-        self._flag_words = lambda nb: flag_words(nb, cfg)
+        n_out, cfg = packed.widths[-1], self.tiles.net_config()
 
         def fn(inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
             x = inputs[0].reshape(inputs[0].shape[0], -1)
-            return small_net(x, packed, *self._quant(0), config=cfg)
+            res = torch.empty(N_FLAGS + x.shape[0] * n_out, dtype=torch.int64, device=x.device)
+            return small_net(x, packed, *self._quant(0), res, config=cfg)
 
         txt = [f"{'conv' if op.kind == 'conv' else 'dense'} {ly.in_width}->{ly.width}"
                f"{f' x{ly.idx.shape[0]} pooled' if ly.idx.shape[0] > 1 else ''}" for op, ly in zip(chain, layers)]
