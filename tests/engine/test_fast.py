@@ -169,6 +169,25 @@ def test_device_resident_inputs_escalate_the_tier(cases):
     assert res.outputs_fixed == eng.infer(big.numpy()).outputs_fixed
 
 
+def test_host_inputs_reuse_the_last_tier_and_escalate(cases):
+    """A host batch of seen shapes runs on the last clean tier without scanning its inputs; one
+    beyond that tier raises the input flag on the device and re-runs at its own tier. Every batch
+    gives the op path's bits, on whichever tier ran it."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    scans = []
+    host_bits = eng._host_bits
+    eng._host_bits = lambda *a: scans.append(1) or host_bits(*a)
+    small = np.stack([case.samples[i][0] for i in range(3)]).astype(np.float32)
+    big = small * 6.0
+    for batch, want_scans, want_tiers in ((small, 1, 1), (small, 1, 1), (big, 2, 2), (small, 2, 2), (big, 2, 2)):
+        want = run_fixed_batch(case.model, batch.astype(np.float64), case.settings, backend="torch")
+        res = eng.infer(batch)
+        assert res.path == "fused" and res.outputs_fixed == want.outputs_fixed, f"batch max {abs(batch).max()}"
+        assert (len(scans), len(eng._compiled)) == (want_scans, want_tiers), (
+            f"after a batch of max {abs(batch).max():.2f}: {len(scans)} host scans, {len(eng._compiled)} tiers")
+
+
 def test_a_raised_flag_never_returns_fast_outputs(cases):
     """A plan whose bounds a batch breaks (here: tampered) flags it on the device; the engine
     then runs the op path and returns its (exact) bits, saying so."""

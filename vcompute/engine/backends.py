@@ -53,6 +53,7 @@ class TritonBackend:
             raise RuntimeError(f"Triton kernels are not available ({e})") from e
         self.device = torch.device(device)
         self._mods: dict[str, Any] = {}
+        self._described: str | None = None
 
     def _k(self, module: str):
         """The kernel module ``kernels.<module>``; a missing kernel is an error, not a fallback."""
@@ -68,9 +69,11 @@ class TritonBackend:
         return self._mods[module]
 
     def describe(self) -> str:
-        if self.device.type == "cuda":
-            return f"{self.device} {torch.cuda.get_device_name(self.device)}"
-        return f"{self.device} (triton interpreter)"
+        """Where the kernels run (asked of the driver once: every batch's result carries it)."""
+        if self._described is None:
+            self._described = (f"{self.device} {torch.cuda.get_device_name(self.device)}" if self.device.type == "cuda"
+                               else f"{self.device} (triton interpreter)")
+        return self._described
 
     def int_matmul(self, a, b, bias=None):
         return self._k("gemm").int_matmul(a.contiguous(), b.contiguous(), bias)

@@ -647,6 +647,7 @@ class CompiledPlan:
         #: how many int64 flag words lead a pass's result for a batch of ``nb`` (the dense chain
         #: writes its flags per program; every other pass writes ``n_flags``)
         self._flag_words: Callable[[int], int] = lambda nb: self.n_flags
+        self._words: dict[int, int] = {}
         self.chain = self._one_kernel()
         #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
         #: those its kernel did take (the rest get a quantize launch of their own)
@@ -1114,8 +1115,11 @@ class CompiledPlan:
 
     # -- running ------------------------------------------------------------------------------
     def flag_words(self, nb: int) -> int:
-        """How many int64 flag words lead :meth:`forward`'s result for a batch of ``nb``."""
-        return self._flag_words(nb)
+        """How many int64 flag words lead :meth:`forward`'s result for a batch of ``nb`` (kept per
+        batch size: every served batch reads its flags through this)."""
+        if nb not in self._words:
+            self._words[nb] = self._flag_words(nb)
+        return self._words[nb]
 
     def read_flags(self, res: np.ndarray, nb: int) -> np.ndarray:
         """The pass's ``n_flags`` flags (one per entry of ``flag_names``) from its result on the

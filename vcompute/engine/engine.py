@@ -14,6 +14,12 @@ Paths (``path=``), all bit-identical to EZKL's witness:
 * ``"fused"``: the compiled plan without a graph (also on the CPU, in Triton's interpreter).
 * ``"ops"``: the op-by-op path (:func:`.run._execute_exact`), with a host check per op.
 
+A compiled plan is made for an input *tier* (the bits of the largest quantized input). The first
+batch of given shapes from the host gets its own tier from one scan of its values; later batches,
+and device tensors (which the host never reads), run on the last tier that ran clean, checked on
+the device: a batch beyond it raises ``FLAG_INPUT_RANGE`` and re-runs at its own tier. Any tier
+that covers the inputs gives the same bits.
+
 ``"auto"`` is ``graph`` for the Triton backend on a CUDA device, ``ops`` otherwise. A model the
 fast path does not cover (:class:`.compiled.NotCompilable`) runs ``ops``; so does a batch that
 raised a device flag, which then gives the same bits or the error EZKL's rules call for: no
@@ -204,6 +210,10 @@ class Engine:
         self.path = path
         self.tiles = tile_policy(tiles)
         self._compiled: dict[tuple, CompiledPlan | NotCompilable] = {}
+        #: per sample shapes, the batch-1 circuit shapes; per those, the lowered graph and plan
+        #: (a served batch of a seen shape then costs dict look-ups, not a re-keyed plan cache)
+        self._shapes: dict[tuple, list[tuple[int, ...]]] = {}
+        self._plans: dict[tuple, tuple] = {}
         self._graphs: dict[tuple, _GraphRunner] = {}
         self._seen: set[tuple] = set()
         self._last_bits: dict[tuple, list[int]] = {}
@@ -213,7 +223,10 @@ class Engine:
     # -- planning ---------------------------------------------------------------------------
     def prepare(self, shapes: list[tuple[int, ...]]):
         """The lowered graph and scale plan for these (batch-1) input shapes, checked."""
-        graph, plan = _prepared(self._src, shapes, self.run_args)
+        key = tuple(shapes)
+        if key not in self._plans:
+            self._plans[key] = _prepared(self._src, shapes, self.run_args)
+        graph, plan = self._plans[key]
         expected = self.settings.get("model_output_scales")
         if self.check_scales and expected is not None and list(expected) != plan.output_scales:
             raise ScaleMismatchError(
@@ -262,9 +275,7 @@ class Engine:
         nb = int(xs[0].shape[0])
         if nb == 0:
             raise UsageError("an empty batch")
-        first = [tuple(x.shape[1:]) for x in xs]
-        sizes = [int(np.prod(s)) for s in first]
-        shapes = _concrete_shapes(_declared_shapes(self._src), first, sizes)
+        shapes = self._circuit_shapes(xs)
         saved = self.check_scales
         if check_scales is not None:
             self.check_scales = check_scales
@@ -282,6 +293,14 @@ class Engine:
         elapsed = (time.perf_counter() - t0) * 1000.0
         return BatchResult(fixed, list(plan.output_scales), self.backend.describe(), elapsed, _op_names(plan),
                            path=path)
+
+    def _circuit_shapes(self, xs: list[np.ndarray | torch.Tensor]) -> list[tuple[int, ...]]:
+        """Each input's batch-1 circuit shape for a batch of these inputs (cached per shape)."""
+        first = tuple(tuple(x.shape[1:]) for x in xs)
+        if first not in self._shapes:
+            self._shapes[first] = _concrete_shapes(_declared_shapes(self._src), list(first),
+                                                   [int(np.prod(s)) for s in first])
+        return self._shapes[first]
 
     def _ops(self, graph, plan, xs) -> list[np.ndarray]:
         per_input = [x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x) for x in xs]
@@ -315,13 +334,18 @@ class Engine:
             x = x.reshape(x.shape[0], *node.shape)
             prepared.append(x)
             specs.append((tuple(node.shape), torch.float32 if is_float else torch.int64))
+        # The last tier that ran clean serves the next batch too (any tier that covers the inputs
+        # gives the same bits); the device checks every input against it, so only a batch that
+        # raises the input flag pays for the exact tier: a scan on the host, one sync for tensors.
         key_shapes = tuple(shapes)
-        if on_host:
+        bits = self._last_bits.get(key_shapes)
+        exact = bits is None and on_host
+        if exact:
             bits = self._host_bits(graph, plan, prepared)
             if bits is None:
                 return self._fallback("an input is infinite or beyond 2^62")
-        else:
-            bits = self._last_bits.get(key_shapes) or self._floor_bits(plan)
+        elif bits is None:
+            bits = self._floor_bits(plan)
         for attempt in range(2):
             cp = self.compiled(shapes, bits)
             if isinstance(cp, NotCompilable):
@@ -344,11 +368,13 @@ class Engine:
                 return outs, self._last_path
             # an input beyond the tier invalidates everything after it (later flags follow from it)
             input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
-            if attempt == 0 and input_flag and not on_host:
-                bits = self._device_bits(graph, plan, prepared)  # the planned tier was too small
-                if bits is None:
-                    break
-                continue
+            if attempt == 0 and input_flag and not exact:  # the tier may be too small: the batch's own
+                own = self._host_bits(graph, plan, prepared) if on_host else self._device_bits(graph, plan, prepared)
+                if own is None:
+                    return self._fallback("an input is infinite or beyond 2^62")
+                if any(o > b for o, b in zip(own, bits)):
+                    bits = own
+                    continue
             break
         names = [n for n, f in zip(cp.flag_names, flags) if f]
         return self._fallback(f"device flags raised by {', '.join(names)}")
@@ -374,8 +400,7 @@ class Engine:
         """The captured graph for this batch's shapes, tier and size (capturing it if needed), with
         the batch loaded: ``runner.replay()`` then times the device work alone."""
         xs = _batch_inputs(batch)
-        first = [tuple(x.shape[1:]) for x in xs]
-        shapes = _concrete_shapes(_declared_shapes(self._src), first, [int(np.prod(s)) for s in first])
+        shapes = self._circuit_shapes(xs)
         for _ in range(2):  # the first call of a size runs without a graph
             res = self.infer(batch)
             if res.path != "graph" and not res.path.startswith("graph"):
