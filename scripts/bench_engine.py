@@ -59,6 +59,28 @@ def _steady(e: dict, t: dict, sp: dict) -> str:
             f"{sp['steady_vs_onnxruntime']:>7.2f}")
 
 
+def policy_from_spec(spec: str):
+    """``name`` or ``name:field=value,...``: a named tile policy with some fields replaced (e.g.
+    ``auto:gemm_impl=f64,direct_block=32``; ``net_blocks=BMxBNxWARPS``)."""
+    from dataclasses import replace
+
+    from vcompute.engine.compiled import tile_policy
+
+    name, _, rest = spec.partition(":")
+    pol = tile_policy(name)
+    fields = {}
+    for kv in filter(None, rest.split(",")):
+        key, _, val = kv.partition("=")
+        if key == "net_blocks":  # block_m x block_n x num_warps
+            from vcompute.kernels.small_net import NetConfig
+
+            fields[key] = NetConfig(*(int(v) for v in val.split("x")))
+            continue
+        fields[key] = (int(val) if val.lstrip("-").isdigit() else val == "true" if val in ("true", "false")
+                       else val)
+    return replace(pol, name=spec, **fields) if fields else pol
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("cases", type=Path)
@@ -70,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, nargs="*", default=None,
                     help="also time the engine with convs on the limb GEMM (tensor cores) instead of the "
                          "direct int64 kernel, at these batch sizes")
+    ap.add_argument("--tiles", nargs="+", default=[],
+                    help="also time the engine under these tile policies at every batch size, every sample "
+                         "checked: a name, or name:field=value,... (e.g. auto:gemm_impl=f64,direct_block=32)")
     a = ap.parse_args(argv)
 
     import onnxruntime
@@ -114,19 +139,22 @@ def main(argv: list[str] | None = None) -> int:
                   f" exact: {e['samples_checked']} vs op path {e['matches_reference']}, {e['witnesses_checked']} vs"
                   f" witness {e['matches_witness']}", flush=True)
             rows.append(row)
-        variants = []
-        for bs in a.variants or []:
-            from vcompute.engine.compiled import TilePolicy
+        from vcompute.engine.compiled import TilePolicy
 
-            for label, pol in (("convs on the limb GEMM (tensor cores)", TilePolicy("mma-conv", conv_impl="mma")),
-                               ("convs direct (int64, CUDA cores)", TilePolicy("direct-conv", conv_impl="direct"))):
-                v = bench_engine_batched(case / "model.onnx", settings, samples[:bs], 3, a.device,
-                                         {i: w for i, w in witnesses.items() if i < bs}, reference[:bs], tiles=pol)
-                bad += not (v["matches_reference"] and v["matches_witness"] is not False)
-                variants.append({"batch": bs, "variant": label, "median_ms": v["median_ms"],
-                                 "throughput_per_s": v["throughput_per_s"], "exact": v["matches_reference"]})
-                print(f"{name} batch {bs} variant {label}: {v['median_ms']:.4f} ms, exact {v['matches_reference']}",
-                      flush=True)
+        runs = [(bs, label, pol) for bs in a.variants or [] for label, pol in (
+            ("convs on the limb GEMM (tensor cores)", TilePolicy("mma-conv", conv_impl="mma")),
+            ("convs direct (int64, CUDA cores)", TilePolicy("direct-conv", conv_impl="direct")))]
+        runs += [(bs, f"tiles {spec}", policy_from_spec(spec)) for bs in a.batches for spec in a.tiles]
+        variants = []
+        for bs, label, pol in runs:
+            v = bench_engine_batched(case / "model.onnx", settings, samples[:bs], 3, a.device,
+                                     {i: w for i, w in witnesses.items() if i < bs}, reference[:bs], tiles=pol)
+            bad += not (v["matches_reference"] and v["matches_witness"] is not False)
+            variants.append({"batch": bs, "variant": label, "median_ms": v["median_ms"],
+                             "steady_ms": v.get("steady", {}).get("median_ms"),
+                             "throughput_per_s": v["throughput_per_s"], "exact": v["matches_reference"]})
+            print(f"{name} batch {bs} variant {label}: {v['median_ms']:.4f} ms (steady "
+                  f"{variants[-1]['steady_ms']} ms), exact {v['matches_reference']}", flush=True)
         results.append({"name": name, "reference_cpu_s": round(ref_s, 3), "inference": rows, "variants": variants,
                         "settings": {k: settings["run_args"][k] for k in ("input_scale", "param_scale", "logrows")
                                      if k in settings["run_args"]}})

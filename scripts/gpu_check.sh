@@ -4,7 +4,10 @@
 #   OUT=gpu-out bash scripts/gpu_check.sh
 # MARK picks the kernel/engine tests: "not slow" (default: every test, on the GPU; well over the
 # device tool's 10-minute call) or "gpu" (the GPU-marked ones only: 3 minutes on an H100 with a
-# warm Triton cache, 9 on a fresh machine, so the pipeline step below needs a call of its own).
+# warm Triton cache, over 10 on a fresh machine in one process, so the pipeline step below needs a
+# call of its own). Most of a fresh machine's time is Triton compiling each test's kernels on one
+# core: where pytest-xdist is importable (the lent GPU hosts have it), the kernel/engine step runs
+# in WORKERS processes (default 8) sharing the GPU and Triton's on-disk cache.
 # STEPS picks the steps: "kernels pipeline" (default), "kernels" or "pipeline".
 # Needs torch>=2.11, triton>=3.6, ezkl==23.0.5, onnx, onnxruntime, typer, rich, pytest importable.
 set -uo pipefail
@@ -22,8 +25,10 @@ python3 -c "import torch, triton, ezkl, sys; print('python', sys.version.split()
 MARK=${MARK:-not slow}
 STEPS=${STEPS:-kernels pipeline}
 if [[ " $STEPS " == *" kernels "* ]]; then
-  echo "== kernels and engine on the GPU (pytest -m '$MARK')"
-  python3 -m pytest -q -p no:cacheprovider -m "$MARK" tests/kernels tests/engine 2>&1 \
+  workers=()
+  python3 -c "import xdist" 2>/dev/null && workers=(-n "${WORKERS:-8}")
+  echo "== kernels and engine on the GPU (pytest -m '$MARK' ${workers[*]})"
+  python3 -m pytest -q -p no:cacheprovider -m "$MARK" "${workers[@]}" tests/kernels tests/engine 2>&1 \
     | tee "$OUT/pytest-kernels-engine.log" | tail -n 5 || status=1
 fi
 [[ " $STEPS " == *" pipeline "* ]] || exit $status

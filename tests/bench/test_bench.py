@@ -77,13 +77,16 @@ def test_bench_engine_script_on_exported_cases(tmp_path: Path) -> None:
     selfcheck.export(cases, [CIRCUITS / "mlp"], samples=3, draw="uniform")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(CIRCUITS.parent / "scripts" / "bench_engine.py"), str(cases),
-                             "--batches", "1", "4", "--repeat", "2", "--out", str(out)],
+                             "--batches", "1", "4", "--repeat", "2", "--out", str(out), "--tiles", "auto:direct_block=32"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     doc = json.loads((out / "bench-engine.json").read_text())
     rows = doc["models"][0]["inference"]
     assert [r["batch"] for r in rows] == [1, 4]
     assert all(r["engine"]["matches_reference"] for r in rows) and rows[1]["engine"]["witnesses_checked"] == 3
+    variants = doc["models"][0]["variants"]  # --tiles: the policy at every batch size, every sample checked
+    assert [(v["batch"], v["variant"], v["exact"]) for v in variants] == [
+        (1, "tiles auto:direct_block=32", True), (4, "tiles auto:direct_block=32", True)], variants
     assert (out / "bench-engine.png").read_bytes()[:4] == b"\x89PNG"
 
 
