@@ -11,7 +11,11 @@ value. Two users:
 Everything is computed on the CPU (CUDA has no int64 matmul; integer matmul and conv on the CPU
 accumulate exactly in int64 within the bounds checked) and returned on the input's device. The
 int8-limb limits of the Triton kernels (the int32 accumulator's ``K < 131072``) do not apply:
-they are not part of the arithmetic contract. Nothing here touches floating point.
+they are not part of the arithmetic contract. Nothing here touches floating point, except the
+opt-in ``f64=True`` of the two products, which the engine's CPU backend passes: where every partial
+sum is an integer below 2^53 (``K * max|a| * max|b| < 2^53``), float64 holds each one exactly in
+any order, with or without FMA (the argument of ``kernels/gemm_f64.py``), so a BLAS product gives
+the int64 product's bits several times faster. The kernel tests use the int64 default.
 """
 
 from __future__ import annotations
@@ -36,15 +40,26 @@ from vcompute.kernels._checks import (
 DIV_ROUND_LIMIT = 2**52
 
 
+#: float64 sums of integers are exact below this
+F64_EXACT = 2**53
+
+
 def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.cpu()
+
+
+def _in_f64(f64: bool, k: int, a_max: int, b_max: int) -> bool:
+    """Whether a product with reductions of length ``k`` runs in float64: asked for (``f64``) and
+    exact there (every operand and every partial sum an integer below 2^53)."""
+    return f64 and max(a_max, b_max) < F64_EXACT and k * a_max * b_max < F64_EXACT
 
 
 # -- GEMM and convolution ---------------------------------------------------------------------
 
 
-def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact ``a @ b + bias``: [M, K] x [K, N] (+ [N]) -> int64 [M, N].
+def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, *,
+               f64: bool = False) -> torch.Tensor:
+    """Exact ``a @ b + bias``: [M, K] x [K, N] (+ [N]) -> int64 [M, N] (``f64``: the module doc).
 
     OverflowError when ``K * max|a| * max|b| + max|bias|`` could reach 2^63.
     """
@@ -62,7 +77,12 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
     a_max, b_max, bias_max = max_abs(a), max_abs(b), max_abs(bias)
     check_fits_int64(f"int_matmul K={k}, max|a|={a_max}, max|b|={b_max}, max|bias|={bias_max}",
                      k * a_max * b_max + bias_max)
-    out = a @ b if k else torch.zeros((m, n), dtype=torch.int64)
+    if not k:
+        out = torch.zeros((m, n), dtype=torch.int64)
+    elif _in_f64(f64, k, a_max, b_max):
+        out = (a.double() @ b.double()).to(torch.int64)
+    else:
+        out = a @ b
     if bias is not None:
         out = out + bias
     return out.to(out_device)
@@ -70,9 +90,10 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = Non
 
 def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
                stride: int | tuple[int, int] = 1, padding: int | tuple[int, ...] = 0,
-               dilation: int | tuple[int, int] = 1, groups: int = 1) -> torch.Tensor:
+               dilation: int | tuple[int, int] = 1, groups: int = 1, *, f64: bool = False) -> torch.Tensor:
     """Exact 2-D convolution: x [N, C, H, W], w [O, C/groups, kh, kw] (+ bias [O]) -> int64
-    [N, O, Ho, Wo], zero padding (an int, (h, w) or (top, left, bottom, right)).
+    [N, O, Ho, Wo], zero padding (an int, (h, w) or (top, left, bottom, right)); ``f64``: the
+    module doc.
 
     OverflowError when ``K * max|x| * max|w| + max|bias|`` (K = C/groups*kh*kw) could reach 2^63.
     Runs as an im2col GEMM per group.
@@ -90,13 +111,14 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     x_max, w_max, bias_max = max_abs(x), max_abs(w), max_abs(bias)
     check_fits_int64(f"int_conv2d K={k}, max|x|={x_max}, max|w|={w_max}, max|bias|={bias_max}",
                      k * x_max * w_max + bias_max)
-    xp = F.pad(x, (pl, pr, pt, pb))
+    dt = torch.float64 if _in_f64(f64, k, x_max, w_max) else torch.int64  # im2col built in that type
+    xp = F.pad(x.to(dt), (pl, pr, pt, pb))
     # im2col: cols[n, c, r*kw + s, p] = xp[n, c, ho*sh + r*dh, wo*sw + s*dw] (p = ho*Wo + wo)
     taps = [xp[:, :, r * dh: r * dh + sh * (ho - 1) + 1: sh, s * dw: s * dw + sw * (wo - 1) + 1: sw]
             for r in range(kh) for s in range(kw)]
     cols = torch.stack(taps, dim=2).reshape(nb, groups, k, ho * wo)
-    out = torch.matmul(w.reshape(groups, o // groups, k), cols)  # [N, G, O/G, Ho*Wo]
-    out = out.reshape(nb, o, ho, wo)
+    out = torch.matmul(w.reshape(groups, o // groups, k).to(dt), cols)  # [N, G, O/G, Ho*Wo]
+    out = out.to(torch.int64).reshape(nb, o, ho, wo)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out.to(out_device)

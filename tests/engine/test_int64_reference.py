@@ -64,6 +64,37 @@ def test_gemm_and_conv_match_kernels():
                 "conv1d")
 
 
+@pytest.mark.parametrize("mag", [2**13, 2**20, 2**26])
+def test_f64_products_give_the_int64_bits(mag):
+    """The CPU backend's float64 GEMM and conv (``f64=True``) equal the int64 products at odd
+    shapes, groups, strides, dilations and asymmetric padding, on both sides of the 2^53 rule
+    (at 2^26 the bound is crossed and the int64 product runs)."""
+    a, b, bias = rand_int64((9, 33), mag, 12), rand_int64((33, 5), mag, 13), rand_int64((5,), 2**40, 14)
+    assert_same(ref.int_matmul(a, b, bias, f64=True), ref.int_matmul(a, b, bias), f"int_matmul f64, |v| < {mag}")
+    x, w = rand_int64((3, 4, 9, 7), mag, 15), rand_int64((6, 2, 3, 2), mag, 16)
+    cb = rand_int64((6,), 2**26, 17)
+    for args in (((2, 1), (1, 0, 2, 1), (2, 1), 2), ((1, 1), 0, (1, 1), 1)):
+        ws = w if args[3] == 2 else rand_int64((6, 4, 3, 2), mag, 18)
+        assert_same(ref.int_conv2d(x, ws, cb, *args, f64=True), ref.int_conv2d(x, ws, cb, *args),
+                    f"int_conv2d f64 {args}, |v| < {mag}")
+
+
+def test_f64_products_stop_at_2_pow_53():
+    """A product float64 cannot hold (2^54 - 1 needs 54 bits) is computed in int64; one just
+    under the bound in float64, exactly; as the backend the engine runs on the CPU does."""
+    from vcompute.engine.backends import TorchBackend
+
+    be = TorchBackend()
+    for x, y in ((2**27 + 1, 2**27 - 1), (2**26 + 1, 2**26 - 1), (-(2**27) - 1, 2**27 - 1)):
+        a, b = torch.tensor([[x]], dtype=torch.int64), torch.tensor([[y]], dtype=torch.int64)
+        assert be.int_matmul(a, b).item() == x * y, f"{x} * {y}"
+        img, ker = a.reshape(1, 1, 1, 1), b.reshape(1, 1, 1, 1)
+        assert be.int_conv2d(img, ker, None, (1, 1), (0, 0, 0, 0)).item() == x * y, f"conv {x} * {y}"
+    wide = torch.full((1, 4), 2**25, dtype=torch.int64)  # partial sums 2^51 .. 2^53: the last one crosses
+    ones = torch.full((4, 1), 2**26 + 1, dtype=torch.int64)
+    assert be.int_matmul(wide, ones).item() == 4 * 2**25 * (2**26 + 1)
+
+
 def test_overflow_is_refused_not_wrapped():
     """Where int64 could wrap, the reference raises OverflowError as the kernels do."""
     big = torch.full((2, 4), 2**31, dtype=torch.int64)

@@ -114,7 +114,9 @@ class TritonBackend:
 
 class TorchBackend:
     """Exact int64 torch on the CPU: :mod:`vcompute.kernels.reference`, the kernels' contract
-    in plain torch (the default backend on a machine without a GPU)."""
+    in plain torch (the default backend on a machine without a GPU). Its GEMMs and convs take the
+    reference's float64 product wherever every partial sum stays below 2^53 (exact in any order,
+    and BLAS-fast: LeNet-5's batch of 256 runs several times faster than in int64)."""
 
     name = "torch"
 
@@ -128,11 +130,11 @@ class TorchBackend:
         return "cpu (exact int64 torch)"
 
     def int_matmul(self, a, b, bias=None):
-        return self._ref.int_matmul(a, b, bias)
+        return self._ref.int_matmul(a, b, bias, f64=True)
 
     def int_conv2d(self, x, w, bias, stride, padding, dilation=(1, 1), groups=1):
         return self._ref.int_conv2d(x, w, bias, tuple(stride), tuple(padding), tuple(dilation),
-                                    groups)
+                                    groups, f64=True)
 
     def div_round(self, x, divisor):
         return self._ref.div_round(x, int(divisor))
