@@ -32,6 +32,8 @@ from vcompute.engine.ops import run_step  # noqa: E402
 from vcompute.engine.backends import TorchBackend  # noqa: E402
 from vcompute.engine.quantize import quantize_input  # noqa: E402
 
+OP_CASES = Path(__file__).parent / "cases"
+
 #: the models the fast path must cover (a regression here is a lost fast path, not a wrong bit)
 COVERED = {"mlp", "mlp_s7", "mlp_s10_m2", "cnn", "cnn_s9", "conv_bn_groups", "add_sub_mul",
            "div_const", "gap_linear", "concat_layout", "batchnorm", "leaky_relu", "avgpool_pad",
@@ -186,6 +188,23 @@ def test_host_inputs_reuse_the_last_tier_and_escalate(cases):
         assert res.path == "fused" and res.outputs_fixed == want.outputs_fixed, f"batch max {abs(batch).max()}"
         assert (len(scans), len(eng._compiled)) == (want_scans, want_tiers), (
             f"after a batch of max {abs(batch).max():.2f}: {len(scans)} host scans, {len(eng._compiled)} tiers")
+
+
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["host", "tensor"])
+def test_integer_inputs_get_their_own_tier_every_batch(as_tensor):
+    """Integer inputs are not quantized on the device, so nothing there checks them against a
+    tier: a batch holding one gets its exact tier every time, from a scan of a host array or one
+    sync for a tensor (here a Cast of an int64 input, whose values the plan would otherwise never
+    see)."""
+    case = json.loads((OP_CASES / "Cast_intin_float.json").read_text())
+    eng = Engine(OP_CASES / "Cast_intin_float.onnx", {"run_args": case["run_args"]}, "cpu", backend="triton",
+                 path="fused", check_scales=False)
+    x = np.array([[3, -2, 0, 7, 1], [1, 2, 3, 4, 5]], dtype=np.int64).reshape(2, 1, 5)
+    for batch in (x, x * 1000, x):
+        res = eng.infer(torch.from_numpy(batch) if as_tensor else [batch])
+        assert res.path == "fused" and res.fixed[0].tolist() == batch.reshape(2, 5).tolist(), res.path
+    tiers = [json.loads(t)["bits"] for t in eng.describe()["tiers"]]
+    assert tiers == [[8], [13]], f"the int64 batch up to 7000 ran on tiers {tiers}, not its own 13-bit one"
 
 
 def test_a_raised_flag_never_returns_fast_outputs(cases):

@@ -15,10 +15,12 @@ Paths (``path=``), all bit-identical to EZKL's witness:
 * ``"ops"``: the op-by-op path (:func:`.run._execute_exact`), with a host check per op.
 
 A compiled plan is made for an input *tier* (the bits of the largest quantized input). The first
-batch of given shapes from the host gets its own tier from one scan of its values; later batches,
-and device tensors (which the host never reads), run on the last tier that ran clean, checked on
-the device: a batch beyond it raises ``FLAG_INPUT_RANGE`` and re-runs at its own tier. Any tier
-that covers the inputs gives the same bits.
+batch of given shapes from the host gets its own tier from one scan of its values; later batches
+of a model whose inputs are all float, and device tensors (which the host never reads), run on the
+last tier that ran clean, checked on the device as the inputs are quantized: a batch beyond it
+raises ``FLAG_INPUT_RANGE`` and re-runs at its own tier. Any tier that covers the inputs gives the
+same bits. A batch with an integer input gets its exact tier every time (a scan; one sync for
+tensors): nothing checks integer inputs on the device.
 
 ``"auto"`` is ``graph`` for the Triton backend on a CUDA device, ``ops`` otherwise. A model the
 fast path does not cover (:class:`.compiled.NotCompilable`) runs ``ops``; so does a batch that
@@ -335,13 +337,15 @@ class Engine:
             prepared.append(x)
             specs.append((tuple(node.shape), torch.float32 if is_float else torch.int64))
         # The last tier that ran clean serves the next batch too (any tier that covers the inputs
-        # gives the same bits); the device checks every input against it, so only a batch that
-        # raises the input flag pays for the exact tier: a scan on the host, one sync for tensors.
+        # gives the same bits): the device checks every float input against it as it quantizes, so
+        # only a batch that raises the input flag pays for the exact tier (a scan on the host, one
+        # sync for tensors). Integer inputs get no such check, so a batch holding one always gets
+        # its exact tier.
         key_shapes = tuple(shapes)
         bits = self._last_bits.get(key_shapes)
-        exact = bits is None and on_host
+        exact = (bits is None and on_host) or not all(graph.nodes[n].attrs["float"] for n in graph.inputs)
         if exact:
-            bits = self._host_bits(graph, plan, prepared)
+            bits = self._host_bits(graph, plan, prepared) if on_host else self._device_bits(graph, plan, prepared)
             if bits is None:
                 return self._fallback("an input is infinite or beyond 2^62")
         elif bits is None:
