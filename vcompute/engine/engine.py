@@ -263,10 +263,13 @@ class Engine:
             bits.append(max(b, self._floor_bits(plan)[k]))
         return bits
 
-    def _device_bits(self, graph, plan, xs: list[torch.Tensor]) -> list[int] | None:
-        """Exact tier of device inputs: one sync (only after the planned tier was exceeded)."""
-        return self._host_bits(graph, plan, [x.detach().float().cpu().numpy() if graph.nodes[n].attrs["float"]
-                                             else x.detach().cpu().numpy() for n, x in zip(graph.inputs, xs)])
+    def _exact_bits(self, graph, plan, xs: list, on_host: bool) -> list[int] | None:
+        """The batch's own tier (None: an input is infinite or beyond 2^62): a scan of host arrays,
+        or of tensors after one sync."""
+        if not on_host:
+            xs = [x.detach().float().cpu().numpy() if graph.nodes[n].attrs["float"] else x.detach().cpu().numpy()
+                  for n, x in zip(graph.inputs, xs)]
+        return self._host_bits(graph, plan, xs)
 
     # -- running ----------------------------------------------------------------------------
     def infer(self, samples: Any, *, check_scales: bool | None = None) -> BatchResult:
@@ -345,7 +348,7 @@ class Engine:
         bits = self._last_bits.get(key_shapes)
         exact = (bits is None and on_host) or not all(graph.nodes[n].attrs["float"] for n in graph.inputs)
         if exact:
-            bits = self._host_bits(graph, plan, prepared) if on_host else self._device_bits(graph, plan, prepared)
+            bits = self._exact_bits(graph, plan, prepared, on_host)
             if bits is None:
                 return self._fallback("an input is infinite or beyond 2^62")
         elif bits is None:
@@ -373,7 +376,7 @@ class Engine:
             # an input beyond the tier invalidates everything after it (later flags follow from it)
             input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
             if attempt == 0 and input_flag and not exact:  # the tier may be too small: the batch's own
-                own = self._host_bits(graph, plan, prepared) if on_host else self._device_bits(graph, plan, prepared)
+                own = self._exact_bits(graph, plan, prepared, on_host)
                 if own is None:
                     return self._fallback("an input is infinite or beyond 2^62")
                 if any(o > b for o, b in zip(own, bits)):
