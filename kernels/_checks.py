@@ -18,6 +18,8 @@ F = TypeVar("F", bound=Callable)
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+#: float64 holds every integer below 2^53, and sums of them exactly while they stay below it
+F64_EXACT = 2**53
 
 
 def on_input_device(fn: F) -> F:

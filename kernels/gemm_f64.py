@@ -29,13 +29,10 @@ import torch
 import triton
 import triton.language as tl
 
-from vcompute.kernels._checks import check_int64
+from vcompute.kernels._checks import F64_EXACT, check_int64
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, Handover, publish_flags
 from vcompute.kernels.quantize import quantize_tile
-
-#: float64 holds every integer below 2^53, and sums of them exactly while they stay below it
-F64_EXACT = 2**53
 
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
 _INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)

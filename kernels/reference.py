@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vcompute.kernels._checks import (
+    F64_EXACT,
     INT64_MAX,
     INT64_MIN,
     check_fits_int64,
@@ -38,10 +39,6 @@ from vcompute.kernels._checks import (
 
 #: ``div_round`` inputs must satisfy |x| < 2**52 for the f64 computation EZKL does to be exact
 DIV_ROUND_LIMIT = 2**52
-
-
-#: float64 sums of integers are exact below this
-F64_EXACT = 2**53
 
 
 def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
