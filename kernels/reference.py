@@ -152,10 +152,23 @@ def div_round(x: torch.Tensor, divisor: int) -> torch.Tensor:
     biggest = max_abs(x)
     if biggest >= DIV_ROUND_LIMIT:
         raise OverflowError(f"div_round: |x| reaches {biggest} >= 2^52, where EZKL's f64 division is no longer exact")
+    return round_quotient(x, divisor).to(out_device)
+
+
+def round_quotient(x: torch.Tensor, divisor: int) -> torch.Tensor:
+    """:func:`div_round` without its checks, on ``x``'s device (the caller keeps ``|x| < 2^52``).
+
+    ``|x| = q * d + r`` rounds away from zero when ``2r >= d``, which is ``floor((|x| + d // 2) / d)``
+    for odd and even ``d`` alike; a power-of-two divisor (every EZKL rebase) is a shift, far cheaper
+    than int64 division on the CPU."""
+    if divisor == 1:
+        return x
     ax = x.abs()
-    q = torch.div(ax, divisor, rounding_mode="floor")
-    q = q + (2 * (ax - q * divisor) >= divisor).to(torch.int64)
-    return torch.where(x < 0, -q, q).to(out_device)
+    if divisor & (divisor - 1) == 0:
+        q = (ax + (divisor >> 1)) >> (divisor.bit_length() - 1)
+    else:
+        q = torch.div(ax + divisor // 2, divisor, rounding_mode="floor")
+    return torch.where(x < 0, -q, q)
 
 
 # -- element-wise -------------------------------------------------------------------------------

@@ -28,6 +28,24 @@ def test_elementwise_and_rescale_match_kernels(mag):
     assert ref.div_round(ties, 2).tolist() == [-3, -2, -1, 1, 2, 3, 0]  # halves away from zero
 
 
+
+@pytest.mark.parametrize("d", [1, 2, 3, 7, 2**13, 2**13 + 1, 2**26, 10**15 + 7])
+def test_div_round_is_ezkls_rounding_at_ties_and_near_the_limit(d):
+    """The reference's shift (power-of-two divisors) and its floor division (the rest) round as
+    EZKL's f64 quotient does: halves away from zero, at ties, next to them and up to |x| < 2^52."""
+    from tests.kernels.test_rescale import rust_round_div
+
+    vals = [0, 1, -1, 2**52 - 1, -(2**52 - 1), 2**52 - d, -(2**52 - d)]
+    for k in (0, 1, 2, 5, 2**20, (2**52 // d) // 2 - 1):
+        t2 = (2 * k + 1) * d  # twice a tie
+        for v in (t2 // 2 - 1, t2 // 2, t2 // 2 + 1, (t2 + 1) // 2, k * d):
+            vals += [v, -v]
+    vals = [v for v in vals if abs(v) < 2**52]
+    got = ref.div_round(torch.tensor(vals, dtype=torch.int64), d).tolist()
+    expect = [rust_round_div(v, d) for v in vals]
+    bad = [(v, g, e) for v, g, e in zip(vals, got, expect) if g != e]
+    assert not bad, f"div_round by {d}: (x, got, EZKL's) {bad[:5]}"
+
 def test_activations_and_lookup_match_kernels():
     x = rand_int64((2, 3, 7), 1000, 3)
     assert_same(ref.relu(x), kernels.relu(x), "relu")

@@ -562,12 +562,9 @@ def fuse(plan: Plan, outputs: list[str], pool_fusion: bool = True) -> list[Fused
 
 def torch_div_round(x: torch.Tensor, d: int) -> torch.Tensor:
     """``div_round`` with plain int64 torch ops (no host check: |x| < 2^52 is planned)."""
-    if d == 1:
-        return x
-    ax = x.abs()
-    q = ax // d
-    q = q + (2 * (ax - q * d) >= d).to(torch.int64)
-    return torch.where(x < 0, -q, q)
+    from vcompute.kernels.reference import round_quotient
+
+    return round_quotient(x, d)
 
 
 class NoSyncBackend:
