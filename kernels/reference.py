@@ -282,8 +282,18 @@ def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool) -> torch.Tenso
     if not is_max:
         check_fits_int64(f"{name} window {kh}x{kw}, max|x|={max_abs(x)}", kh * kw * max_abs(x))
     xp = F.pad(x, (pl, pr, pt, pb), value=INT64_MIN if is_max else 0)
-    win = xp.unfold(2, kh, sh).unfold(3, kw, sw)[:, :, :ho, :wo]  # N, C, Ho, Wo, kh, kw
-    out = win.amax(dim=(-1, -2)) if is_max else win.sum(dim=(-1, -2))
+    # one strided [N, C, Ho, Wo] view per window cell, folded in window order: a handful of
+    # whole-tensor adds or maxima (several times faster on the CPU than reducing unfolded windows)
+    out = None
+    for r in range(kh):
+        for s in range(kw):
+            cell = xp[:, :, r: r + sh * (ho - 1) + 1: sh, s: s + sw * (wo - 1) + 1: sw]
+            if out is None:
+                out = cell.clone()
+            elif is_max:
+                torch.maximum(out, cell, out=out)
+            else:
+                out.add_(cell)
     return out.to(out_device)
 
 
