@@ -152,7 +152,8 @@ def div_round(x: torch.Tensor, divisor: int) -> torch.Tensor:
     biggest = max_abs(x)
     if biggest >= DIV_ROUND_LIMIT:
         raise OverflowError(f"div_round: |x| reaches {biggest} >= 2^52, where EZKL's f64 division is no longer exact")
-    return round_quotient(x, divisor).to(out_device)
+    q = round_quotient(x, divisor)
+    return (q.clone() if q is x else q).to(out_device)  # a new tensor, as every reference op gives
 
 
 def round_quotient(x: torch.Tensor, divisor: int) -> torch.Tensor:
