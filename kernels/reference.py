@@ -54,6 +54,15 @@ def _in_f64(f64: bool, k: int, a_max: int, b_max: int) -> bool:
 # -- GEMM and convolution ---------------------------------------------------------------------
 
 
+def _window_cells(xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int], out: tuple[int, int]) -> list[torch.Tensor]:
+    """One strided [N, C, Ho, Wo] view of the padded ``xp`` per window cell, row-major: cell
+    ``(r, s)`` holds ``xp[n, c, ho*sh + r*dh, wo*sw + s*dw]`` (the convs' im2col, the pools' fold)."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out
+    return [xp[:, :, r * dh: r * dh + sh * (ho - 1) + 1: sh, s * dw: s * dw + sw * (wo - 1) + 1: sw]
+            for r in range(kh) for s in range(kw)]
+
+
 def int_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, *,
                f64: bool = False) -> torch.Tensor:
     """Exact ``a @ b + bias``: [M, K] x [K, N] (+ [N]) -> int64 [M, N] (``f64``: the module doc).
@@ -111,9 +120,7 @@ def int_conv2d(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = Non
     dt = torch.float64 if _in_f64(f64, k, x_max, w_max) else torch.int64  # im2col built in that type
     xp = F.pad(x.to(dt), (pl, pr, pt, pb))
     # im2col: cols[n, c, r*kw + s, p] = xp[n, c, ho*sh + r*dh, wo*sw + s*dw] (p = ho*Wo + wo)
-    taps = [xp[:, :, r * dh: r * dh + sh * (ho - 1) + 1: sh, s * dw: s * dw + sw * (wo - 1) + 1: sw]
-            for r in range(kh) for s in range(kw)]
-    cols = torch.stack(taps, dim=2).reshape(nb, groups, k, ho * wo)
+    cols = torch.stack(_window_cells(xp, (kh, kw), (sh, sw), (dh, dw), (ho, wo)), dim=2).reshape(nb, groups, k, ho * wo)
     out = torch.matmul(w.reshape(groups, o // groups, k).to(dt), cols)  # [N, G, O/G, Ho*Wo]
     out = out.to(torch.int64).reshape(nb, o, ho, wo)
     if bias is not None:
@@ -285,16 +292,13 @@ def _pool(x: torch.Tensor, kernel, stride, padding, is_max: bool) -> torch.Tenso
     xp = F.pad(x, (pl, pr, pt, pb), value=INT64_MIN if is_max else 0)
     # one strided [N, C, Ho, Wo] view per window cell, folded in window order: a handful of
     # whole-tensor adds or maxima (several times faster on the CPU than reducing unfolded windows)
-    out = None
-    for r in range(kh):
-        for s in range(kw):
-            cell = xp[:, :, r: r + sh * (ho - 1) + 1: sh, s: s + sw * (wo - 1) + 1: sw]
-            if out is None:
-                out = cell.clone()
-            elif is_max:
-                torch.maximum(out, cell, out=out)
-            else:
-                out.add_(cell)
+    cells = _window_cells(xp, (kh, kw), (sh, sw), (1, 1), (ho, wo))
+    out = cells[0].clone()
+    for cell in cells[1:]:
+        if is_max:
+            torch.maximum(out, cell, out=out)
+        else:
+            out.add_(cell)
     return out.to(out_device)
 
 

@@ -28,7 +28,6 @@ def test_elementwise_and_rescale_match_kernels(mag):
     assert ref.div_round(ties, 2).tolist() == [-3, -2, -1, 1, 2, 3, 0]  # halves away from zero
 
 
-
 @pytest.mark.parametrize("d", [1, 2, 3, 7, 2**13, 2**13 + 1, 2**26, 10**15 + 7])
 def test_div_round_is_ezkls_rounding_at_ties_and_near_the_limit(d):
     """The reference's shift (power-of-two divisors) and its floor division (the rest) round as
