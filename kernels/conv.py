@@ -36,6 +36,7 @@ from vcompute.kernels.gemm import (
     split_planned,
     split_speculative,
 )
+from vcompute.kernels.pdl import launch_options, wait_previous
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT
 
 
@@ -76,8 +77,9 @@ def _conv_limb_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                       LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr,
                       DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      GROUP_M: tl.constexpr):
+                      GROUP_M: tl.constexpr, GDC: tl.constexpr = 0):
     """out[n, g*OG+o, ho, wo] = epilogue(sum_{r,s,c} x[n, g*CG+c, ho*sh-pt+r*dh, wo*sw-pl+s*dw] * w[g*OG+o, c, r, s], bias)."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     OUT_M: tl.constexpr = BLOCK_M // LA
     OUT_N: tl.constexpr = BLOCK_N // LB
     g = tl.program_id(1)
@@ -231,6 +233,7 @@ def _launch_conv(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None
         LA=la, LB=lb, HAS_BIAS=bias is not None, CHECK=flag is not None, **epi_cx,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        **launch_options(out.device),
     )
     return out
 

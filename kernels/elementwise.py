@@ -27,6 +27,7 @@ from vcompute.kernels._checks import (
 )
 from vcompute.kernels.epilogue import Epilogue, checked_add, checked_rescale, clamp, report
 from vcompute.kernels.flags import FLAG_MUL_OVERFLOW, check_flag, new_flag
+from vcompute.kernels.pdl import launch_options, wait_previous
 
 _MUL_CODE: tl.constexpr = tl.constexpr(FLAG_MUL_OVERFLOW)
 _ADD_CODE: tl.constexpr = tl.constexpr(4)  # kernels.flags.FLAG_ADD_OVERFLOW
@@ -122,7 +123,7 @@ def _checked_shift(x, err, SHIFT: tl.constexpr, CHECK: tl.constexpr):
 def _fused_kernel(a_ptr, b_ptr, out_ptr, flag_ptr, n, b_inner, b_mid, d, lo, hi,
                   OP: tl.constexpr, A_SHIFT: tl.constexpr, B_SHIFT: tl.constexpr, B_BCAST: tl.constexpr,
                   DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
-                  BLOCK: tl.constexpr):
+                  BLOCK: tl.constexpr, GDC: tl.constexpr = 0):
     """out = clamp(round_div((a << A_SHIFT) OP (b << B_SHIFT), d), lo, hi); OP add 0, sub 1, mul 2, none 3.
 
     With B_BCAST, b[i] is b_ptr[(i // b_inner) % b_mid] (b repeated around a contiguous block of axes).
@@ -130,6 +131,7 @@ def _fused_kernel(a_ptr, b_ptr, out_ptr, flag_ptr, n, b_inner, b_mid, d, lo, hi,
     2^62 on, by a float64 estimate that cannot miss a wrap), wrapping adds/subs, |x| >= 2^52
     before the rescale.
     """
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     err = tl.zeros((BLOCK,), dtype=tl.int32)
@@ -238,7 +240,8 @@ def fused_elementwise(a: torch.Tensor, b: torch.Tensor | int | None = None, op: 
     epi_cx.pop("BIAS_AFTER")
     _fused_kernel[(triton.cdiv(out.numel(), cfg.block),)](
         a2, b2, out, flag, out.numel(), inner, mid, *epi_rt, OP=_OPS[op], A_SHIFT=a_shift, B_SHIFT=b_shift,
-        B_BCAST=pattern is not None, CHECK=True, **epi_cx, BLOCK=cfg.block, num_warps=cfg.num_warps)
+        B_BCAST=pattern is not None, CHECK=True, **epi_cx, BLOCK=cfg.block, num_warps=cfg.num_warps,
+        **launch_options(out.device))
     if internal:
         check_flag(flag, what)
     return out.to(out_device)

@@ -54,6 +54,7 @@ from vcompute.kernels._checks import (
 )
 from vcompute.kernels.epilogue import NO_EPILOGUE, Epilogue, apply_epilogue
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_B_RANGE, check_flag, new_flag
+from vcompute.kernels.pdl import launch_options, wait_previous
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT
 
 #: most 8-bit limbs an operand may have (8 limbs cover about +-0.996 * 2^63)
@@ -161,8 +162,9 @@ def _split_tile(x_ptr, out_ptr, aux_ptr, R, C, C_PAD, stride_r, stride_c, pid_r,
 @triton.jit
 def _split_limbs_kernel(x_ptr, out_ptr, aux_ptr, R, C, C_PAD, stride_r, stride_c, lo, hi,
                         CODE: tl.constexpr, L: tl.constexpr, MODE: tl.constexpr,
-                        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, GDC: tl.constexpr = 0):
     """Limbs of one 2-D operand (grid: row tiles x column tiles)."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     _split_tile(x_ptr, out_ptr, aux_ptr, R, C, C_PAD, stride_r, stride_c, tl.program_id(0), tl.program_id(1),
                 lo, hi, CODE, L, MODE, BLOCK_R, BLOCK_C)
 
@@ -171,10 +173,11 @@ def _split_limbs_kernel(x_ptr, out_ptr, aux_ptr, R, C, C_PAD, stride_r, stride_c
 def _split_pair_kernel(x_ptr, out_x_ptr, R_X, C_X, CP_X, sr_x, sc_x, tiles_c_x, tiles_x, lo_x, hi_x,
                        y_ptr, out_y_ptr, R_Y, C_Y, CP_Y, sr_y, sc_y, tiles_c_y, lo_y, hi_y, aux_ptr,
                        L_X: tl.constexpr, L_Y: tl.constexpr, MODE: tl.constexpr,
-                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, GDC: tl.constexpr = 0):
     """Limbs of two operands in one launch (saves a launch per GEMM): programs below ``tiles_x``
     split x, the rest y. Range mode: ranges into aux_ptr[0:2] and [2:4]; check mode: codes 1 (x)
     and 2 (y) into the flag aux_ptr[0]."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     pid = tl.program_id(0)
     if pid < tiles_x:
         _split_tile(x_ptr, out_x_ptr, aux_ptr, R_X, C_X, CP_X, sr_x, sc_x, pid // tiles_c_x, pid % tiles_c_x,
@@ -240,12 +243,13 @@ def _limb_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K, stride_a
                       LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr,
                       DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
                       EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      GROUP_M: tl.constexpr):
+                      GROUP_M: tl.constexpr, GDC: tl.constexpr = 0):
     """c[M, N] (int64) = epilogue(sum_ij 256**(i+j) * (A_i @ B_j), bias), from A' [M*LA, K] and
     B' [N*LB, K] int8 (rows stride_ar / stride_br elements apart).
 
     Pointer loads (cp.async on GPU); one program per output tile.
     """
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     pid_m, pid_n = _tile_coords(tl.program_id(0), tl.cdiv(M, BLOCK_M // LA), tl.cdiv(N, BLOCK_N // LB), GROUP_M)
     # rows of A' / B' for this tile; wrap out-of-range rows (their outputs are masked at the store)
     rows_a = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % (M * LA)
@@ -275,12 +279,13 @@ def _limb_gemm_tma_kernel(a_desc, b_desc, bias_ptr, c_ptr, flag_ptr, M, N, K, st
                           LA: tl.constexpr, LB: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr,
                           DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          GROUP_M: tl.constexpr, FLATTEN: tl.constexpr):
+                          GROUP_M: tl.constexpr, FLATTEN: tl.constexpr, GDC: tl.constexpr = 0):
     """Same product with TMA tile loads (out-of-bounds rows/cols read as 0).
 
     Programs loop over output tiles ``pid, pid + num_progs, ...`` (persistent when the grid is one
     program per SM; a plain grid runs the loop once).
     """
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     num_pid_m = tl.cdiv(M, BLOCK_M // LA)
     num_pid_n = tl.cdiv(N, BLOCK_N // LB)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -354,7 +359,8 @@ def split_limbs(x: torch.Tensor, limbs: int, pad_to: int = 16, range_out: torch.
         lo, hi, aux, code = check
         mode = SPLIT_CHECK
     _split_limbs_kernel[grid](x, out, aux, R, C, c_pad, x.stride(0), x.stride(1), lo, hi,
-                              CODE=code, L=limbs, MODE=mode, BLOCK_R=block_r, BLOCK_C=block_c)
+                              CODE=code, L=limbs, MODE=mode, BLOCK_R=block_r, BLOCK_C=block_c,
+                              **launch_options(out.device))
     return out
 
 
@@ -372,7 +378,8 @@ def _split_pair(x: torch.Tensor, y: torch.Tensor, lx: int, ly: int, aux: torch.T
     grid = (tiles_x + triton.cdiv(ry, block_r) * tcy,)
     _split_pair_kernel[grid](x, out_x, rx, cx, cpx, x.stride(0), x.stride(1), tcx, tiles_x, *x_bounds,
                              y, out_y, ry, cy, cpy, y.stride(0), y.stride(1), tcy, *y_bounds, aux,
-                             L_X=lx, L_Y=ly, MODE=mode, BLOCK_R=block_r, BLOCK_C=block_c)
+                             L_X=lx, L_Y=ly, MODE=mode, BLOCK_R=block_r, BLOCK_C=block_c,
+                             **launch_options(out_x.device))
     return out_x, out_y
 
 
@@ -544,11 +551,12 @@ def _launch(a_limbs: torch.Tensor, b_limbs: torch.Tensor, bias: torch.Tensor | N
         b_desc = TensorDescriptor.from_tensor(b2, [cfg.block_n, cfg.block_k])
         progs = min(num_tiles, _num_sms(a_limbs.device)) if cfg.persistent else num_tiles
         handle = _limb_gemm_tma_kernel[(progs,)](a_desc, b_desc, bias_arg, c, flag_arg, M, N, K, c.stride(0), c.stride(1),
-                                                 progs, *epi_rt, FLATTEN=cfg.persistent, **common)
+                                                 progs, *epi_rt, FLATTEN=cfg.persistent, **common,
+                                                 **launch_options(c.device))
     else:
         handle = _limb_gemm_kernel[(num_tiles,)](a2, b2, bias_arg, c, flag_arg, M, N, K, a2.stride(0), b2.stride(0),
                                                  c.stride(0), c.stride(1), *epi_rt,
-                                                 EVEN_K=K % cfg.block_k == 0, **common)
+                                                 EVEN_K=K % cfg.block_k == 0, **common, **launch_options(c.device))
     return c, handle
 
 

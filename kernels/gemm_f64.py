@@ -32,6 +32,7 @@ import triton.language as tl
 from vcompute.kernels._checks import F64_EXACT, check_int64
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, Handover, publish_flags
+from vcompute.kernels.pdl import launch_options, wait_previous
 from vcompute.kernels.quantize import quantize_tile
 
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
@@ -44,13 +45,14 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
                      mult, in_flag_ptr, ticket_ptr, flags_ptr, n_flags, res_ptr,
                      HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr, DIV: tl.constexpr,
                      HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, A_FLOAT: tl.constexpr, PUBLISH: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr):
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr, GDC: tl.constexpr = 0):
     """c = epilogue(a @ b): int64 a [M, K] (|a| <= a_bound, else FLAG_A_RANGE), float64 b [K, N]
     holding integers, float64 products and sums (exact below 2^53), int64 c [M, N].
 
     ``A_FLOAT``: a is the float32 model input, quantized here (times ``mult``, EZKL's rounding);
     out of bound is FLAG_INPUT_RANGE in ``in_flag_ptr``. ``PUBLISH``: the pass's last kernel
     (``kernels.flags.publish_flags`` into ``res_ptr``)."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok = rm < M
@@ -196,7 +198,7 @@ def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
         a.stride(0), a.stride(1), w.values.stride(0), w.values.stride(1), out.stride(0), out.stride(1),
         int(a_bound), *epi_rt, float(2.0 ** (a_scale or 0)), in_flag if in_flag is not None else flag, *hand_rt,
         HAS_BIAS=bias is not None, **epi_cx, A_FLOAT=a_scale is not None, **hand_cx,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps, **launch_options(out.device))
     return out
 
 

@@ -20,6 +20,7 @@ import triton.language as tl
 from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
 from vcompute.kernels.epilogue import report
 from vcompute.kernels.flags import FLAG_INPUT_RANGE
+from vcompute.kernels.pdl import launch_options, wait_previous
 
 _INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 
@@ -43,8 +44,9 @@ def quantize_tile(x, mult, bound):
 
 
 @triton.jit
-def _quantize_kernel(x_ptr, out_ptr, flag_ptr, n, mult, bound, BLOCK: tl.constexpr):
+def _quantize_kernel(x_ptr, out_ptr, flag_ptr, n, mult, bound, BLOCK: tl.constexpr, GDC: tl.constexpr = 0):
     """out = quantize_tile(x); FLAG_INPUT_RANGE where it is out of bound."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     q, bad = quantize_tile(tl.load(x_ptr + offs, mask=mask, other=0.0), mult, bound)
@@ -65,7 +67,8 @@ def quantize_input(x: torch.Tensor, scale: int, bound: int, flag: torch.Tensor,
         return out
     cfg = config or DEFAULT_BLOCK_CONFIG
     _quantize_kernel[(triton.cdiv(n, cfg.block),)](x, out, flag, n, float(2.0 ** scale), int(bound),
-                                                   BLOCK=cfg.block, num_warps=cfg.num_warps)
+                                                   BLOCK=cfg.block, num_warps=cfg.num_warps,
+                                                   **launch_options(out.device))
     return out
 
 

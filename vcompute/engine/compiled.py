@@ -132,6 +132,10 @@ class TilePolicy:
     net_blocks: Any = None
     #: the largest net (entries of its gather tables) that runs as one kernel
     net_max_taps: int = SMALL_NET_MAX_TAPS
+    #: programmatic dependent launch between the pass's kernels on Hopper and later
+    #: (``kernels.pdl``: "off", "wait" or "early"); each kernel still waits for the one before it,
+    #: so only launch latency overlaps and the bits cannot change
+    pdl: str = "off"
 
     def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
         """The kernels' rule, except (``narrow_gemm``, knowing N) that a layer whose default
@@ -194,12 +198,14 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
     convs, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
     finalize folded into the first and last layers), ``small`` (16x16 limb tiles, 16-element
-    blocks: every mask and edge; convs on the limb GEMM; no chain or net), ``wide`` (float64 GEMMs
+    blocks: every mask and edge; convs on the limb GEMM; no chain or net; dependent launches
+    that wait), ``wide`` (float64 GEMMs
     on 64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
     layers run), ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles, the
     chain and the net at 2 samples per program), ``int64``
     (limb GEMMs and int64 direct convs: no float64 anywhere), ``unfolded`` (the auto rules with
-    every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer).
+    every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
+    dependent launches released early, where a GPU has them: ``kernels.pdl``).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
@@ -212,7 +218,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
                             ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs",
-                            chain=False, net=False),
+                            chain=False, net=False, pdl="wait"),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
                            ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64,
                            gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4), chain=False, net=False),
@@ -220,7 +226,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
                                  ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs",
                                  chain_block=2, net_blocks=NetConfig(2, 16, 2)),
         "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False),
-        "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False),
+        "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False, pdl="early"),
     }
     key = name or "auto"
     if key not in presets:
@@ -1131,6 +1137,12 @@ class CompiledPlan:
 
         ``flags`` must be zero on entry; the last kernel copies them out and zeroes them again (a
         one-kernel pass does not touch them), so a CUDA graph of this pass can be replayed as it is."""
+        from vcompute.kernels.pdl import dependent_launches
+
+        with dependent_launches(self.tiles.pdl):
+            return self._forward(inputs, flags)
+
+    def _forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
         from .fast_kernels import finalize, quantize_input
 
         if self.chain is not None:

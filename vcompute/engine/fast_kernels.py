@@ -34,6 +34,7 @@ from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue, clamp, report
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
 from vcompute.kernels.gemm import _combine_limbs, _tile_coords
+from vcompute.kernels.pdl import launch_options, wait_previous
 from vcompute.kernels.pool import window_reduce
 from vcompute.kernels.quantize import quantize_input, quantize_tile
 from vcompute.kernels.rescale import DIV_ROUND_LIMIT, round_div
@@ -50,8 +51,9 @@ _LIMIT: tl.constexpr = tl.constexpr(DIV_ROUND_LIMIT)
 @triton.jit
 def _pool_kernel(x_ptr, out_ptr, flag_ptr, total, H, W, HO, WO, stride_h, stride_w, pad_t, pad_l, d, lo, hi,
                  KH: tl.constexpr, KW: tl.constexpr, IS_MAX: tl.constexpr, DIV: tl.constexpr,
-                 HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, BLOCK: tl.constexpr):
+                 HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, BLOCK: tl.constexpr, GDC: tl.constexpr = 0):
     """out[p, ho, wo] = clamp(round_div(max|sum over the window, d)); cells outside the image read 0."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
     # EZKL's zero padding, for max too
@@ -86,15 +88,16 @@ def pool2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
         x, out, flag, out.numel(), h, w, ho, wo, sh, sw, pt, pl, divisor,
         0 if lo is None else lo, 0 if hi is None else hi,
         KH=kh, KW=kw, IS_MAX=is_max, DIV=div, HAS_LO=lo is not None, HAS_HI=hi is not None,
-        BLOCK=cfg.block, num_warps=cfg.num_warps)
+        BLOCK=cfg.block, num_warps=cfg.num_warps, **launch_options(out.device))
     return out
 
 
 @triton.jit
 def _split_nchw_kernel(x_ptr, out_ptr, flag_ptr, P, C, HW, lo, hi, L: tl.constexpr, BLOCK_P: tl.constexpr,
-                       BLOCK_C: tl.constexpr):
+                       BLOCK_C: tl.constexpr, GDC: tl.constexpr = 0):
     """out[p, i, c] = i-th signed 8-bit limb of x[n, c, hw] (p = n*HW + hw); FLAG_A_RANGE into the
     flag where a value lies outside [lo, hi] (its limbs would be cut)."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (p[:, None] < P) & (c[None, :] < C)
@@ -124,7 +127,8 @@ def split_nchw(x: torch.Tensor, limbs: int, lo: int, hi: int, flag: torch.Tensor
     block_c = min(64, triton.next_power_of_2(c))
     block_p = max(16, 4096 // block_c)
     grid = (triton.cdiv(p, block_p), triton.cdiv(c, block_c))
-    _split_nchw_kernel[grid](x, out, flag, p, c, h * w, lo, hi, L=limbs, BLOCK_P=block_p, BLOCK_C=block_c)
+    _split_nchw_kernel[grid](x, out, flag, p, c, h * w, lo, hi, L=limbs, BLOCK_P=block_p, BLOCK_C=block_c,
+                             **launch_options(out.device))
     return out
 
 
@@ -159,13 +163,14 @@ def _conv_pool_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                       DIV: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CHECK: tl.constexpr,
                       PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr, PDIV: tl.constexpr,
                       P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, GDC: tl.constexpr = 0):
     """pooled[n, g*OG+o, hp, wp] = pclamp(round_div(pool_{dy,dx} epilogue(conv[n, o, hp*PH+dy, wp*PW+dx]), pd)).
 
     kernels.conv._conv_limb_kernel with its rows ordered window by window: row m is window
     m // (PH*PW) (n, hp, wp in raster order) and position m % (PH*PW) (dy, dx) inside it, so a
     tile's rows hold whole windows and the epilogue pools them before the one store.
     """
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     KK: tl.constexpr = PH * PW
     OUT_M: tl.constexpr = BLOCK_M // LA
     OUT_N: tl.constexpr = BLOCK_N // LB
@@ -250,7 +255,7 @@ def conv_pool(x_l: torch.Tensor, w_l: torch.Tensor, bias: torch.Tensor | None, n
         LA=la, LB=lb, HAS_BIAS=bias is not None, CHECK=True, **epi_cx,
         PH=ph, PW=pw, IS_MAX=is_max, PDIV=_div_mode(pool_div), P_HAS_LO=plo is not None, P_HAS_HI=phi is not None,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **launch_options(out.device))
     return out
 
 
@@ -291,7 +296,7 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                         CG_STATIC: tl.constexpr, X_FLOAT: tl.constexpr,
                         POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
                         PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
-                        BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
+                        BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, GDC: tl.constexpr = 0):
     """Exact int64 conv on the CUDA cores, for layers with few channels (where the limb GEMM's
     tensor-core tiles are mostly padding and its im2col gathers single bytes): a [BLOCK_P pixels x
     BLOCK_O channels] tile accumulates ``x * w`` over the taps in int64 (the plan bounds
@@ -305,6 +310,7 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
 
     ``X_FLOAT``: x is the model's float32 input, quantized as it is loaded (no quantize launch);
     a value beyond ``in_bound`` sets FLAG_INPUT_RANGE in ``in_flag_ptr``."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     KK: tl.constexpr = PH * PW
     pid_p = tl.program_id(0)
     n_o = tl.cdiv(OG, BLOCK_O)
@@ -409,14 +415,15 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
         CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, X_FLOAT=x_quant is not None, **epi_cx,
         POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
         P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
-        num_warps=num_warps)
+        num_warps=num_warps, **launch_options(out.device))
     return out
 
 
 @triton.jit
-def _finalize_kernel(flag_ptr, n_flags, src_ptr, n, res_ptr, offset, WITH_FLAGS: tl.constexpr, BLOCK: tl.constexpr):
+def _finalize_kernel(flag_ptr, n_flags, src_ptr, n, res_ptr, offset, WITH_FLAGS: tl.constexpr, BLOCK: tl.constexpr, GDC: tl.constexpr = 0):
     """res[offset + i] = src[i]; with WITH_FLAGS, program 0 also copies the flags to res[0:n_flags]
     and zeroes them (each forward pass then starts with clear flags, with no memset of its own)."""
+    wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -440,7 +447,8 @@ def finalize(flags: torch.Tensor, n_flags: int, outputs: list[torch.Tensor]) -> 
     for i, o in enumerate(outputs):
         src = o.reshape(-1).contiguous()
         grid = (max(1, triton.cdiv(src.numel(), block)),)
-        _finalize_kernel[grid](flags, n_flags, src, src.numel(), res, offset, WITH_FLAGS=i == 0, BLOCK=block)
+        _finalize_kernel[grid](flags, n_flags, src, src.numel(), res, offset, WITH_FLAGS=i == 0, BLOCK=block,
+                               **launch_options(res.device))
         offset += src.numel()
     if not outputs:
         res[:n_flags] = flags[:n_flags].to(torch.int64)
