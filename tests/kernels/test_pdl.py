@@ -1,7 +1,7 @@
 """Programmatic dependent launch (kernels.pdl) is off wherever it cannot run, refuses unknown
 modes and never leaks out of its block; on a Hopper GPU, a pass with dependent launches gives the
-same bits as one without (tests/engine/test_fast.py runs whole models under the ``small`` and
-``unfolded`` policies, which use it)."""
+same bits as one without (tests/engine/test_fast.py runs whole models under the ``auto``,
+``small`` and ``unfolded`` policies: waits, off, released early)."""
 
 from __future__ import annotations
 

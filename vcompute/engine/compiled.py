@@ -134,8 +134,9 @@ class TilePolicy:
     net_max_taps: int = SMALL_NET_MAX_TAPS
     #: programmatic dependent launch between the pass's kernels on Hopper and later
     #: (``kernels.pdl``: "off", "wait" or "early"); each kernel still waits for the one before it,
-    #: so only launch latency overlaps and the bits cannot change
-    pdl: str = "off"
+    #: so only launch latency overlaps and the bits cannot change. "wait": the mode that never
+    #: measured slower (BENCHMARKS.md §2f: 1-4% on LeNet-5's ten kernels)
+    pdl: str = "wait"
 
     def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
         """The kernels' rule, except (``narrow_gemm``, knowing N) that a layer whose default
@@ -197,15 +198,15 @@ class TilePolicy:
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
     convs, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
-    finalize folded into the first and last layers), ``small`` (16x16 limb tiles, 16-element
-    blocks: every mask and edge; convs on the limb GEMM; no chain or net; dependent launches
-    that wait), ``wide`` (float64 GEMMs
-    on 64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
+    finalize folded into the first and last layers, dependent launches that wait where a GPU has
+    them: ``kernels.pdl``), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge;
+    convs on the limb GEMM; no chain or net; no dependent launches), ``wide`` (float64 GEMMs on
+    64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
     layers run), ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles, the
     chain and the net at 2 samples per program), ``int64``
     (limb GEMMs and int64 direct convs: no float64 anywhere), ``unfolded`` (the auto rules with
     every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
-    dependent launches released early, where a GPU has them: ``kernels.pdl``).
+    dependent launches released early).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
@@ -218,7 +219,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
         "auto": TilePolicy(),
         "small": TilePolicy("small", GemmConfig(16, 16, 32, 1, 1, 1, tma=False),
                             ConvConfig(16, 16, 32, 1, 1, 1), BlockConfig(16, 1), "mma", gemm_impl="limbs",
-                            chain=False, net=False, pdl="wait"),
+                            chain=False, net=False, pdl="off"),
         "wide": TilePolicy("wide", GemmConfig(64, 128, 64, 4, 2, 4, tma=False),
                            ConvConfig(64, 64, 64, 4, 2, 4), BlockConfig(256, 2), "direct", 64,
                            gemm_impl="f64", conv_acc="int64", f64=F64Config(64, 64, 4), chain=False, net=False),
