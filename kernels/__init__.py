@@ -10,6 +10,7 @@ an OverflowError before anything runs when a bound could be exceeded.
     int_add, int_sub, int_mul (elementwise)                   relu, clip, max_scalar, min_scalar (activation)
     table_lookup (lookup)   max_pool2d, sum_pool2d (pool)
     f64_matmul (gemm_f64: exact in float64 below 2^53, for short reductions)
+    a64_matmul (gemm_a64: the planned limb GEMM splitting its int64 activations itself: one launch)
     dense_chain (dense_chain: a small MLP in one launch)    quantize_input (quantize: EZKL's input rounding)
     small_net (small_net: a small CNN in one launch: convs, pools and dense layers as gathered taps)
 
@@ -29,6 +30,7 @@ from vcompute.kernels.conv import ConvConfig, int_conv1d, int_conv2d, pack_conv_
 from vcompute.kernels.elementwise import fused_elementwise, int_add, int_mul, int_sub
 from vcompute.kernels.flags import ErrorFlags, check_flag, new_flag
 from vcompute.kernels.gemm import GemmConfig, PackedOperand, int_matmul, pack_weight
+from vcompute.kernels.gemm_a64 import a64_matmul
 from vcompute.kernels.gemm_f64 import F64Config, f64_matmul, pack_weight_f64
 from vcompute.kernels.lookup import table_lookup
 from vcompute.kernels.pool import max_pool2d, sum_pool2d
@@ -39,5 +41,5 @@ __all__ = [
     "int_matmul", "int_conv2d", "int_conv1d", "div_round", "int_add", "int_sub", "int_mul",
     "relu", "clip", "max_scalar", "min_scalar", "table_lookup", "max_pool2d", "sum_pool2d",
     "fused_elementwise", "pack_weight", "pack_conv_weight", "PackedOperand", "ErrorFlags", "new_flag", "check_flag",
-    "F64Config", "f64_matmul", "pack_weight_f64",
+    "F64Config", "f64_matmul", "pack_weight_f64", "a64_matmul",
 ]

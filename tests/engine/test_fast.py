@@ -372,8 +372,9 @@ def test_gpu_graph_flag_falls_back(cases):
 def test_launch_folding_per_policy(cases):
     """The auto policy runs the MLP as one dense-chain launch and the CNN as one small-net launch;
     without them (``wide``) the CNN's input quantize folds into its first conv and its finalize
-    into its last GEMM; ``unfolded`` keeps a launch per op. All give the op path's bits (the
-    policy test above); this pins which kernels run."""
+    into its last GEMM; ``unfolded`` keeps a launch per op; ``int64``'s limb GEMMs split their
+    activations themselves. All give the op path's bits (the policy test above); this pins which
+    kernels run."""
     def groups(name, policy):
         case = cases(name)
         eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused", tiles=policy)
@@ -394,3 +395,6 @@ def test_launch_folding_per_policy(cases):
     assert not any("quantizes" in g or "writes the result" in g for g in groups("cnn", "unfolded"))
     wide = groups("mlp", "wide")  # no chain: two float64 GEMMs, the first quantizing, the last publishing
     assert "quantizes its input" in wide[0] and "writes the result and flags" in wide[-1], wide
+    gemms = [g for g in groups("mlp", "int64") if g.startswith("gemm")]  # limb GEMMs splitting their input
+    assert gemms and all("split in the GEMM" in g for g in gemms), gemms
+    assert not any("split in the GEMM" in g for g in groups("mlp", "small")), "small split in the GEMM"

@@ -117,6 +117,9 @@ class TilePolicy:
     f64: Any = None
     #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
     narrow_gemm: bool = True
+    #: a limb GEMM splits its int64 activations in its own kernel (``kernels.gemm_a64``: one
+    #: launch a layer) instead of after a split kernel; not yet measured on a GPU, so off in auto
+    split_in_gemm: bool = False
     #: a model of small dense layers only (an MLP) runs as one kernel: quantize, layers, outputs
     #: and flags (``kernels.dense_chain``)
     chain: bool = True
@@ -204,7 +207,8 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
     layers run), ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles, the
     chain and the net at 2 samples per program), ``int64``
-    (limb GEMMs and int64 direct convs: no float64 anywhere), ``unfolded`` (the auto rules with
+    (limb GEMMs, each splitting its activations itself, and int64 direct convs: no float64
+    anywhere), ``unfolded`` (the auto rules with
     every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
     dependent launches released early).
     A :class:`TilePolicy` passes through."""
@@ -226,7 +230,8 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
         "persistent": TilePolicy("persistent", GemmConfig(64, 64, 64, 4, 2, 8, tma=True, persistent=True),
                                  ConvConfig(32, 32, 32, 2, 2, 2), BlockConfig(512, 4), "mma", gemm_impl="limbs",
                                  chain_block=2, net_blocks=NetConfig(2, 16, 2)),
-        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False),
+        "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False,
+                            split_in_gemm=True),
         "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False, pdl="early"),
     }
     key = name or "auto"
@@ -863,7 +868,9 @@ class CompiledPlan:
 
     def _prep_gemm(self, op: FusedOp) -> _Prepared:
         from vcompute.kernels import int_matmul, pack_weight
+        from vcompute.kernels.epilogue import Epilogue
         from vcompute.kernels.gemm import limbs_needed, padded_limbs
+        from vcompute.kernels.gemm_a64 import a64_matmul
         from vcompute.kernels.gemm_f64 import f64_exact, pack_weight_f64
 
         step = self.plan.steps[op.steps[0]]
@@ -881,17 +888,22 @@ class CompiledPlan:
                 return self._prep_gemm_f64(op, step, wf, ba, bias, slot)
         packed = pack_weight(w)
         plim = (padded_limbs(la), packed.limbs.shape[1])
+        epi = Epilogue.make("gemm", shift, True, None, (lo, hi))
 
         def fn(env, flags):
             a = env[x_name]
             nb = a.shape[0]
             a2 = a.reshape(-1, k)
-            y = int_matmul(a2, packed, bias, tiles.gemm_config(a2.shape[0], *plim, w.shape[1]), limbs=la,
-                           bounds=(ba, None), flag=flags[slot:slot + 1], rescale_shift=shift,
-                           bias_after_rescale=True, clip=(lo, hi))
+            cfg = tiles.gemm_config(a2.shape[0], *plim, w.shape[1])
+            if tiles.split_in_gemm:
+                y = a64_matmul(a2, packed, bias, la, ba, flags[slot:slot + 1], epi, cfg)
+            else:
+                y = int_matmul(a2, packed, bias, cfg, limbs=la, bounds=(ba, None), flag=flags[slot:slot + 1],
+                               rescale_shift=shift, bias_after_rescale=True, clip=(lo, hi))
             env[op.out] = y.reshape(nb, *out_shape)
 
-        return _Prepared(op, fn, f"gemm K={k} N={w.shape[1]} limbs {la}x{packed.n_limbs}"
+        split = " split in the GEMM" if tiles.split_in_gemm else ""
+        return _Prepared(op, fn, f"gemm K={k} N={w.shape[1]} limbs {la}x{packed.n_limbs}{split}"
                                  f"{_epilogue_text(bias, shift, lo, hi)} [{step.node.onnx_op}]")
 
     def _prep_gemm_f64(self, op: FusedOp, step: Step, wf, ba: int, bias: torch.Tensor | None,
