@@ -2,7 +2,7 @@
 
 Between two kernels of a captured pass the GPU idles while the next one launches. On the H100
 this overlap saves about 0.5 µs a boundary (BENCHMARKS.md §2f: ten dependent tiny kernels in one
-graph, 18.5 µs plain, 16.7 with "wait", 13.2 with "early"); on LeNet-5's ten-kernel pass, 1-4%. On
+graph, 18.5 µs plain, 16.7 with "wait", 13.2 with "early"); on LeNet-5's ten-kernel pass, 0.5-4.5%. On
 Hopper and later, a kernel launched with ``launch_pdl=True`` may be scheduled before the kernel
 ahead of it in the stream has finished; it must then wait (``gdc_wait``) until that kernel has
 completed and its memory is visible before it touches any memory. So every kernel that takes

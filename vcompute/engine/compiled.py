@@ -138,7 +138,7 @@ class TilePolicy:
     #: programmatic dependent launch between the pass's kernels on Hopper and later
     #: (``kernels.pdl``: "off", "wait" or "early"); each kernel still waits for the one before it,
     #: so only launch latency overlaps and the bits cannot change. "wait": the mode that never
-    #: measured slower (BENCHMARKS.md §2f: 1-4% on LeNet-5's ten kernels)
+    #: measured slower (BENCHMARKS.md §2f: 0.5-4.5% on LeNet-5's ten kernels)
     pdl: str = "wait"
 
     def gemm_config(self, m: int, la: int, lb: int, n: int | None = None):
