@@ -462,6 +462,24 @@ def _planned_bound(n: int, bound: int | None, name: str, what: str) -> tuple[int
     return bound, max(-bound, cap_lo), min(bound, cap_hi)
 
 
+def plan_operands(k: int, limbs: int | tuple[int, int | None], bounds: tuple[int | None, int | None] | None,
+                  packed: PackedOperand | None, what: str) -> tuple[int, int, tuple[int, int], tuple[int, int]]:
+    """The host's checks of a planned product (``K * max|a| * max|b| < 2^63``, the int32
+    accumulator): (padded la, padded lb, a's planned (lo, hi), b's). ``packed``: b's limbs and
+    range are the packed weights'."""
+    la, lb = _limb_plan(limbs, packed, what)
+    bx, by = (None, None) if bounds is None else tuple(bounds)
+    a_max, a_lo, a_hi = _planned_bound(la, bx, "a", what)
+    if packed is not None:
+        b_max, b_lo, b_hi = packed.bound, packed.lo, packed.hi
+    else:
+        b_max, b_lo, b_hi = _planned_bound(lb, by, "b", what)
+    check_fits_int64(f"{what} K={k}, planned max|a|={a_max}, max|b|={b_max}", k * a_max * b_max)
+    pla, plb = padded_limbs(la), padded_limbs(lb)
+    check_accumulator_bound(k, pla, plb, a_max, b_max, what)
+    return pla, plb, (a_lo, a_hi), (b_lo, b_hi)
+
+
 def split_planned(x: torch.Tensor, y: torch.Tensor | PackedOperand, k: int,
                   limbs: int | tuple[int, int | None], bounds: tuple[int | None, int | None] | None,
                   flag: torch.Tensor | None, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -473,16 +491,7 @@ def split_planned(x: torch.Tensor, y: torch.Tensor | PackedOperand, k: int,
     the flag is a fresh internal one that the caller must check itself).
     """
     packed = y if isinstance(y, PackedOperand) else None
-    la, lb = _limb_plan(limbs, packed, what)
-    bx, by = (None, None) if bounds is None else tuple(bounds)
-    a_max, a_lo, a_hi = _planned_bound(la, bx, "a", what)
-    if packed is not None:
-        b_max, b_lo, b_hi = packed.bound, packed.lo, packed.hi
-    else:
-        b_max, b_lo, b_hi = _planned_bound(lb, by, "b", what)
-    check_fits_int64(f"{what} K={k}, planned max|a|={a_max}, max|b|={b_max}", k * a_max * b_max)
-    pla, plb = padded_limbs(la), padded_limbs(lb)
-    check_accumulator_bound(k, pla, plb, a_max, b_max, what)
+    pla, plb, (a_lo, a_hi), (b_lo, b_hi) = plan_operands(k, limbs, bounds, packed, what)
     internal = flag is None
     if internal:
         flag = new_flag(x.device)
@@ -702,4 +711,4 @@ def fit_limbs(x: torch.Tensor, spec: torch.Tensor, lo: int, hi: int) -> torch.Te
 
 __all__ = ["GemmConfig", "DEFAULT_GEMM_CONFIG", "PackedOperand", "int_matmul", "pack_weight", "split_limbs",
            "limbs_needed", "limb_capacity", "padded_limbs", "limb_matmul", "default_config", "check_accumulator_bound",
-           "split_speculative", "split_planned", "fit_limbs"]
+           "split_speculative", "split_planned", "plan_operands", "fit_limbs"]

@@ -26,12 +26,11 @@ import torch
 import triton
 import triton.language as tl
 
-from vcompute.kernels._checks import check_fits_int64, check_int64
+from vcompute.kernels._checks import check_int64
 from vcompute.kernels.epilogue import Epilogue, report
 from vcompute.kernels.flags import FLAG_A_RANGE
-from vcompute.kernels.gemm import (GemmConfig, PackedOperand, _combine_store, _limb_rows, _planned_bound,
-                                   _tile_coords, check_accumulator_bound, check_flag_arg, default_config,
-                                   padded_limbs)
+from vcompute.kernels.gemm import (GemmConfig, PackedOperand, _combine_store, _limb_rows, _tile_coords,
+                                   check_flag_arg, default_config, plan_operands)
 from vcompute.kernels.pdl import launch_options, wait_previous
 
 _A_CODE: tl.constexpr = tl.constexpr(FLAG_A_RANGE)
@@ -82,9 +81,9 @@ def a64_matmul(a: torch.Tensor, b: PackedOperand, bias: torch.Tensor | None, lim
     """``epilogue(a @ b)`` (int64 [M, N]) of int64 ``a`` [M, K], planned to hold ``limbs`` limbs
     and ``|a| <= a_bound``, and packed weights ``b``: ``int_matmul``'s planned path in one launch.
 
-    Like it, the host checks what the plan implies (the int64 result and the int32 accumulator),
-    and values outside the plan set codes in the int32 ``flag`` (read once after the pass). The
-    bits equal ``int_matmul(a, b, bias, limbs=limbs, bounds=(a_bound, None), flag=flag, ...)`` for
+    Like it (the same :func:`kernels.gemm.plan_operands`), the host checks what the plan implies
+    (the int64 result and the int32 accumulator), and values outside the plan set codes in the
+    int32 ``flag`` (read once after the pass). The bits equal ``int_matmul(a, b, bias, limbs=limbs, bounds=(a_bound, None), flag=flag, ...)`` for
     every ``config`` (None: the limb GEMM's rule; its ``tma``/``persistent`` do not apply here).
     """
     what = "a64_matmul"
@@ -97,12 +96,7 @@ def a64_matmul(a: torch.Tensor, b: PackedOperand, bias: torch.Tensor | None, lim
     check_flag_arg(flag, a.device, what)
     if flag is None:
         raise ValueError(f"{what}: give a flag (kernels.flags.new_flag): the planned path reports there")
-    if isinstance(limbs, bool) or not isinstance(limbs, int) or not 1 <= limbs <= 8:
-        raise ValueError(f"{what}: limbs must be an int in [1, 8], got {limbs!r}")
-    a_max, a_lo, a_hi = _planned_bound(limbs, a_bound, "a", what)
-    check_fits_int64(f"{what} K={k}, planned max|a|={a_max}, max|b|={b.bound}", k * a_max * b.bound)
-    la, lb = padded_limbs(limbs), b.limbs.shape[1]
-    check_accumulator_bound(k, la, lb, a_max, b.bound, what)
+    la, lb, (a_lo, a_hi), _ = plan_operands(k, limbs, (a_bound, None), b, what)
     c = torch.empty((m, n), dtype=torch.int64, device=a.device)
     if m == 0 or n == 0:
         return c

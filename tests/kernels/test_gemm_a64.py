@@ -85,7 +85,7 @@ def test_host_refuses_what_the_plan_cannot_hold():
     a, b, bias, _ = _operands(2, 4, 3, 1, 5)
     packed = pack_weight(b)
     epi = _epilogue(0, False, None)
-    with pytest.raises(ValueError, match="limbs must be an int in \\[1, 8\\]"):
+    with pytest.raises(ValueError, match="planned limbs for a must be an int in \\[1, 8\\]"):
         a64_matmul(a, packed, bias, 9, 1, new_flag(), epi)
     with pytest.raises(ValueError, match="what 1 limbs hold"):
         a64_matmul(a, packed, bias, 1, 10**6, new_flag(), epi)
