@@ -61,7 +61,8 @@ def _steady(e: dict, t: dict, sp: dict) -> str:
 
 def policy_from_spec(spec: str):
     """``name`` or ``name:field=value,...``: a named tile policy with some fields replaced (e.g.
-    ``auto:gemm_impl=f64,direct_block=32``; ``net_blocks=BMxBNxWARPS``)."""
+    ``auto:gemm_impl=f64,direct_block=32``; ``net_blocks=BMxBNxWARPS``;
+    ``gemm=BMxBNxBKxWARPSxSTAGESxGROUP``: every limb GEMM on those tiles)."""
     from dataclasses import replace
 
     from vcompute.engine.compiled import tile_policy
@@ -75,6 +76,11 @@ def policy_from_spec(spec: str):
             from vcompute.kernels.small_net import NetConfig
 
             fields[key] = NetConfig(*(int(v) for v in val.split("x")))
+            continue
+        if key == "gemm":  # block_m x block_n x block_k x num_warps x num_stages x group_m (no TMA)
+            from vcompute.kernels.gemm import GemmConfig
+
+            fields[key] = GemmConfig(*(int(v) for v in val.split("x")), tma=False)
             continue
         fields[key] = (int(val) if val.lstrip("-").isdigit() else val == "true" if val in ("true", "false")
                        else val)
