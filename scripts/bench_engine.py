@@ -51,12 +51,14 @@ def _pool(case: Path, n: int) -> tuple[list[list[np.ndarray]], dict[int, list[li
 
 
 def _steady(e: dict, t: dict, sp: dict) -> str:
-    """The steady-state columns (back-to-back batches, warm caches), blank without a graph."""
+    """The steady-state columns (back-to-back batches, warm caches) and the served stream's
+    (``Engine.infer_stream``), blank without a graph."""
     if "steady" not in e:
-        return f"{'-':>9} {'-':>8} {'-':>7} {'-':>7}"
+        return f"{'-':>9} {'-':>8} {'-':>7} {'-':>7} | {'-':>9} {'-':>7}"
     ts = t.get("steady", t)["median_ms"]
     return (f"{e['steady']['median_ms']:>9.4f} {ts:>8.4f} {sp['steady_vs_torch']:>7.2f} "
-            f"{sp['steady_vs_onnxruntime']:>7.2f}")
+            f"{sp['steady_vs_onnxruntime']:>7.2f} | {e['stream']['median_ms']:>9.4f} "
+            f"{sp['stream_vs_onnxruntime']:>7.2f}")
 
 
 def policy_from_spec(spec: str):
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{doc['device']}, {doc['date']}, {doc['versions']}")
     print(f"{'model':<7} {'batch':>5} | {'engine ms':>10} {'samples/s':>12} | {'torch ms':>9} {'samples/s':>12} | "
           f"{'ort ms':>9} {'samples/s':>11} | {'x torch':>7} {'x ort':>7} | {'steady ms':>9} {'torch':>8} "
-          f"{'x torch':>7} {'x ort':>7} | e2e ms | exact")
+          f"{'x torch':>7} {'x ort':>7} | {'stream ms':>9} {'x ort':>7} | e2e ms | exact")
     for res in results:
         for row in res["inference"]:
             e, t, o = row["engine"], row["torch"], row["onnxruntime"]

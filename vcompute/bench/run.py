@@ -199,6 +199,31 @@ def time_stream(fn: Callable[[], Any], calls: int = 200, rounds: int = 5) -> lis
     return [per_call[len(per_call) // 2], per_call[0], per_call[-1]]
 
 
+#: batches per timed round of :func:`time_served`
+STREAM_BATCHES = 64
+
+
+def time_served(engine: Any, batch: Any, want: list[np.ndarray], rounds: int = 5) -> tuple[list[float], bool]:
+    """Milliseconds per batch of ``Engine.infer_stream`` serving ``STREAM_BATCHES`` copies of
+    ``batch`` from the host (every result received), per round, after a warm-up round that
+    captures the stream's graphs; and whether every result of that round equals ``want`` (the
+    checked batch's ``fixed`` arrays). Host wall clock: what a serving loop sees, copies and all."""
+    def serve(check: bool) -> bool:
+        same = True
+        for res in engine.infer_stream(batch for _ in range(STREAM_BATCHES)):
+            if check:
+                same = same and all(np.array_equal(a, b) for a, b in zip(res.fixed, want))
+        return same
+
+    exact = serve(True)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        serve(False)
+        times.append((time.perf_counter() - start) * 1000.0 / STREAM_BATCHES)
+    return times, exact
+
+
 def _stats_q(q: list[float], batch: int) -> dict[str, float]:
     """Stats from [median, min, max] (``time_device``)."""
     median, lo, hi = q
@@ -274,6 +299,15 @@ def bench_engine_batched(model_path: Path, settings: dict[str, Any], samples: li
         # flags) copy out, as Engine.infer replays it for a batch from the host
         row["steady"] = {**_stats_q(time_stream(runner.replay_io), len(samples)),
                          "timed": "back-to-back batches: input copy in, graph replay, result copy out (warm caches)"}
+        # a serving loop through the API: Engine.infer_stream over back-to-back batches, host
+        # arrays in and BatchResults out (flags read, outputs copied), by the host's wall clock
+        served, exact = time_served(engine, batch, result.fixed)
+        row["stream"] = {**_stats(served, len(samples)), "exact": exact,
+                         "timed": "Engine.infer_stream: host arrays in, results out, batches overlapped "
+                                  f"(wall clock per batch over {STREAM_BATCHES})"}
+        if not exact:
+            row["matches_reference"] = False
+            row["mismatch"] = row["mismatch"] or "a streamed batch differs from the same batch through infer"
     else:
         row.update(_stats(e2e, len(samples)))
         row["timed"] = "end to end (host)"
@@ -451,4 +485,8 @@ def speedups(row: dict[str, Any]) -> dict[str, float | None]:
         for key in ("torch", "onnxruntime"):
             other = row[key].get("steady", row[key]).get("throughput_per_s")
             out[f"steady_vs_{key}"] = round(steady / other, 3) if other else None
+    served = row["engine"].get("stream", {}).get("throughput_per_s")
+    other = row["onnxruntime"].get("throughput_per_s")
+    if served and other:  # host arrays in, arrays out, on both sides
+        out["stream_vs_onnxruntime"] = round(served / other, 3)
     return out

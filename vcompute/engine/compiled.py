@@ -635,9 +635,10 @@ class CompiledPlan:
     """A plan compiled for one device, one input tier and one tile policy (see the module doc).
 
     ``forward(inputs, flags)`` takes each model input batched, on the device (float32 for float
-    inputs, quantized here; int64 for integer inputs) and an int32 flag tensor of at least
-    ``n_flags`` entries, and returns one flat int64 tensor: the flags (as int64), then every
-    output's ``B * n`` integers. It never synchronizes with the host.
+    inputs, quantized here; int64 for integer inputs) and an int32 flag buffer from
+    :meth:`new_flags` (the ``n_flags`` flags, then the pass's hand-over ticket), and returns one
+    flat int64 tensor: the flags (as int64), then every output's ``B * n`` integers. It never
+    synchronizes with the host.
     """
 
     def __init__(self, graph: Graph, plan: Plan, input_bits: list[int], device: str,
@@ -651,8 +652,6 @@ class CompiledPlan:
         self.ops = fuse(plan, graph.outputs, pool_fusion)
         self.flag_names: list[str] = ["inputs"]
         self._consts: dict[str, torch.Tensor] = {}
-        #: an int32 counter for the last kernel's flag hand-over (kernels.flags.publish_flags)
-        self._ticket = torch.zeros(1, dtype=torch.int32, device=self.device)
         #: how many int64 flag words lead a pass's result for a batch of ``nb`` (the dense chain
         #: writes its flags per program; every other pass writes ``n_flags``)
         self._flag_words: Callable[[int], int] = lambda nb: self.n_flags
@@ -923,7 +922,6 @@ class CompiledPlan:
         quant = self._fold_input(x_name)
         n_flags = len(self.flag_names) if self._publishing(op) else 0
         self._publishes = self._publishes or n_flags > 0
-        ticket = self._ticket
 
         def fn(env, flags):
             a = env[x_name]
@@ -932,6 +930,7 @@ class CompiledPlan:
             out = hand = None
             if n_flags:
                 env[RESULT] = res = torch.empty(n_flags + a2.shape[0] * n, dtype=torch.int64, device=a.device)
+                ticket = flags[self.n_flags:self.n_flags + 1]  # the buffer's own (new_flags)
                 out, hand = res[n_flags:].view(a2.shape[0], n), Handover(ticket, flags, n_flags, res)
             scale, bound = self._quant(quant) if quant is not None else (None, ba)
             y = f64_matmul(a2, wf, bound, flags[slot:slot + 1], bias, epi, tiles.f64_config(a2.shape[0], n, k),
@@ -1143,6 +1142,13 @@ class CompiledPlan:
         from vcompute.kernels.flags import or_flag_words
 
         return or_flag_words(res[: self.flag_words(nb)], self.n_flags)
+
+    def new_flags(self) -> torch.Tensor:
+        """A zeroed int32 flag buffer for :meth:`forward`: the ``n_flags`` flags, then the int32
+        ticket of the last kernel's flag hand-over (``kernels.flags.publish_flags``). Each buffer
+        has its own ticket, so passes of one plan with their own buffers (graphs replayed on
+        different streams: ``Engine.infer_stream``) may run at the same time."""
+        return torch.zeros(self.n_flags + 1, dtype=torch.int32, device=self.device)
 
     def forward(self, inputs: list[torch.Tensor], flags: torch.Tensor) -> torch.Tensor:
         """The whole batch, no host sync: returns ``cat(flag words, out_0, out_1, ...)`` as int64

@@ -2,6 +2,7 @@
 
     eng = Engine("model.onnx", settings)            # parse + lower + scale-plan once
     res = eng.infer(batch)                          # BatchResult: every sample's integers
+    for res in eng.infer_stream(batches): ...       # many batches, several in flight (.stream)
 
 Paths (``path=``), all bit-identical to EZKL's witness:
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -116,7 +118,7 @@ class _GraphRunner:
         self.cp, self.nb, self.dev = cp, nb, dev
         self.static_in = [torch.zeros((nb, *shape), dtype=dt, device=dev) for shape, dt in specs]
         self.host_in = [torch.zeros((nb, *shape), dtype=dt, pin_memory=True) for shape, dt in specs]
-        self.flags = torch.zeros(cp.n_flags, dtype=torch.int32, device=dev)
+        self.flags = cp.new_flags()
         side = torch.cuda.Stream(dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):  # warm-up off the capture (compiles kernels, fills the allocator)
@@ -217,6 +219,8 @@ class Engine:
         self._shapes: dict[tuple, list[tuple[int, ...]]] = {}
         self._plans: dict[tuple, tuple] = {}
         self._graphs: dict[tuple, _GraphRunner] = {}
+        #: infer_stream's slots per (input specs, tier, batch size): graphs with buffers of their own
+        self._rings: dict[tuple, list] = {}
         self._seen: set[tuple] = set()
         self._last_bits: dict[tuple, list[int]] = {}
         #: how each batch ran: counts by path, and the last fallback's reason
@@ -281,23 +285,50 @@ class Engine:
         if nb == 0:
             raise UsageError("an empty batch")
         shapes = self._circuit_shapes(xs)
-        saved = self.check_scales
-        if check_scales is not None:
-            self.check_scales = check_scales
-        try:
-            graph, plan = self.prepare(shapes)
-        finally:
-            self.check_scales = saved
+        graph, plan = self._prepare_checked(shapes, check_scales)
         outs, path = None, "ops"
         if self.path != "ops":
             outs, path = self._fast(graph, plan, shapes, xs)
         if outs is None:
             outs = self._ops(graph, plan, xs)
+        return self._result(plan, outs, nb, t0, path)
+
+    def _prepare_checked(self, shapes: list[tuple[int, ...]], check_scales: bool | None):
+        """:meth:`prepare`, with this call's ``check_scales`` in place of the engine's."""
+        saved = self.check_scales
+        if check_scales is not None:
+            self.check_scales = check_scales
+        try:
+            return self.prepare(shapes)
+        finally:
+            self.check_scales = saved
+
+    def _result(self, plan, outs: list[np.ndarray], nb: int, t0: float, path: str) -> BatchResult:
+        """A batch's :class:`BatchResult` (and its count in ``stats``)."""
         self.stats["fused" if path.startswith("graph (") else path.split(" ")[0]] += 1
         fixed = [np.asarray(o, dtype=np.int64).reshape(nb, -1) for o in outs]
         elapsed = (time.perf_counter() - t0) * 1000.0
         return BatchResult(fixed, list(plan.output_scales), self.backend.describe(), elapsed, _op_names(plan),
                            path=path)
+
+    def infer_stream(self, batches: Iterable[Any], *, depth: int = 3,
+                     check_scales: bool | None = None) -> Iterator[BatchResult]:
+        """Serve many batches: yields each batch's :class:`BatchResult`, in order, the same as
+        :meth:`infer` gives for it. On the ``graph`` path up to ``depth`` batches are in flight,
+        each on its own stream and its own copy of the graph, so one batch's copies and pass
+        overlap the others' (:mod:`.stream`); elsewhere it is :meth:`infer` per batch. A batch
+        that raises stops the stream after the results of the batches before it."""
+        from .stream import serve
+
+        return serve(self, batches, depth, check_scales)
+
+    def _outputs(self, cp: CompiledPlan, res: np.ndarray, nb: int) -> list[np.ndarray]:
+        """Each output's [nb, n] integers from a clean pass's result (after its flag words)."""
+        off, outs = cp.flag_words(nb), []
+        for n in cp.output_sizes:
+            outs.append(res[off: off + nb * n].reshape(nb, n).copy())
+            off += nb * n
+        return outs
 
     def _circuit_shapes(self, xs: list[np.ndarray | torch.Tensor]) -> list[tuple[int, ...]]:
         """Each input's batch-1 circuit shape for a batch of these inputs (cached per shape)."""
@@ -321,11 +352,11 @@ class Engine:
         self.stats["last_fallback"] = why
         return None, f"ops (fallback: {why})"
 
-    def _fast(self, graph, plan, shapes, xs) -> tuple[list[np.ndarray] | None, str]:
-        """The compiled path; (None, 'ops (fallback: why)') when it cannot give the outputs."""
-        dev = torch.device(self.device)
+    @staticmethod
+    def _device_inputs(graph, xs, dev: torch.device) -> tuple[list[tuple], list[np.ndarray | torch.Tensor]]:
+        """Each input as the compiled pass takes it (float32 for float inputs, quantized int64
+        for integer ones; tensors moved to ``dev``), with its (shape, dtype) spec."""
         specs, prepared = [], []
-        on_host = not any(_is_torch(x) for x in xs)
         for name, x in zip(graph.inputs, xs):
             is_float = graph.nodes[name].attrs["float"]
             node = graph.nodes[name]
@@ -336,9 +367,15 @@ class Engine:
                     else np.asarray(x)
             else:
                 x = quantize_input(np.asarray(x), 0, False)
-            x = x.reshape(x.shape[0], *node.shape)
-            prepared.append(x)
+            prepared.append(x.reshape(x.shape[0], *node.shape))
             specs.append((tuple(node.shape), torch.float32 if is_float else torch.int64))
+        return specs, prepared
+
+    def _fast(self, graph, plan, shapes, xs) -> tuple[list[np.ndarray] | None, str]:
+        """The compiled path; (None, 'ops (fallback: why)') when it cannot give the outputs."""
+        dev = torch.device(self.device)
+        specs, prepared = self._device_inputs(graph, xs, dev)
+        on_host = not any(_is_torch(x) for x in xs)
         # The last tier that ran clean serves the next batch too (any tier that covers the inputs
         # gives the same bits): the device checks every float input against it as it quantizes, so
         # only a batch that raises the input flag pays for the exact tier (a scan on the host, one
@@ -368,11 +405,7 @@ class Engine:
             flags = cp.read_flags(res, nb)
             if not flags.any():
                 self._last_bits[key_shapes] = bits
-                off, outs = cp.flag_words(nb), []
-                for n in cp.output_sizes:
-                    outs.append(res[off: off + nb * n].reshape(nb, n).copy())
-                    off += nb * n
-                return outs, self._last_path
+                return self._outputs(cp, res, nb), self._last_path
             # an input beyond the tier invalidates everything after it (later flags follow from it)
             input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
             if attempt == 0 and input_flag and not exact:  # the tier may be too small: the batch's own
@@ -399,7 +432,7 @@ class Engine:
             self._seen.add(key)
         self._last_path = "fused" if self.path == "fused" else "graph (first call: fused)"
         inputs = [x.to(dev) if _is_torch(x) else torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in xs]
-        flags = torch.zeros(cp.n_flags, dtype=torch.int32, device=dev)
+        flags = cp.new_flags()
         return cp.forward(inputs, flags).cpu().numpy()
 
     # -- for benchmarks ---------------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""``Engine.infer_stream`` (#9): many batches served in order, each with the bits ``infer`` gives it.
+
+On the CPU the stream is ``infer`` per batch; on a GPU (``-m gpu``) batches go to graph slots of
+their own, several in flight on their own streams, and every sample must still equal its EZKL
+witness: batches of mixed sizes, a batch beyond the tier (re-run through ``infer``), a stream
+closed early, and a policy whose last kernel hands the flags over (a per-slot ticket).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+ezkl = pytest.importorskip("ezkl")
+
+from tests.engine.test_fast import GPU, _check, lenet  # noqa: E402,F401  (lenet: a fixture)
+from tests.engine.witness_cases import N_SAMPLES  # noqa: E402
+
+from vcompute.engine import run_fixed_batch  # noqa: E402
+from vcompute.engine.engine import Engine  # noqa: E402
+from vcompute.errors import UsageError  # noqa: E402
+
+#: batch index lists: mixed sizes, sizes seen again, samples rotated (new data in old buffers)
+BATCHES = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10], [11, 12, 13, 14], [1, 3, 5, 7], [15, 0, 2],
+           [2, 4, 6, 8], [9, 11, 13, 15], [6, 7, 8], [10, 12, 14, 0], [3, 2, 1, 0], [5, 9, 13]]
+
+
+def _stream(eng, case, batches, **kw):
+    return eng.infer_stream(([case.samples[i] for i in idx] for idx in batches), **kw)
+
+
+@pytest.mark.parametrize("path", ["fused", "ops"])
+def test_stream_equals_infer_per_batch(cases, path):
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton" if path == "fused" else "torch", path=path)
+    got = list(_stream(eng, case, BATCHES[:5]))
+    assert len(got) == 5, f"{len(got)} results for 5 batches"
+    for k, (idx, res) in enumerate(zip(BATCHES, got)):
+        _check(case, res, idx, f"stream ({path}), batch {k}")
+        assert res.path == path, res.path
+
+
+def test_stream_pulls_batches_as_it_goes(cases):
+    """The source may be endless: the stream reads a batch only when it needs one."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    pulled = []
+
+    def source():
+        for k in range(10**6):
+            pulled.append(k)
+            yield [case.samples[k % N_SAMPLES]]
+
+    stream = eng.infer_stream(source())
+    first = next(stream)
+    _check(case, first, [0], "first of an endless stream")
+    assert pulled == [0], f"pulled {pulled} for one result"
+    stream.close()
+
+
+@pytest.mark.parametrize("depth", [0, -1, 1.5, True, "2"])
+def test_stream_depth_is_checked_at_the_call(cases, depth):
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    with pytest.raises(UsageError, match="depth"):
+        eng.infer_stream([], depth=depth)
+
+
+def test_a_bad_batch_ends_the_stream_after_the_good_ones(cases):
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    batches = [[case.samples[0]], [case.samples[1], case.samples[2]], [[np.zeros((1, 3))]], [case.samples[3]]]
+    got = []
+    with pytest.raises(UsageError):
+        for res in eng.infer_stream(batches):
+            got.append(res)
+    assert len(got) == 2, f"{len(got)} results before the bad third batch"
+    _check(case, got[1], [1, 2], "the batch before the bad one")
+    assert list(eng.infer_stream([])) == []
+
+
+# -- GPU: graph slots on their own streams -----------------------------------------------------
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "residual_block", "gap_linear"])
+def test_gpu_stream_every_batch_exact(cases, name, depth):
+    case = cases(name)
+    eng = Engine(case.model, case.settings, "cuda:0")
+    for rep in range(2):  # the second pass runs on the slots the first made
+        got = list(_stream(eng, case, BATCHES, depth=depth))
+        assert len(got) == len(BATCHES)
+        for k, (idx, res) in enumerate(zip(BATCHES, got)):
+            _check(case, res, idx, f"{name}, stream depth {depth}, pass {rep}, batch {k}")
+    assert eng._rings, "no batch went to a graph slot"
+    for key, ring in eng._rings.items():
+        assert len(ring) == depth and all(s.job is None for s in ring), f"ring {key}: busy after the stream"
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("policy", ["auto", "wide", "unfolded"])
+def test_gpu_stream_policies_and_flag_handover(cases, policy):
+    """``wide`` ends the MLP's pass on a float64 GEMM that publishes the flags through a ticket:
+    each slot must have its own, or passes in flight at once would hand over each other's."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cuda:0", tiles=policy)
+    batches = [[(k + j) % N_SAMPLES for j in range(8)] for k in range(24)]
+    got = list(_stream(eng, case, batches, depth=4))
+    for k, (idx, res) in enumerate(zip(batches, got)):
+        _check(case, res, idx, f"mlp, tiles {policy}, stream batch {k}")
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_stream_batch_beyond_the_tier_reruns(cases):
+    """A batch whose inputs outgrow the tier raises the device's input flag in its slot; it is
+    re-run through ``infer`` (its own tier) and comes back in its place; the rest stay exact."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cuda:0")
+    idx = [0, 1, 2, 3]
+    batch = [case.samples[i] for i in idx]
+    bigger = [[s[0] * 40.0] for s in batch]
+    want = run_fixed_batch(case.model, bigger, case.settings, backend="torch").outputs_fixed
+    got = list(eng.infer_stream([batch, batch, batch, bigger, batch, batch, bigger, batch]))
+    for k, res in enumerate(got):
+        if k in (3, 6):
+            assert res.outputs_fixed == want, f"batch {k} (beyond the tier) differs from the op path"
+        else:
+            _check(case, res, idx, f"batch {k} of a stream with larger batches")
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_stream_closed_early_leaves_nothing_in_flight(cases):
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cuda:0")
+    stream = _stream(eng, case, BATCHES * 3, depth=3)
+    for k in range(6):
+        _check(case, next(stream), BATCHES[k], f"batch {k} before closing")
+    stream.close()
+    assert all(s.job is None for ring in eng._rings.values() for s in ring)
+    for k, res in enumerate(_stream(eng, case, BATCHES, depth=3)):
+        _check(case, res, BATCHES[k], f"batch {k} of the next stream")
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_stream_device_tensors_and_lenet(lenet):
+    eng = Engine(lenet.model, lenet.settings, "cuda:0")
+    idx = list(range(len(lenet.samples)))
+    host = [lenet.samples[i] for i in idx]
+    dev = torch.tensor(np.concatenate([s[0] for s in host]), dtype=torch.float32, device="cuda:0")
+    got = list(eng.infer_stream([host, dev, host, host, dev, host, host], depth=2))
+    for k, res in enumerate(got):
+        _check(lenet, res, idx, f"lenet stream batch {k}")

@@ -1,0 +1,177 @@
+"""``Engine.infer_stream``: many batches in flight at once on the CUDA-graph path (#9).
+
+A batch from the host through :meth:`Engine.infer` is a chain: its float32 input is copied in,
+the pass runs, the result is copied out, the host waits and reads the flags. Each step leaves the
+others' hardware idle (the copy engines during the pass, the SMs during the copies and the host's
+work), and a small model's pass leaves most SMs idle besides: LeNet-5 at 256 samples is 76 µs of
+kernels but 109 µs a batch with its copies (BENCHMARKS.md §2g). Here each batch goes to one of
+``depth`` *slots* of its (shapes, tier, batch size): a slot is a graph of the pass captured with
+buffers, flags and hand-over ticket of its own (nothing is shared but the weights, which are only
+read), replayed on the slot's own stream. The host stages batch i+1 into its slot's pinned buffer
+and launches it while the batches before it are still on the device, and waits for a batch only
+when its slot comes round again or the stream ends.
+
+Bits: a slot replays the pass that ``infer``'s graph replays, on its own buffers, so each batch's
+integers are the ones ``infer`` gives it. A batch that cannot go to a slot (the first batches of a
+size, which compile the plan and capture ``infer``'s graph; integer inputs, which get their exact
+tier every time; torch tensors) runs through ``infer`` in its turn; so does one whose pass raised
+a device flag, which ``infer`` then re-runs at its own tier or on the op path, as for any batch.
+No flagged output is ever yielded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from vcompute.errors import UsageError
+
+from .compiled import CompiledPlan
+from .run import BatchResult
+
+if TYPE_CHECKING:
+    from .engine import Engine, _GraphRunner
+
+
+@dataclass
+class _Job:
+    """A batch bound for a slot: what the caller passed (a flagged batch re-runs through
+    ``infer``), its plan and compiled pass, its slot key and its staged float32 inputs."""
+
+    samples: Any
+    plan: Any
+    cp: CompiledPlan
+    key: tuple
+    specs: list[tuple]
+    inputs: list[np.ndarray]
+    nb: int
+    t0: float
+
+
+@dataclass
+class _Slot:
+    """One graph of the pass with its own buffers, the stream it replays on and the event that
+    marks its batch done; ``job`` is the batch in flight (None: free)."""
+
+    runner: _GraphRunner
+    stream: torch.cuda.Stream
+    done: torch.cuda.Event
+    job: _Job | None = None
+
+
+def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
+    """The batch as a slot's job, or None where it must run through ``infer``."""
+    from .engine import _batch_inputs, _is_torch
+
+    t0 = time.perf_counter()
+    xs = _batch_inputs(samples)
+    nb = int(xs[0].shape[0])
+    if nb == 0 or any(_is_torch(x) for x in xs):
+        return None
+    shapes = eng._circuit_shapes(xs)
+    graph, plan = eng._prepare_checked(shapes, check_scales)
+    if not all(graph.nodes[n].attrs["float"] for n in graph.inputs):
+        return None  # no device check of integer inputs: infer scans each batch for its tier
+    bits = eng._last_bits.get(tuple(shapes))
+    cp = eng._compiled.get((tuple(shapes), tuple(bits))) if bits is not None else None
+    if not isinstance(cp, CompiledPlan):
+        return None
+    specs, inputs = eng._device_inputs(graph, xs, torch.device(eng.device))
+    key = (tuple(s for s, _ in specs), tuple(bits), nb)
+    if key not in eng._graphs:  # infer captures a size's graph on its second batch
+        return None
+    return _Job(samples, plan, cp, key, specs, inputs, nb, t0)
+
+
+def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
+    """``depth`` slots for the job's key, each with a graph captured on buffers of its own."""
+    from .engine import _GraphRunner
+
+    slots = [_Slot(_GraphRunner(job.cp, job.nb, job.specs, dev), torch.cuda.Stream(dev), torch.cuda.Event())
+             for _ in range(depth)]
+    for slot in slots:  # the buffers the capture zeroed, before any replay
+        slot.stream.wait_stream(torch.cuda.current_stream(dev))
+    return slots
+
+
+def _launch(slot: _Slot, job: _Job) -> None:
+    """Stage the batch into the slot's pinned input and replay the slot's graph (copy in, pass,
+    copy out) on its stream; no wait."""
+    runner = slot.runner
+    for host, x in zip(runner.host_in, job.inputs):
+        host.numpy()[...] = x
+    with torch.cuda.stream(slot.stream):
+        runner.replay_io()
+        slot.done.record(slot.stream)
+    slot.job = job
+
+
+def _finish(eng: Engine, item: BatchResult | _Slot, check_scales: bool | None) -> BatchResult:
+    """The batch's result: as it ran, or its slot's once the device is done with it."""
+    if isinstance(item, BatchResult):
+        return item
+    job = item.job
+    assert job is not None
+    item.done.synchronize()
+    res = item.runner.host_out.numpy()
+    flags = job.cp.read_flags(res, job.nb)
+    outs = None if flags.any() else eng._outputs(job.cp, res, job.nb)
+    item.job = None
+    if outs is None:  # beyond the tier, or a range: infer decides, as for any batch
+        return eng.infer(job.samples, check_scales=check_scales)
+    return eng._result(job.plan, outs, job.nb, job.t0, "graph")
+
+
+def serve(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bool | None) -> Iterator[BatchResult]:
+    """``Engine.infer_stream`` (see the module doc)."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise UsageError(f"depth must be a whole number of at least 1, not {depth!r}")
+    return _serve(eng, batches, depth, check_scales)
+
+
+def _serve(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bool | None) -> Iterator[BatchResult]:
+    if eng.path != "graph":
+        for samples in batches:
+            yield eng.infer(samples, check_scales=check_scales)
+        return
+    dev = torch.device(eng.device)
+    rings: dict[tuple, list[_Slot]] = eng._rings
+    turns: dict[tuple, int] = {}
+    pending: deque[BatchResult | _Slot] = deque()  # in batch order
+    try:
+        for samples in batches:
+            try:
+                job = _job(eng, samples, check_scales)
+                ran = eng.infer(samples, check_scales=check_scales) if job is None else None
+            except Exception:  # the batches before this one still get their results
+                while pending:
+                    yield _finish(eng, pending.popleft(), check_scales)
+                raise
+            if job is None:
+                pending.append(ran)
+            else:
+                if job.key not in rings:
+                    rings[job.key] = _ring(job, depth, dev)
+                ring = rings[job.key]
+                slot = ring[turns.get(job.key, 0) % len(ring)]
+                turns[job.key] = turns.get(job.key, 0) + 1
+                while slot.job is not None:  # the slot's last batch is done and yielded first
+                    yield _finish(eng, pending.popleft(), check_scales)
+                _launch(slot, job)
+                pending.append(slot)
+            while pending and isinstance(pending[0], BatchResult):
+                yield pending.popleft()
+        while pending:
+            yield _finish(eng, pending.popleft(), check_scales)
+    finally:  # a stream closed early: nothing of it may still run on buffers a later one reuses
+        for ring in rings.values():
+            for slot in ring:
+                if slot.job is not None:
+                    slot.done.synchronize()
+                    slot.job = None
