@@ -118,7 +118,7 @@ class TilePolicy:
     #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
     narrow_gemm: bool = True
     #: a limb GEMM splits its int64 activations in its own kernel (``kernels.gemm_a64``: one
-    #: launch a layer) instead of after a split kernel; not yet measured on a GPU, so off in auto
+    #: launch a layer) instead of after a split kernel; no faster on the H100 (BENCHMARKS.md §2g), so off in auto
     split_in_gemm: bool = False
     #: a model of small dense layers only (an MLP) runs as one kernel: quantize, layers, outputs
     #: and flags (``kernels.dense_chain``)
