@@ -45,3 +45,17 @@ def test_bench_on_the_cpu_has_one_engine_row():
     out = _printed(_bench(engine))
     assert "end to end" not in out, out
     assert "0.770 ms" in out
+
+
+def test_bench_shows_the_served_stream_under_the_engine():
+    """On a GPU the bench also serves the batch through ``Engine.infer_stream``: a row of its own,
+    and a stream that differed from ``infer`` says so."""
+    engine = _runner(0.1, 256, "cuda:0", timed="graph replay (device)", matches_witness=True,
+                     matches_reference=True, path="graph", end_to_end=_runner(0.232, 256, "cuda:0"),
+                     stream=_runner(0.1624, 256, "cuda:0", exact=True))
+    served = [line for line in _printed(_bench(engine)).splitlines() if "served" in line]
+    assert len(served) == 1 and "0.162 ms" in served[0] and "1,576,355" in served[0], served
+    assert "MISMATCH" not in served[0]
+    engine["stream"]["exact"] = False
+    served = [line for line in _printed(_bench(engine)).splitlines() if "served" in line]
+    assert "MISMATCH vs infer" in served[0], served

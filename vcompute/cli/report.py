@@ -183,6 +183,14 @@ def print_bench(console: Console, result: dict[str, Any]) -> None:
                     f"{e2e['min_ms']:.3f}–{e2e['max_ms']:.3f}", f"{e2e['throughput_per_s']:,.0f}",
                     "host float32 arrays in, int64 arrays out",
                 )
+            served = r.get("stream")
+            if key == "engine" and served:  # Engine.infer_stream: batches back to back, overlapped
+                table.add_row(
+                    str(row["batch"]), f"{label}, served", r["device"], f"{served['median_ms']:.3f} ms",
+                    f"{served['min_ms']:.3f}–{served['max_ms']:.3f}", f"{served['throughput_per_s']:,.0f}",
+                    "infer_stream: host arrays in, batches overlapped" + ("" if served.get("exact", True)
+                                                                           else "; MISMATCH vs infer"),
+                )
     console.print(table)
 
     proof = result["proof"]
