@@ -80,6 +80,22 @@ def test_a_bad_batch_ends_the_stream_after_the_good_ones(cases):
     assert list(eng.infer_stream([])) == []
 
 
+def test_one_stream_at_a_time_per_engine(cases):
+    """Two open streams would share the engine's slots: the second is refused, with the way out;
+    once the first is closed or done, a new one runs."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    batches = [[case.samples[i]] for i in range(4)]
+    first = eng.infer_stream(batches)
+    _check(case, next(first), [0], "first stream")
+    with pytest.raises(UsageError, match="already serving an infer_stream"):
+        next(eng.infer_stream(batches))
+    _check(case, next(first), [1], "first stream, after the refused second")
+    first.close()
+    assert len(list(eng.infer_stream(batches))) == 4
+    assert len(list(eng.infer_stream(batches))) == 4  # a stream run to its end frees the engine too
+
+
 # -- GPU: graph slots on their own streams -----------------------------------------------------
 
 

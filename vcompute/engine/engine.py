@@ -221,6 +221,7 @@ class Engine:
         self._graphs: dict[tuple, _GraphRunner] = {}
         #: infer_stream's slots per (input specs, tier, batch size): graphs with buffers of their own
         self._rings: dict[tuple, list] = {}
+        self._streaming = False  # an infer_stream is open (one at a time: they would share the slots)
         self._seen: set[tuple] = set()
         self._last_bits: dict[tuple, list[int]] = {}
         #: how each batch ran: counts by path, and the last fallback's reason
@@ -317,7 +318,8 @@ class Engine:
         :meth:`infer` gives for it. On the ``graph`` path up to ``depth`` batches are in flight,
         each on its own stream and its own copy of the graph, so one batch's copies and pass
         overlap the others' (:mod:`.stream`); elsewhere it is :meth:`infer` per batch. A batch
-        that raises stops the stream after the results of the batches before it."""
+        that raises stops the stream after the results of the batches before it. One stream
+        at a time per engine: a second, opened while one is still open, is refused."""
         from .stream import serve
 
         return serve(self, batches, depth, check_scales)

@@ -16,7 +16,8 @@ integers are the ones ``infer`` gives it. A batch that cannot go to a slot (the 
 size, which compile the plan and capture ``infer``'s graph; integer inputs, which get their exact
 tier every time; torch tensors) runs through ``infer`` in its turn; so does one whose pass raised
 a device flag, which ``infer`` then re-runs at its own tier or on the op path, as for any batch.
-No flagged output is ever yielded.
+No flagged output is ever yielded. An engine serves one stream at a time (a second open stream
+would share the slots); a stream closed early leaves nothing in flight.
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ def serve(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bool | 
 
 
 def _serve(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bool | None) -> Iterator[BatchResult]:
+    """One stream at a time per engine: two would share the slots (and their pinned buffers)."""
+    if eng._streaming:
+        raise UsageError("this engine is already serving an infer_stream: finish or close that one first "
+                         "(or load the model again for a second stream)")
+    eng._streaming = True
+    try:
+        yield from _serve_one(eng, batches, depth, check_scales)
+    finally:
+        eng._streaming = False
+
+
+def _serve_one(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bool | None) -> Iterator[BatchResult]:
     if eng.path != "graph":
         for samples in batches:
             yield eng.infer(samples, check_scales=check_scales)
