@@ -12,8 +12,9 @@ path EZKL's witnesses vouch for, re-checked here on the exported samples) and th
 samples against their EZKL witnesses; PyTorch eager float on the same GPU; onnxruntime on the
 host's CPU. GPU work is timed like ``triton.testing.do_bench`` (median of single calls, the L2
 cache flushed before each), and in steady state (``time_stream``: batches back to back, warm
-caches; the engine's with its input and result copies); the engine also end to end (host
-float32 arrays in, int64 arrays out: ``BatchResult.fixed``). Writes ``OUT/bench-engine.json`` and
+caches; the engine's with its input and result copies, and its pass alone as ``warm``); the
+engine also end to end (host float32 arrays in, int64 arrays out: ``BatchResult.fixed``) and
+served (``Engine.infer_stream``, batches overlapped, every result checked). Writes ``OUT/bench-engine.json`` and
 ``OUT/bench-engine.png``; prints a table last. Exit 1 on any mismatch.
 """
 
@@ -54,10 +55,11 @@ def _steady(e: dict, t: dict, sp: dict) -> str:
     """The steady-state columns (back-to-back batches, warm caches) and the served stream's
     (``Engine.infer_stream``), blank without a graph."""
     if "steady" not in e:
-        return f"{'-':>9} {'-':>8} {'-':>7} {'-':>7} | {'-':>9} {'-':>7}"
+        return f"{'-':>9} {'-':>8} {'-':>7} {'-':>7} | {'-':>8} {'-':>7} {'-':>7} | {'-':>9} {'-':>7}"
     ts = t.get("steady", t)["median_ms"]
     return (f"{e['steady']['median_ms']:>9.4f} {ts:>8.4f} {sp['steady_vs_torch']:>7.2f} "
-            f"{sp['steady_vs_onnxruntime']:>7.2f} | {e['stream']['median_ms']:>9.4f} "
+            f"{sp['steady_vs_onnxruntime']:>7.2f} | {e['warm']['median_ms']:>8.4f} {sp['warm_vs_torch']:>7.2f} "
+            f"{sp['warm_vs_onnxruntime']:>7.2f} | {e['stream']['median_ms']:>9.4f} "
             f"{sp['stream_vs_onnxruntime']:>7.2f}")
 
 
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{doc['device']}, {doc['date']}, {doc['versions']}")
     print(f"{'model':<7} {'batch':>5} | {'engine ms':>10} {'samples/s':>12} | {'torch ms':>9} {'samples/s':>12} | "
           f"{'ort ms':>9} {'samples/s':>11} | {'x torch':>7} {'x ort':>7} | {'steady ms':>9} {'torch':>8} "
-          f"{'x torch':>7} {'x ort':>7} | {'stream ms':>9} {'x ort':>7} | e2e ms | exact")
+          f"{'x torch':>7} {'x ort':>7} | {'warm ms':>8} {'x torch':>7} {'x ort':>7} | {'stream ms':>9} {'x ort':>7} | "
+          f"e2e ms | exact")
     for res in results:
         for row in res["inference"]:
             e, t, o = row["engine"], row["torch"], row["onnxruntime"]

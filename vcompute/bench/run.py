@@ -295,6 +295,9 @@ def bench_engine_batched(model_path: Path, settings: dict[str, Any], samples: li
         row.update(_stats_q(time_device(runner.replay), len(samples)))
         row["timed"] = "graph replay (device)"
 
+        # the pass alone, back to back with warm caches: timed as PyTorch's steady column is
+        row["warm"] = {**_stats_q(time_stream(runner.replay), len(samples)),
+                       "timed": "back-to-back graph replays, the batch on the device (warm caches)"}
         # one batch of a serving loop: the graph with the input copy in and the result (with the
         # flags) copy out, as Engine.infer replays it for a batch from the host
         row["steady"] = {**_stats_q(time_stream(runner.replay_io), len(samples)),
@@ -485,6 +488,11 @@ def speedups(row: dict[str, Any]) -> dict[str, float | None]:
         for key in ("torch", "onnxruntime"):
             other = row[key].get("steady", row[key]).get("throughput_per_s")
             out[f"steady_vs_{key}"] = round(steady / other, 3) if other else None
+    warm = row["engine"].get("warm", {}).get("throughput_per_s")
+    if warm:  # the pass alone with warm caches: against PyTorch's steady pass and onnxruntime
+        for key in ("torch", "onnxruntime"):
+            other = row[key].get("steady", row[key]).get("throughput_per_s")
+            out[f"warm_vs_{key}"] = round(warm / other, 3) if other else None
     served = row["engine"].get("stream", {}).get("throughput_per_s")
     other = row["onnxruntime"].get("throughput_per_s")
     if served and other:  # host arrays in, arrays out, on both sides
