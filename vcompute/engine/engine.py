@@ -219,7 +219,7 @@ class Engine:
         self._shapes: dict[tuple, list[tuple[int, ...]]] = {}
         self._plans: dict[tuple, tuple] = {}
         self._graphs: dict[tuple, _GraphRunner] = {}
-        #: infer_stream's slots per (input specs, tier, batch size): graphs with buffers of their own
+        #: infer_stream's slots per ((input specs, tier, batch size), depth): graphs with buffers of their own
         self._rings: dict[tuple, list] = {}
         self._streaming = False  # an infer_stream is open (one at a time: they would share the slots)
         self._seen: set[tuple] = set()

@@ -154,7 +154,7 @@ def _serve_one(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bo
             yield eng.infer(samples, check_scales=check_scales)
         return
     dev = torch.device(eng.device)
-    rings: dict[tuple, list[_Slot]] = eng._rings
+    rings: dict[tuple, list[_Slot]] = eng._rings  # per (slot key, depth), kept for the next stream
     turns: dict[tuple, int] = {}
     pending: deque[BatchResult | _Slot] = deque()  # in batch order
     try:
@@ -169,11 +169,12 @@ def _serve_one(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bo
             if job is None:
                 pending.append(ran)
             else:
-                if job.key not in rings:
-                    rings[job.key] = _ring(job, depth, dev)
-                ring = rings[job.key]
-                slot = ring[turns.get(job.key, 0) % len(ring)]
-                turns[job.key] = turns.get(job.key, 0) + 1
+                rkey = (job.key, depth)
+                if rkey not in rings:
+                    rings[rkey] = _ring(job, depth, dev)
+                ring = rings[rkey]
+                slot = ring[turns.get(rkey, 0) % depth]
+                turns[rkey] = turns.get(rkey, 0) + 1
                 while slot.job is not None:  # the slot's last batch is done and yielded first
                     yield _finish(eng, pending.popleft(), check_scales)
                 _launch(slot, job)
