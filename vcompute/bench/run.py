@@ -483,16 +483,14 @@ def speedups(row: dict[str, Any]) -> dict[str, float | None]:
     for key in ("torch", "onnxruntime"):
         other = row[key].get("throughput_per_s")
         out[f"vs_{key}"] = round(eng / other, 3) if eng and other else None
-    steady = row["engine"].get("steady", {}).get("throughput_per_s")
-    if steady:  # steady state against steady state: PyTorch's back-to-back, onnxruntime's own runs
-        for key in ("torch", "onnxruntime"):
-            other = row[key].get("steady", row[key]).get("throughput_per_s")
-            out[f"steady_vs_{key}"] = round(steady / other, 3) if other else None
-    warm = row["engine"].get("warm", {}).get("throughput_per_s")
-    if warm:  # the pass alone with warm caches: against PyTorch's steady pass and onnxruntime
-        for key in ("torch", "onnxruntime"):
-            other = row[key].get("steady", row[key]).get("throughput_per_s")
-            out[f"warm_vs_{key}"] = round(warm / other, 3) if other else None
+    # the engine's steady state (with its copies) and its pass alone with warm caches, each
+    # against PyTorch's back-to-back passes and onnxruntime's own runs
+    for measure in ("steady", "warm"):
+        mine = row["engine"].get(measure, {}).get("throughput_per_s")
+        if mine:
+            for key in ("torch", "onnxruntime"):
+                other = row[key].get("steady", row[key]).get("throughput_per_s")
+                out[f"{measure}_vs_{key}"] = round(mine / other, 3) if other else None
     served = row["engine"].get("stream", {}).get("throughput_per_s")
     other = row["onnxruntime"].get("throughput_per_s")
     if served and other:  # host arrays in, arrays out, on both sides
