@@ -71,6 +71,15 @@ def lenet(tmp_path_factory):
     return LeNet(tmp_path_factory.mktemp("lenet"))
 
 
+def lenet_on_gpu(lenet) -> tuple[Engine, list[int], list, torch.Tensor]:
+    """A LeNet engine on the GPU, its samples' indices and host batch, and that batch as one
+    float32 tensor on the device."""
+    eng = Engine(lenet.model, lenet.settings, "cuda:0")
+    idx = list(range(len(lenet.samples)))
+    host = [lenet.samples[i] for i in idx]
+    return eng, idx, host, torch.tensor(np.concatenate([s[0] for s in host]), dtype=torch.float32, device="cuda:0")
+
+
 def _check(case, res, idx, what):
     assert res.batch_size == len(idx)
     for pos, i in enumerate(idx):
@@ -311,12 +320,9 @@ def test_gpu_graph_path_every_size(cases, name):
 @pytest.mark.gpu
 @GPU
 def test_gpu_lenet_graph_and_device_inputs(lenet):
-    eng = Engine(lenet.model, lenet.settings, "cuda:0")
-    idx = list(range(len(lenet.samples)))
-    batch = [lenet.samples[i] for i in idx]
+    eng, idx, batch, x = lenet_on_gpu(lenet)
     for _ in range(3):
         _check(lenet, eng.infer(batch), idx, "lenet graph")
-    x = torch.tensor(np.concatenate([s[0] for s in batch]), dtype=torch.float32, device="cuda:0")
     for _ in range(3):
         res = eng.infer(x)
         _check(lenet, res, idx, "lenet, device-resident input")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 ezkl = pytest.importorskip("ezkl")
 
-from tests.engine.test_fast import GPU, _check, lenet  # noqa: E402,F401  (lenet: a fixture)
+from tests.engine.test_fast import GPU, _check, lenet, lenet_on_gpu  # noqa: E402,F401  (lenet: a fixture)
 from tests.engine.witness_cases import N_SAMPLES  # noqa: E402
 
 from vcompute.engine import run_fixed_batch  # noqa: E402
-from vcompute.engine.engine import Engine  # noqa: E402
+from vcompute.engine.engine import Engine, as_float32, stage_float32  # noqa: E402
 from vcompute.errors import UsageError  # noqa: E402
 
 #: batch index lists: mixed sizes, sizes seen again, samples rotated (new data in old buffers)
@@ -28,6 +27,26 @@ BATCHES = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10], [11, 12, 13, 14], [1, 3, 5, 7
 
 def _stream(eng, case, batches, **kw):
     return eng.infer_stream(([case.samples[i] for i in idx] for idx in batches), **kw)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "int32"])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "fortran"])
+def test_staging_gives_the_float32_that_infer_quantizes(dtype, layout):
+    """A slot's staging writes into its pinned buffer the float32 ``infer`` would make of the
+    input (float64 values at float32 ties and beyond its range included): same bits."""
+    rng = np.random.default_rng(7)
+    vals = rng.uniform(-3, 3, (5, 3, 4)) * 10.0 ** rng.integers(-8, 9, (5, 3, 4))
+    vals.flat[:4] = [1 + 2.0 ** -24, 1 + 3 * 2.0 ** -24, 2.0 ** 25 + 1, -(2.0 ** 60) - 3]  # ties, big ints
+    with np.errstate(over="ignore"):  # float16: the big values become inf, which must stage as inf
+        x = vals.astype(dtype) if dtype.startswith("float") else \
+            np.round(vals).clip(np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+    x = {"contiguous": x, "strided": np.repeat(x, 2, axis=2)[:, :, ::2], "fortran": np.asfortranarray(x)}[layout]
+    want = as_float32(x)
+    assert want.dtype == np.float32
+    got = np.full((5, 12), np.nan, dtype=np.float32)
+    stage_float32(got, x)
+    assert np.array_equal(got.view(np.int32), want.reshape(5, 12).view(np.int32)), \
+        f"{dtype} ({layout}): staged {got.ravel()[:4]} vs infer's {want.ravel()[:4]}"
 
 
 @pytest.mark.parametrize("path", ["fused", "ops"])
@@ -166,10 +185,7 @@ def test_gpu_stream_closed_early_leaves_nothing_in_flight(cases):
 @pytest.mark.gpu
 @GPU
 def test_gpu_stream_device_tensors_and_lenet(lenet):
-    eng = Engine(lenet.model, lenet.settings, "cuda:0")
-    idx = list(range(len(lenet.samples)))
-    host = [lenet.samples[i] for i in idx]
-    dev = torch.tensor(np.concatenate([s[0] for s in host]), dtype=torch.float32, device="cuda:0")
+    eng, idx, host, dev = lenet_on_gpu(lenet)
     got = list(eng.infer_stream([host, dev, host, host, dev, host, host], depth=2))
     for k, res in enumerate(got):
         _check(lenet, res, idx, f"lenet stream batch {k}")

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 @dataclass
 class _Job:
     """A batch bound for a slot: what the caller passed (a flagged batch re-runs through
-    ``infer``), its plan and compiled pass, its slot key and its staged float32 inputs."""
+    ``infer``), its plan and compiled pass, its slot key and its float inputs in the pass's shapes
+    (as given: :func:`_launch` converts them to float32 as it stages them)."""
 
     samples: Any
     plan: Any
@@ -83,7 +84,8 @@ def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
     cp = eng._compiled.get((tuple(shapes), tuple(bits))) if bits is not None else None
     if not isinstance(cp, CompiledPlan):
         return None
-    specs, inputs = eng._device_inputs(graph, xs, torch.device(eng.device))
+    specs = eng._input_specs(graph)
+    inputs = [np.asarray(x).reshape(x.shape[0], *shape) for x, (shape, _) in zip(xs, specs)]
     key = (tuple(s for s, _ in specs), tuple(bits), nb)
     if key not in eng._graphs:  # infer captures a size's graph on its second batch
         return None
@@ -102,11 +104,13 @@ def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
 
 
 def _launch(slot: _Slot, job: _Job) -> None:
-    """Stage the batch into the slot's pinned input and replay the slot's graph (copy in, pass,
-    copy out) on its stream; no wait."""
+    """Stage the batch into the slot's pinned input (float32, converted on the way: one pass
+    over the data) and replay the slot's graph (copy in, pass, copy out) on its stream; no wait."""
+    from .engine import stage_float32
+
     runner = slot.runner
-    for host, x in zip(runner.host_in, job.inputs):
-        host.numpy()[...] = x
+    for host, x in zip(runner.host_in_np, job.inputs):
+        stage_float32(host, x)
     with torch.cuda.stream(slot.stream):
         runner.replay_io()
         slot.done.record(slot.stream)
@@ -120,7 +124,7 @@ def _finish(eng: Engine, item: BatchResult | _Slot, check_scales: bool | None) -
     job = item.job
     assert job is not None
     item.done.synchronize()
-    res = item.runner.host_out.numpy()
+    res = item.runner.host_out_np
     flags = job.cp.read_flags(res, job.nb)
     outs = None if flags.any() else eng._outputs(job.cp, res, job.nb)
     item.job = None
