@@ -34,10 +34,11 @@ import torch
 from vcompute.errors import UsageError
 
 from .compiled import CompiledPlan
+from .engine import _batch_inputs, _GraphRunner, _is_torch, stage_float32
 from .run import BatchResult
 
 if TYPE_CHECKING:
-    from .engine import Engine, _GraphRunner
+    from .engine import Engine
 
 
 @dataclass
@@ -69,8 +70,6 @@ class _Slot:
 
 def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
     """The batch as a slot's job, or None where it must run through ``infer``."""
-    from .engine import _batch_inputs, _is_torch
-
     t0 = time.perf_counter()
     xs = _batch_inputs(samples)
     nb = int(xs[0].shape[0])
@@ -94,8 +93,6 @@ def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
 
 def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
     """``depth`` slots for the job's key, each with a graph captured on buffers of its own."""
-    from .engine import _GraphRunner
-
     slots = [_Slot(_GraphRunner(job.cp, job.nb, job.specs, dev), torch.cuda.Stream(dev), torch.cuda.Event())
              for _ in range(depth)]
     for slot in slots:  # the buffers the capture zeroed, before any replay
@@ -106,8 +103,6 @@ def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
 def _launch(slot: _Slot, job: _Job) -> None:
     """Stage the batch into the slot's pinned input (float32, converted on the way: one pass
     over the data) and replay the slot's graph (copy in, pass, copy out) on its stream; no wait."""
-    from .engine import stage_float32
-
     runner = slot.runner
     for host, x in zip(runner.host_in_np, job.inputs):
         stage_float32(host, x)
