@@ -17,7 +17,7 @@ from tests.engine.test_fast import GPU, _check, lenet, lenet_on_gpu  # noqa: E40
 from tests.engine.witness_cases import N_SAMPLES  # noqa: E402
 
 from vcompute.engine import run_fixed_batch  # noqa: E402
-from vcompute.engine.engine import Engine, as_float32, stage_float32  # noqa: E402
+from vcompute.engine.engine import Engine, _GraphRunner, as_float32, stage_float32  # noqa: E402
 from vcompute.errors import UsageError  # noqa: E402
 
 #: batch index lists: mixed sizes, sizes seen again, samples rotated (new data in old buffers)
@@ -47,6 +47,18 @@ def test_staging_gives_the_float32_that_infer_quantizes(dtype, layout):
     stage_float32(got, x)
     assert np.array_equal(got.view(np.int32), want.reshape(5, 12).view(np.int32)), \
         f"{dtype} ({layout}): staged {got.ravel()[:4]} vs infer's {want.ravel()[:4]}"
+
+
+def test_runner_stages_float_inputs_as_float32_and_integer_ones_as_they_are():
+    """``_GraphRunner.stage`` (infer's graph path and the stream's slots): a quantized int64
+    input must keep every bit (2^60 + 3 has no float32), a float one becomes infer's float32."""
+    big = np.array([[2**60 + 3, -(2**53) - 1, 7]], dtype=np.int64)
+    floats = np.array([[1 + 2.0 ** -24, 0.1, -3.0]])
+    holder = type("Pinned", (), {"host_in_np": [np.zeros((1, 3), np.int64), np.zeros((1, 3), np.float32)]})()
+    _GraphRunner.stage(holder, [big, floats])
+    assert np.array_equal(holder.host_in_np[0], big), f"int64 input staged as {holder.host_in_np[0]}"
+    assert np.array_equal(holder.host_in_np[1].view(np.int32), as_float32(floats).view(np.int32)), \
+        f"float input staged as {holder.host_in_np[1]}, infer's float32 is {as_float32(floats)}"
 
 
 @pytest.mark.parametrize("path", ["fused", "ops"])

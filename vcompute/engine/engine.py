@@ -183,6 +183,15 @@ class _GraphRunner:
         self.graph.replay()
         self.host_out.copy_(self.static_out, non_blocking=True)
 
+    def stage(self, inputs: list[np.ndarray]) -> None:
+        """Host arrays into the pinned inputs: a float input as ``infer``'s float32 (one pass
+        from float64 or float32), an integer one (already quantized) as it is."""
+        for host, x in zip(self.host_in_np, inputs):
+            if host.dtype == np.float32:
+                stage_float32(host, x)
+            else:
+                host[...] = x
+
     def run(self, inputs: list[np.ndarray | torch.Tensor]) -> np.ndarray:
         """One batch: the result (flag words, outputs) in ``host_out``, after the one sync."""
         if any(_is_torch(x) for x in inputs):  # already on a device: no host copy in
@@ -192,8 +201,7 @@ class _GraphRunner:
             self.graph.replay()
             self.host_out.copy_(self.static_out, non_blocking=True)
         else:
-            for k, x in enumerate(inputs):
-                self.host_in_np[k][...] = x
+            self.stage(inputs)
             self.replay_io()
         torch.cuda.current_stream(self.dev).synchronize()
         return self.host_out_np

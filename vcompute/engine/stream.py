@@ -34,7 +34,7 @@ import torch
 from vcompute.errors import UsageError
 
 from .compiled import CompiledPlan
-from .engine import _batch_inputs, _GraphRunner, _is_torch, stage_float32
+from .engine import _batch_inputs, _GraphRunner, _is_torch
 from .run import BatchResult
 
 if TYPE_CHECKING:
@@ -104,8 +104,7 @@ def _launch(slot: _Slot, job: _Job) -> None:
     """Stage the batch into the slot's pinned input (float32, converted on the way: one pass
     over the data) and replay the slot's graph (copy in, pass, copy out) on its stream; no wait."""
     runner = slot.runner
-    for host, x in zip(runner.host_in_np, job.inputs):
-        stage_float32(host, x)
+    runner.stage(job.inputs)
     with torch.cuda.stream(slot.stream):
         runner.replay_io()
         slot.done.record(slot.stream)
