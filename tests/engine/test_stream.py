@@ -16,7 +16,7 @@ ezkl = pytest.importorskip("ezkl")
 from tests.engine.test_fast import GPU, _check, lenet, lenet_on_gpu  # noqa: E402,F401  (lenet: a fixture)
 from tests.engine.witness_cases import N_SAMPLES  # noqa: E402
 
-from vcompute.engine import run_fixed_batch  # noqa: E402
+from vcompute.engine import cudart, run_fixed_batch  # noqa: E402
 from vcompute.engine.engine import Engine, _GraphRunner, as_float32, stage_float32  # noqa: E402
 from vcompute.errors import UsageError  # noqa: E402
 
@@ -201,3 +201,22 @@ def test_gpu_stream_device_tensors_and_lenet(lenet):
     got = list(eng.infer_stream([host, dev, host, host, dev, host, host], depth=2))
     for k, res in enumerate(got):
         _check(lenet, res, idx, f"lenet stream batch {k}")
+
+
+@pytest.mark.gpu
+@GPU
+def test_gpu_stream_direct_launch_and_torch_replay_agree(cases):
+    """Where torch's CUDA runtime is found the slots launch their graphs directly; with the handles
+    taken away they replay through torch. Every batch is exact either way."""
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cuda:0")
+    for k, res in enumerate(_stream(eng, case, BATCHES, depth=3)):
+        _check(case, res, BATCHES[k], f"cnn batch {k}, launched directly where possible")
+    slots = [s for ring in eng._rings.values() for s in ring]
+    assert slots, "no batch went to a graph slot"
+    if cudart.graph_launcher() is not None:
+        assert all(s.direct is not None for s in slots), "a slot without the direct launch's handles"
+    for s in slots:
+        s.direct = None
+    for k, res in enumerate(_stream(eng, case, BATCHES, depth=3)):
+        _check(case, res, BATCHES[k], f"cnn batch {k}, replayed through torch")

@@ -183,6 +183,15 @@ class _GraphRunner:
         self.graph.replay()
         self.host_out.copy_(self.static_out, non_blocking=True)
 
+    def io_exec(self) -> int | None:
+        """The handle of ``io_graph``'s instantiated graph (captured here if not yet), for a
+        direct launch on a stream of the caller's (:mod:`.cudart`); None without one."""
+        if not self._io_tried:
+            self._capture_io()
+        if self.io_graph is None or not hasattr(self.io_graph, "raw_cuda_graph_exec"):
+            return None
+        return int(self.io_graph.raw_cuda_graph_exec())
+
     def stage(self, inputs: list[np.ndarray]) -> None:
         """Host arrays into the pinned inputs: a float input as ``infer``'s float32 (one pass
         from float64 or float32), an integer one (already quantized) as it is."""

@@ -33,6 +33,7 @@ import torch
 
 from vcompute.errors import UsageError
 
+from . import cudart
 from .compiled import CompiledPlan
 from .engine import _batch_inputs, _GraphRunner, _is_torch
 from .run import BatchResult
@@ -60,12 +61,15 @@ class _Job:
 @dataclass
 class _Slot:
     """One graph of the pass with its own buffers, the stream it replays on and the event that
-    marks its batch done; ``job`` is the batch in flight (None: free)."""
+    marks its batch done; ``job`` is the batch in flight (None: free). ``direct`` holds the
+    handles (graph exec, stream) for a direct ``cudaGraphLaunch`` (:mod:`.cudart`), None where
+    the replay goes through torch."""
 
     runner: _GraphRunner
     stream: torch.cuda.Stream
     done: torch.cuda.Event
     job: _Job | None = None
+    direct: tuple[int, int] | None = None
 
 
 def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
@@ -95,19 +99,29 @@ def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
     """``depth`` slots for the job's key, each with a graph captured on buffers of its own."""
     slots = [_Slot(_GraphRunner(job.cp, job.nb, job.specs, dev), torch.cuda.Stream(dev), torch.cuda.Event())
              for _ in range(depth)]
-    for slot in slots:  # the buffers the capture zeroed, before any replay
-        slot.stream.wait_stream(torch.cuda.current_stream(dev))
+    direct = cudart.graph_launcher() is not None
+    for slot in slots:
+        exec_handle = slot.runner.io_exec() if direct else None
+        if exec_handle is not None:
+            slot.direct = (exec_handle, slot.stream.cuda_stream)
+        slot.stream.wait_stream(torch.cuda.current_stream(dev))  # the buffers the capture zeroed
     return slots
 
 
 def _launch(slot: _Slot, job: _Job) -> None:
     """Stage the batch into the slot's pinned input (float32, converted on the way: one pass
-    over the data) and replay the slot's graph (copy in, pass, copy out) on its stream; no wait."""
+    over the data) and replay the slot's graph (copy in, pass, copy out) on its stream; no wait.
+    The replay is a direct ``cudaGraphLaunch`` where the slot has the handles and its device is
+    the current one (what torch's replay would set), else torch's replay on the slot's stream."""
     runner = slot.runner
     runner.stage(job.inputs)
-    with torch.cuda.stream(slot.stream):
-        runner.replay_io()
-        slot.done.record(slot.stream)
+    launch = cudart.graph_launcher()
+    if slot.direct is not None and launch is not None and torch.cuda.current_device() == slot.stream.device_index:
+        launch(*slot.direct)
+    else:
+        with torch.cuda.stream(slot.stream):
+            runner.replay_io()
+    slot.done.record(slot.stream)
     slot.job = job
 
 
