@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 ezkl = pytest.importorskip("ezkl")
 
@@ -29,24 +30,47 @@ def _stream(eng, case, batches, **kw):
     return eng.infer_stream(([case.samples[i] for i in idx] for idx in batches), **kw)
 
 
+LAYOUTS = ["contiguous", "strided", "fortran", "reversed", "read-only", "byte-swapped"]
+
+
+def _laid_out(x: np.ndarray, layout: str) -> np.ndarray:
+    """``x``'s values in the given memory layout (the last three are ones torch cannot wrap)."""
+    if layout == "strided":
+        return np.repeat(x, 2, axis=2)[:, :, ::2]
+    if layout == "fortran":
+        return np.asfortranarray(x)
+    if layout == "reversed":
+        return np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1]
+    if layout == "read-only":
+        y = x.copy()
+        y.flags.writeable = False
+        return y
+    if layout == "byte-swapped":
+        return x.astype(x.dtype.newbyteorder())
+    return x
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "int32"])
-@pytest.mark.parametrize("layout", ["contiguous", "strided", "fortran"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_staging_gives_the_float32_that_infer_quantizes(dtype, layout):
     """A slot's staging writes into its pinned buffer the float32 ``infer`` would make of the
-    input (float64 values at float32 ties and beyond its range included): same bits."""
+    input (float64 values at float32 ties, subnormal in float32 and beyond its range included):
+    same bits, whichever way the input is laid out in memory."""
     rng = np.random.default_rng(7)
     vals = rng.uniform(-3, 3, (5, 3, 4)) * 10.0 ** rng.integers(-8, 9, (5, 3, 4))
-    vals.flat[:4] = [1 + 2.0 ** -24, 1 + 3 * 2.0 ** -24, 2.0 ** 25 + 1, -(2.0 ** 60) - 3]  # ties, big ints
+    vals.flat[:6] = [1 + 2.0 ** -24, 1 + 3 * 2.0 ** -24, 2.0 ** 25 + 1, -(2.0 ** 60) - 3,  # ties, big ints
+                     3e-40, -1e-46]  # subnormal float32, and below its smallest subnormal
     with np.errstate(over="ignore"):  # float16: the big values become inf, which must stage as inf
-        x = vals.astype(dtype) if dtype.startswith("float") else \
+        x0 = vals.astype(dtype) if dtype.startswith("float") else \
             np.round(vals).clip(np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
-    x = {"contiguous": x, "strided": np.repeat(x, 2, axis=2)[:, :, ::2], "fortran": np.asfortranarray(x)}[layout]
+    x = _laid_out(x0, layout)
+    assert np.array_equal(x, x0), f"the {layout} copy changed values"
     want = as_float32(x)
     assert want.dtype == np.float32
-    got = np.full((5, 12), np.nan, dtype=np.float32)
+    got = torch.full((5, 12), float("nan"), dtype=torch.float32)
     stage_float32(got, x)
-    assert np.array_equal(got.view(np.int32), want.reshape(5, 12).view(np.int32)), \
-        f"{dtype} ({layout}): staged {got.ravel()[:4]} vs infer's {want.ravel()[:4]}"
+    assert np.array_equal(got.numpy().view(np.int32), want.reshape(5, 12).view(np.int32)), \
+        f"{dtype} ({layout}): staged {got.numpy().ravel()[:6]} vs infer's {want.ravel()[:6]}"
 
 
 def test_runner_stages_float_inputs_as_float32_and_integer_ones_as_they_are():
@@ -54,11 +78,12 @@ def test_runner_stages_float_inputs_as_float32_and_integer_ones_as_they_are():
     input must keep every bit (2^60 + 3 has no float32), a float one becomes infer's float32."""
     big = np.array([[2**60 + 3, -(2**53) - 1, 7]], dtype=np.int64)
     floats = np.array([[1 + 2.0 ** -24, 0.1, -3.0]])
-    holder = type("Pinned", (), {"host_in_np": [np.zeros((1, 3), np.int64), np.zeros((1, 3), np.float32)]})()
+    host_in = [torch.zeros((1, 3), dtype=torch.int64), torch.zeros((1, 3), dtype=torch.float32)]
+    holder = type("Pinned", (), {"host_in": host_in, "host_in_np": [h.numpy() for h in host_in]})()
     _GraphRunner.stage(holder, [big, floats])
-    assert np.array_equal(holder.host_in_np[0], big), f"int64 input staged as {holder.host_in_np[0]}"
-    assert np.array_equal(holder.host_in_np[1].view(np.int32), as_float32(floats).view(np.int32)), \
-        f"float input staged as {holder.host_in_np[1]}, infer's float32 is {as_float32(floats)}"
+    assert np.array_equal(host_in[0].numpy(), big), f"int64 input staged as {host_in[0]}"
+    assert np.array_equal(host_in[1].numpy().view(np.int32), as_float32(floats).view(np.int32)), \
+        f"float input staged as {host_in[1]}, infer's float32 is {as_float32(floats)}"
 
 
 @pytest.mark.parametrize("path", ["fused", "ops"])

@@ -65,14 +65,17 @@ def as_float32(x: Any) -> np.ndarray:
     return a if a.dtype == np.float32 else np.asarray(a, dtype=np.float64).astype(np.float32)
 
 
-def stage_float32(dst: np.ndarray, x: Any) -> None:
-    """``as_float32(x)`` written into ``dst`` (a pinned buffer's view): straight from float32 or
-    float64, one rounding either way, so no intermediate array; other dtypes through ``as_float32``."""
+def stage_float32(dst: torch.Tensor, x: Any) -> None:
+    """``as_float32(x)`` written into ``dst`` (a pinned float32 tensor). From float32 or float64
+    it is one rounding either way and no intermediate array, by torch's copy: that runs on the
+    intra-op threads, where one core's copy bandwidth bounds a large batch (a megabyte took 58 µs
+    on the lent H100 hosts, BENCHMARKS.md §2h). Other dtypes, and arrays torch cannot wrap
+    (read-only, byte-swapped, negative strides), go through ``as_float32``."""
     a = np.asarray(x)
-    if a.dtype in (np.float32, np.float64):
-        np.copyto(dst, a.reshape(dst.shape), casting="same_kind")
+    if a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.writeable and min(a.strides, default=0) >= 0:
+        dst.copy_(torch.from_numpy(a).reshape(dst.shape))
     else:
-        dst[...] = as_float32(a).reshape(dst.shape)
+        dst.numpy()[...] = as_float32(a).reshape(tuple(dst.shape))
 
 
 def _batch_inputs(samples: Any) -> list[np.ndarray | torch.Tensor]:
@@ -195,11 +198,11 @@ class _GraphRunner:
     def stage(self, inputs: list[np.ndarray]) -> None:
         """Host arrays into the pinned inputs: a float input as ``infer``'s float32 (one pass
         from float64 or float32), an integer one (already quantized) as it is."""
-        for host, x in zip(self.host_in_np, inputs):
-            if host.dtype == np.float32:
+        for host, host_np, x in zip(self.host_in, self.host_in_np, inputs):
+            if host.dtype == torch.float32:
                 stage_float32(host, x)
             else:
-                host[...] = x
+                host_np[...] = x
 
     def run(self, inputs: list[np.ndarray | torch.Tensor]) -> np.ndarray:
         """One batch: the result (flag words, outputs) in ``host_out``, after the one sync."""
