@@ -48,3 +48,20 @@ def test_a_library_without_cudagraphlaunch_gives_no_launcher(monkeypatch, fresh_
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA torch may load the runtime")
 def test_a_cpu_torch_has_no_launcher(fresh_launcher):
     assert cudart.graph_launcher() is None
+
+
+def test_a_refused_direct_launch_leaves_the_slot_to_torchs_replay(monkeypatch, caplog):
+    """A ``cudaGraphLaunch`` that returns an error launched nothing: the slot drops its handles
+    (torch's replay does that batch and the rest), with a warning naming the error."""
+    from vcompute.engine import stream
+
+    def refuse(exec_handle: int, stream_handle: int) -> None:
+        raise RuntimeError("cudaGraphLaunch failed with CUDA error 400")
+
+    monkeypatch.setattr(cudart, "graph_launcher", lambda: refuse)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    slot = stream._Slot(runner=None, stream=type("S", (), {"device_index": 0})(), done=None, direct=(1, 2))
+    assert stream._launch_direct(slot) is False
+    assert slot.direct is None
+    assert "CUDA error 400" in caplog.text
+    assert stream._launch_direct(slot) is False  # no second try on a slot that was refused

@@ -22,6 +22,7 @@ would share the slots); a stream closed early leaves nothing in flight.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,8 @@ from .run import BatchResult
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+log = logging.getLogger("vcompute.engine")
 
 
 @dataclass
@@ -115,14 +118,27 @@ def _launch(slot: _Slot, job: _Job) -> None:
     the current one (what torch's replay would set), else torch's replay on the slot's stream."""
     runner = slot.runner
     runner.stage(job.inputs)
-    launch = cudart.graph_launcher()
-    if slot.direct is not None and launch is not None and torch.cuda.current_device() == slot.stream.device_index:
-        launch(*slot.direct)
-    else:
+    if not _launch_direct(slot):
         with torch.cuda.stream(slot.stream):
             runner.replay_io()
     slot.done.record(slot.stream)
     slot.job = job
+
+
+def _launch_direct(slot: _Slot) -> bool:
+    """Launch the slot's graph by ``cudaGraphLaunch`` where it can; False where torch's replay
+    must do it (no handles, another current device, or a launch the runtime refused: then the
+    slot keeps to torch's replay, which raises if the device itself is at fault)."""
+    launch = cudart.graph_launcher()
+    if slot.direct is None or launch is None or torch.cuda.current_device() != slot.stream.device_index:
+        return False
+    try:
+        launch(*slot.direct)
+    except RuntimeError as e:
+        log.warning("engine: %s; replaying through torch from now on", e)
+        slot.direct = None
+        return False
+    return True
 
 
 def _finish(eng: Engine, item: BatchResult | _Slot, check_scales: bool | None) -> BatchResult:
