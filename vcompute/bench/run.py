@@ -392,6 +392,20 @@ def bench_onnxruntime(model: ModelInfo | Path, samples: list[list[np.ndarray]], 
             "mode": mode}
 
 
+def bench_onnxruntime_apart(path: Path, samples: list[list[np.ndarray]], repeat: int) -> dict[str, Any]:
+    """:func:`bench_onnxruntime` in a process of its own. Once an onnxruntime session (and its
+    thread pool) exists in a process, the engine's stream there slowed from 75-88 to 100-120 µs
+    per LeNet-5 batch of 256 on the lent H100 host, for good (its staging copies run on torch's
+    intra-op threads; BENCHMARKS.md §2h); and torch's threads could slow onnxruntime likewise.
+    Apart, each is timed as a server running only it would see it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        row = pool.submit(bench_onnxruntime, Path(path), samples, repeat).result()
+    return {**row, "process": "its own"}
+
+
 # --- the whole run ---------------------------------------------------------------------------
 
 
