@@ -3,7 +3,7 @@
 ``Engine.infer_stream`` replays a slot's graph on the slot's own stream for every batch. Through
 torch that is ``with torch.cuda.stream(s): graph.replay()``: the stream switch and back are
 Python calls into torch, and on the lent H100 hosts the switch, replay and restore measured
-57-71 µs a batch against 26 µs for ``cudaGraphLaunch(exec, stream)`` called directly on the
+54-71 µs a batch against 17-26 µs for ``cudaGraphLaunch(exec, stream)`` called directly on the
 handles (BENCHMARKS.md §2h). The bits are the same: it is the same graph exec, launched on the
 same stream.
 
