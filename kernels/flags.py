@@ -95,7 +95,7 @@ def or_flag_words(words: np.ndarray | torch.Tensor, n_flags: int) -> np.ndarray:
     w = words.cpu().numpy() if isinstance(words, torch.Tensor) else np.asarray(words)
     if w.size % n_flags:
         raise ValueError(f"or_flag_words: {w.size} words are not whole rows of {n_flags} flags")
-    return np.bitwise_or.reduce(w.astype(np.int64).reshape(-1, n_flags), axis=0)
+    return np.bitwise_or.reduce(np.asarray(w, dtype=np.int64).reshape(-1, n_flags), axis=0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from tests.engine.test_fast import GPU, _check, lenet, lenet_on_gpu  # noqa: E40
 from tests.engine.witness_cases import N_SAMPLES  # noqa: E402
 
 from vcompute.engine import cudart, run_fixed_batch  # noqa: E402
+from vcompute.engine import stream as stream_mod  # noqa: E402
 from vcompute.engine.engine import Engine, _GraphRunner, as_float32, stage_float32  # noqa: E402
 from vcompute.errors import UsageError  # noqa: E402
 
@@ -84,6 +85,27 @@ def test_runner_stages_float_inputs_as_float32_and_integer_ones_as_they_are():
     assert np.array_equal(host_in[0].numpy(), big), f"int64 input staged as {host_in[0]}"
     assert np.array_equal(host_in[1].numpy().view(np.int32), as_float32(floats).view(np.int32)), \
         f"float input staged as {host_in[1]}, infer's float32 is {as_float32(floats)}"
+
+
+def test_a_streams_kinds_of_batch_are_looked_up_once_each(cases):
+    """``stream._kind``: a batch of per-sample shapes seen before in the stream reuses the first
+    look-up (plan, input specs), whatever its batch size; another shape gets its own; a shape the
+    model refuses raises each time and is never remembered."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    known: dict = {}
+    x = np.stack([np.asarray(case.samples[i][0], dtype=np.float32) for i in range(4)])
+    first = stream_mod._kind(eng, [x], None, known)
+    assert stream_mod._kind(eng, [x[:3]], None, known) is first, "a smaller batch of the same shape looked up again"
+    graph, plan = eng._prepare_checked(eng._circuit_shapes([x]), None)
+    assert first.plan is plan and first.specs == eng._input_specs(graph) and first.float_inputs
+    other = x.reshape(4, 1, -1)  # the same values with another per-sample shape: a kind of its own, same plan
+    assert stream_mod._kind(eng, [other], None, known) is not first
+    assert stream_mod._kind(eng, [other], None, known).plan is plan and len(known) == 2, list(known)
+    for _ in range(2):
+        with pytest.raises(UsageError):
+            stream_mod._kind(eng, [np.zeros((2, 3), np.float32)], None, known)
+    assert all(k[0] != (3,) for k in known), f"a refused shape was remembered: {list(known)}"
 
 
 @pytest.mark.parametrize("path", ["fused", "ops"])
@@ -245,3 +267,13 @@ def test_gpu_stream_direct_launch_and_torch_replay_agree(cases):
         s.direct = None
     for k, res in enumerate(_stream(eng, case, BATCHES, depth=3)):
         _check(case, res, BATCHES[k], f"cnn batch {k}, replayed through torch")
+
+
+def test_results_do_not_share_their_op_list(cases):
+    """``Engine._result`` looks a plan's op names up once; each result still gets its own list."""
+    case = cases("mlp")
+    eng = Engine(case.model, case.settings, "cpu", backend="torch")
+    a, b = eng.infer([case.samples[0]]), eng.infer([case.samples[1]])
+    assert a.ops == b.ops and a.ops, a.ops
+    a.ops.append("changed")
+    assert "changed" not in b.ops and "changed" not in eng.infer([case.samples[2]]).ops

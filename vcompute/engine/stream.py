@@ -75,27 +75,51 @@ class _Slot:
     direct: tuple[int, int] | None = None
 
 
-def _job(eng: Engine, samples: Any, check_scales: bool | None) -> _Job | None:
-    """The batch as a slot's job, or None where it must run through ``infer``."""
+@dataclass(frozen=True)
+class _Kind:
+    """What a batch's per-sample input shapes fix for a whole stream (looked up once per stream
+    and kind, not per batch: on the GPU hosts each look-up is several µs of Python)."""
+
+    shapes: tuple
+    plan: Any
+    specs: list[tuple]
+    float_inputs: bool
+
+
+def _kind(eng: Engine, xs: list, check_scales: bool | None, known: dict[tuple, _Kind] | None) -> _Kind:
+    sig = tuple(tuple(x.shape[1:]) for x in xs)
+    kind = known.get(sig) if known is not None else None
+    if kind is None:
+        shapes = eng._circuit_shapes(xs)
+        graph, plan = eng._prepare_checked(shapes, check_scales)
+        kind = _Kind(tuple(shapes), plan, eng._input_specs(graph),
+                     all(graph.nodes[n].attrs["float"] for n in graph.inputs))
+        if known is not None:
+            known[sig] = kind
+    return kind
+
+
+def _job(eng: Engine, samples: Any, check_scales: bool | None,
+         known: dict[tuple, _Kind] | None = None) -> _Job | None:
+    """The batch as a slot's job, or None where it must run through ``infer``. ``known``: the
+    stream's kinds of batch so far (see :class:`_Kind`)."""
     t0 = time.perf_counter()
     xs = _batch_inputs(samples)
     nb = int(xs[0].shape[0])
     if nb == 0 or any(_is_torch(x) for x in xs):
         return None
-    shapes = eng._circuit_shapes(xs)
-    graph, plan = eng._prepare_checked(shapes, check_scales)
-    if not all(graph.nodes[n].attrs["float"] for n in graph.inputs):
+    kind = _kind(eng, xs, check_scales, known)
+    if not kind.float_inputs:
         return None  # no device check of integer inputs: infer scans each batch for its tier
-    bits = eng._last_bits.get(tuple(shapes))
-    cp = eng._compiled.get((tuple(shapes), tuple(bits))) if bits is not None else None
+    bits = eng._last_bits.get(kind.shapes)
+    cp = eng._compiled.get((kind.shapes, tuple(bits))) if bits is not None else None
     if not isinstance(cp, CompiledPlan):
         return None
-    specs = eng._input_specs(graph)
-    inputs = [np.asarray(x).reshape(x.shape[0], *shape) for x, (shape, _) in zip(xs, specs)]
-    key = (tuple(s for s, _ in specs), tuple(bits), nb)
+    key = (tuple(s for s, _ in kind.specs), tuple(bits), nb)
     if key not in eng._graphs:  # infer captures a size's graph on its second batch
         return None
-    return _Job(samples, plan, cp, key, specs, inputs, nb, t0)
+    inputs = [np.asarray(x).reshape(x.shape[0], *shape) for x, (shape, _) in zip(xs, kind.specs)]
+    return _Job(samples, kind.plan, cp, key, kind.specs, inputs, nb, t0)
 
 
 def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
@@ -185,10 +209,11 @@ def _serve_one(eng: Engine, batches: Iterable[Any], depth: int, check_scales: bo
     rings: dict[tuple, list[_Slot]] = eng._rings  # per (slot key, depth), kept for the next stream
     turns: dict[tuple, int] = {}
     pending: deque[BatchResult | _Slot] = deque()  # in batch order
+    known: dict[tuple, _Kind] = {}
     try:
         for samples in batches:
             try:
-                job = _job(eng, samples, check_scales)
+                job = _job(eng, samples, check_scales, known)
                 ran = eng.infer(samples, check_scales=check_scales) if job is None else None
             except Exception:  # the batches before this one still get their results
                 while pending:
