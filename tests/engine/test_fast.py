@@ -233,6 +233,31 @@ def test_a_raised_flag_never_returns_fast_outputs(cases):
     assert eng.stats["fallbacks"] == 1
 
 
+@pytest.mark.parametrize("nb", [1, 3])
+def test_clean_outputs_agrees_with_read_flags(cases, nb):
+    """``clean_outputs`` (a served batch's one check) on a pass's result laid out as ``forward``
+    lays it out: each output's integers where every flag word is zero; None as soon as any word,
+    first or last, holds a flag (``read_flags`` then names it)."""
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    want = eng.infer([case.samples[i % len(case.samples)] for i in range(nb)]).fixed
+    (cp,) = eng._compiled.values()
+    words = cp.flag_words(nb)
+    res = np.concatenate([np.zeros(words, dtype=np.int64)] + [w.ravel() for w in want])
+    got = cp.clean_outputs(res, nb)
+    assert got is not None and [g.shape for g in got] == [w.shape for w in want]
+    assert all(np.array_equal(g, w) for g, w in zip(got, want)), "clean_outputs read other values"
+    res_before = res.copy()
+    got[0][...] = -1
+    assert np.array_equal(res, res_before), "clean_outputs returned views of the (reused) result buffer"
+    for i in {0, words - 1}:
+        flagged = res.copy()
+        flagged[i] = 1 << 3
+        assert cp.clean_outputs(flagged, nb) is None, f"flag word {i} of {words} was not seen"
+        assert cp.read_flags(flagged, nb).any()
+    assert not cp.read_flags(res, nb).any()
+
+
 def test_overflowing_inputs_fail_as_on_the_op_path(tmp_path):
     """Inputs whose products leave the exact range are refused with the op path's error, and a
     batch that only the batch-wide guard refuses still runs (sample by sample)."""

@@ -108,6 +108,33 @@ def test_a_streams_kinds_of_batch_are_looked_up_once_each(cases):
     assert all(k[0] != (3,) for k in known), f"a refused shape was remembered: {list(known)}"
 
 
+def test_a_kinds_route_follows_the_tier_infer_last_ran(cases):
+    """``stream._route``: no slot before ``infer`` has run a size clean and captured its graph;
+    then the tier's compiled pass and slot key, kept per size; a new tier (a new bits list) or
+    a compiled pass since marked not compilable is looked up afresh, never served from memory."""
+    from vcompute.engine.compiled import NotCompilable
+
+    case = cases("cnn")
+    eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+    batch = [case.samples[i] for i in range(3)]
+    eng.infer(batch)
+    kind = stream_mod._kind(eng, stream_mod._batch_inputs(batch), None, {})
+    assert stream_mod._route(eng, kind, 3) is None, "a slot without a captured graph"
+    bits = eng._last_bits[kind.shapes]
+    key = (tuple(s for s, _ in kind.specs), tuple(bits), 3)
+    eng._graphs[key] = "captured"  # what infer's second batch of a size leaves on a GPU (only its key counts here)
+    cp = eng._compiled[(kind.shapes, tuple(bits))]
+    assert stream_mod._route(eng, kind, 3) == (cp, key)
+    assert 3 in kind.routes and stream_mod._route(eng, kind, 3) == (cp, key)
+    assert stream_mod._route(eng, kind, 4) is None, "a size without its own graph got a slot"
+    eng._last_bits[kind.shapes] = [b + 1 for b in bits]  # infer moved to a higher tier: not compiled yet
+    assert stream_mod._route(eng, kind, 3) is None, "the old tier's pass served after infer moved on"
+    eng._last_bits[kind.shapes] = list(bits)  # the same tier as a new list: found again, not remembered
+    assert stream_mod._route(eng, kind, 3) == (cp, key)
+    eng._compiled[(kind.shapes, tuple(bits))] = NotCompilable("the compiled plan failed: test")
+    assert stream_mod._route(eng, kind, 3) is None, "a pass marked not compilable still served"
+
+
 @pytest.mark.parametrize("path", ["fused", "ops"])
 def test_stream_equals_infer_per_batch(cases, path):
     case = cases("cnn")

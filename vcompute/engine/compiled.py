@@ -656,6 +656,7 @@ class CompiledPlan:
         #: writes its flags per program; every other pass writes ``n_flags``)
         self._flag_words: Callable[[int], int] = lambda nb: self.n_flags
         self._words: dict[int, int] = {}
+        self._spans: dict[int, tuple[int, list[tuple[int, int, int]]]] = {}  # per nb: clean_outputs' layout
         self.chain = self._one_kernel()
         #: float inputs a first layer may quantize as it reads them (one consumer, fold_io), and
         #: those its kernel did take (the rest get a quantize launch of their own)
@@ -1135,6 +1136,24 @@ class CompiledPlan:
         if nb not in self._words:
             self._words[nb] = self._flag_words(nb)
         return self._words[nb]
+
+    def clean_outputs(self, res: np.ndarray, nb: int) -> list[np.ndarray] | None:
+        """Each output's [nb, n] integers (copies) from a pass's result on the host, or None where
+        any flag word is set (then :meth:`read_flags` says which). A clean pass leaves every word
+        zero, so one ``any`` over them decides: the hot step of every served batch
+        (``Engine.infer_stream``), cheaper than ORing the words into flags first."""
+        layout = self._spans.get(nb)
+        if layout is None:
+            words = off = self.flag_words(nb)
+            spans = []
+            for n in self.output_sizes:
+                spans.append((off, off + nb * n, n))
+                off += nb * n
+            layout = self._spans[nb] = (words, spans)
+        words, spans = layout
+        if res[:words].any():
+            return None
+        return [res[a:b].reshape(nb, n).copy() for a, b, n in spans]
 
     def read_flags(self, res: np.ndarray, nb: int) -> np.ndarray:
         """The pass's ``n_flags`` flags (one per entry of ``flag_names``) from its result on the

@@ -73,7 +73,8 @@ def stage_float32(dst: torch.Tensor, x: Any) -> None:
     (read-only, byte-swapped, negative strides), go through ``as_float32``."""
     a = np.asarray(x)
     if a.dtype in (np.float32, np.float64) and a.dtype.isnative and a.flags.writeable and min(a.strides, default=0) >= 0:
-        dst.copy_(torch.from_numpy(a).reshape(dst.shape))
+        src = torch.from_numpy(a)
+        dst.copy_(src if src.shape == dst.shape else src.reshape(dst.shape))
     else:
         dst.numpy()[...] = as_float32(a).reshape(tuple(dst.shape))
 
@@ -367,14 +368,6 @@ class Engine:
 
         return serve(self, batches, depth, check_scales)
 
-    def _outputs(self, cp: CompiledPlan, res: np.ndarray, nb: int) -> list[np.ndarray]:
-        """Each output's [nb, n] integers from a clean pass's result (after its flag words)."""
-        off, outs = cp.flag_words(nb), []
-        for n in cp.output_sizes:
-            outs.append(res[off: off + nb * n].reshape(nb, n).copy())
-            off += nb * n
-        return outs
-
     def _circuit_shapes(self, xs: list[np.ndarray | torch.Tensor]) -> list[tuple[int, ...]]:
         """Each input's batch-1 circuit shape for a batch of these inputs (cached per shape)."""
         first = tuple(tuple(x.shape[1:]) for x in xs)
@@ -450,10 +443,11 @@ class Engine:
                 self._compiled[(tuple(shapes), tuple(bits))] = why
                 return self._fallback(str(why))
             nb = prepared[0].shape[0]
-            flags = cp.read_flags(res, nb)
-            if not flags.any():
+            outs = cp.clean_outputs(res, nb)
+            if outs is not None:
                 self._last_bits[key_shapes] = bits
-                return self._outputs(cp, res, nb), self._last_path
+                return outs, self._last_path
+            flags = cp.read_flags(res, nb)
             # an input beyond the tier invalidates everything after it (later flags follow from it)
             input_flag = bool(int(flags[0]) & FLAG_INPUT_RANGE)
             if attempt == 0 and input_flag and not exact:  # the tier may be too small: the batch's own

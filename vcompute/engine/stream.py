@@ -26,7 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,12 +78,14 @@ class _Slot:
 @dataclass(frozen=True)
 class _Kind:
     """What a batch's per-sample input shapes fix for a whole stream (looked up once per stream
-    and kind, not per batch: on the GPU hosts each look-up is several µs of Python)."""
+    and kind, not per batch: on the GPU hosts each look-up is several µs of Python). ``routes``:
+    per batch size, the tier's compiled pass and slot key last found for it (see :func:`_route`)."""
 
     shapes: tuple
     plan: Any
     specs: list[tuple]
     float_inputs: bool
+    routes: dict[int, tuple] = field(default_factory=dict, compare=False)
 
 
 def _kind(eng: Engine, xs: list, check_scales: bool | None, known: dict[tuple, _Kind] | None) -> _Kind:
@@ -111,15 +113,34 @@ def _job(eng: Engine, samples: Any, check_scales: bool | None,
     kind = _kind(eng, xs, check_scales, known)
     if not kind.float_inputs:
         return None  # no device check of integer inputs: infer scans each batch for its tier
+    route = _route(eng, kind, nb)
+    if route is None:
+        return None
+    inputs = [np.asarray(x).reshape(x.shape[0], *shape) for x, (shape, _) in zip(xs, kind.specs)]
+    return _Job(samples, kind.plan, route[0], route[1], kind.specs, inputs, nb, t0)
+
+
+def _route(eng: Engine, kind: _Kind, nb: int) -> tuple[CompiledPlan, tuple] | None:
+    """The compiled pass of the tier ``infer`` last ran clean for this kind and its slot key at
+    ``nb`` samples, or None while there is none (no clean batch yet, a pass that cannot be
+    compiled, or no graph captured yet: ``infer`` captures a size's graph on its second batch).
+    Kept per kind and size while ``infer`` keeps the same tier (the same bits list) and the same
+    compiled pass for it; graphs, once captured, stay for the engine's life."""
     bits = eng._last_bits.get(kind.shapes)
-    cp = eng._compiled.get((kind.shapes, tuple(bits))) if bits is not None else None
+    if bits is None:
+        return None
+    hit = kind.routes.get(nb)
+    if hit is not None and hit[0] is bits and eng._compiled.get(hit[1]) is hit[2]:
+        return hit[2], hit[3]
+    ckey = (kind.shapes, tuple(bits))
+    cp = eng._compiled.get(ckey)
     if not isinstance(cp, CompiledPlan):
         return None
     key = (tuple(s for s, _ in kind.specs), tuple(bits), nb)
-    if key not in eng._graphs:  # infer captures a size's graph on its second batch
+    if key not in eng._graphs:
         return None
-    inputs = [np.asarray(x).reshape(x.shape[0], *shape) for x, (shape, _) in zip(xs, kind.specs)]
-    return _Job(samples, kind.plan, cp, key, kind.specs, inputs, nb, t0)
+    kind.routes[nb] = (bits, ckey, cp, key)
+    return cp, key
 
 
 def _ring(job: _Job, depth: int, dev: torch.device) -> list[_Slot]:
@@ -172,9 +193,7 @@ def _finish(eng: Engine, item: BatchResult | _Slot, check_scales: bool | None) -
     job = item.job
     assert job is not None
     item.done.synchronize()
-    res = item.runner.host_out_np
-    flags = job.cp.read_flags(res, job.nb)
-    outs = None if flags.any() else eng._outputs(job.cp, res, job.nb)
+    outs = job.cp.clean_outputs(item.runner.host_out_np, job.nb)
     item.job = None
     if outs is None:  # beyond the tier, or a range: infer decides, as for any batch
         return eng.infer(job.samples, check_scales=check_scales)
