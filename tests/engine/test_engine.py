@@ -361,3 +361,45 @@ def test_kernels_on_gpu(prepared, name):
     assert res.device.startswith("cuda")
     exact, where = compare(res.outputs_fixed, witness_outputs(wit))
     assert exact, f"{where}; ops {res.ops}"
+
+
+class _Subclass(np.ndarray):
+    """An ndarray subclass: not the short cut's exact type, so the general path reads it."""
+
+
+_FORMS = {
+    "one array": lambda a, b: a,
+    "list of one": lambda a, b: [a],
+    "tuple of one": lambda a, b: (a,),
+    "list of two": lambda a, b: [a, b],
+    "per-sample lists": lambda a, b: [[a[i], b[i]] for i in range(len(a))],
+    "list of an array subclass": lambda a, b: [a.view(_Subclass)],
+}
+
+
+@pytest.mark.parametrize("form", list(_FORMS))
+def test_batch_inputs_reads_every_form_as_stack_inputs_does(form):
+    """``engine._batch_inputs`` takes a short cut for a bare array and a list of one array (every
+    served batch goes through it); each form gives what ``run._stack_inputs`` gives, the short
+    cut the caller's array itself."""
+    from vcompute.engine.engine import _batch_inputs
+    from vcompute.engine.run import _stack_inputs
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((5, 1, 3, 3)).astype(np.float32), rng.standard_normal((5, 4))
+    samples = _FORMS[form](a, b)
+    got, want = _batch_inputs(samples), _stack_inputs(samples)
+    assert len(got) == len(want) and all(
+        type(g) is type(w) and g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
+        for g, w in zip(got, want)), f"{form}: {[(type(g), g.shape) for g in got]} vs {[(type(w), w.shape) for w in want]}"
+    if form in ("one array", "list of one", "tuple of one"):
+        assert got[0] is a, f"{form}: the caller's array was copied"
+
+
+def test_batch_inputs_refuses_what_stack_inputs_refuses():
+    from vcompute.engine.engine import _batch_inputs
+    from vcompute.errors import UsageError
+
+    for bad in ([np.float32(1.0) * np.ones(())], [np.zeros((2, 3)), np.zeros((3, 3))], []):
+        with pytest.raises(UsageError):
+            _batch_inputs(bad)
