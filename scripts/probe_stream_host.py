@@ -8,10 +8,11 @@ by hand, the way ``stream._serve_one`` drives it, with each step timed apart: th
 (inputs, plan look-up), the wait for the slot, reading the slot's last result, staging the new
 batch into pinned memory and launching the slot's graph. Each row leaves steps out or swaps the
 launch (torch's replay under ``torch.cuda.stream``, torch's replay after ``set_stream``, or a
-direct ``cudaGraphLaunch`` on the slot's handles) or the staging (torch's copy, numpy's). Then
-``infer_stream`` itself at depths 1-4, launching directly and through torch, every batch checked
-against ``infer``'s bits, and a torch.profiler table of 40 streamed batches.
-(BENCHMARKS.md §2h; raw output ``docs/bench/engine-h100-stream-host.txt``.)
+direct ``cudaGraphLaunch`` on the slot's handles) or the staging (torch's copy, numpy's, torch's
+on 8, 4 or 2 intra-op threads). Then ``infer_stream`` itself at depths 1-4, launching directly
+and through torch, every batch checked against ``infer``'s bits, and a torch.profiler table of
+40 streamed batches. (BENCHMARKS.md §2h, §2i; raw output ``docs/bench/engine-h100-stream-host.txt``,
+``docs/bench/engine-h100-twelfth.txt``.)
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ def main() -> None:
     for label, kw in rows:
         total, acc = ring_loop(eng, batch, ring, 300, **kw)
         print(f"  ring of 3  {label:26s} {total:7.1f} us/batch  {acc}", flush=True)
+    if all(s.direct is not None for s in ring):  # torch's staging copy on fewer intra-op threads
+        threads = torch.get_num_threads()
+        for n in (8, 4, 2):
+            torch.set_num_threads(n)
+            total, acc = ring_loop(eng, batch, ring, 300, launch="direct")
+            print(f"  ring of 3  {f'direct, {n} torch threads':26s} {total:7.1f} us/batch  {acc}", flush=True)
+        torch.set_num_threads(threads)
 
     for label in ("direct", "torch replay"):
         for depth in (1, 2, 3, 4):

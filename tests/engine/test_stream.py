@@ -297,10 +297,12 @@ def test_gpu_stream_direct_launch_and_torch_replay_agree(cases):
 
 
 def test_results_do_not_share_their_op_list(cases):
-    """``Engine._result`` looks a plan's op names up once; each result still gets its own list."""
+    """A plan's op names are worked out once (``Plan.op_names``); each result still gets its own list."""
     case = cases("mlp")
     eng = Engine(case.model, case.settings, "cpu", backend="torch")
     a, b = eng.infer([case.samples[0]]), eng.infer([case.samples[1]])
     assert a.ops == b.ops and a.ops, a.ops
+    (plan,) = {id(p): p for _, p in eng._plans.values()}.values()
+    assert plan.op_names is plan.op_names and list(plan.op_names) == a.ops, (plan.op_names, a.ops)
     a.ops.append("changed")
     assert "changed" not in b.ops and "changed" not in eng.infer([case.samples[2]]).ops

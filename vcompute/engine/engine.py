@@ -47,7 +47,7 @@ from .compiled import CompiledPlan, NotCompilable, TilePolicy, tile_policy
 from .fast_kernels import FLAG_INPUT_RANGE
 from .fixedpoint import quantize_input
 from .graph import ModelLike
-from .run import (BatchResult, ScaleMismatchError, _declared_shapes, _execute_exact, _op_names,
+from .run import (BatchResult, ScaleMismatchError, _declared_shapes, _execute_exact,
                   _pick_device, _prepared, _Source, _stack_inputs)
 
 PATHS = ("auto", "graph", "fused", "ops")
@@ -269,7 +269,6 @@ class Engine:
         self._streaming = False  # an infer_stream is open (one at a time: they would share the slots)
         self._seen: set[tuple] = set()
         self._last_bits: dict[tuple, list[int]] = {}
-        self._op_names: dict[int, list[str]] = {}  # per plan (by id): each result lists its ops
         #: how each batch ran: counts by path, and the last fallback's reason
         self.stats: dict[str, Any] = {"graph": 0, "fused": 0, "ops": 0, "fallbacks": 0, "last_fallback": None}
 
@@ -355,10 +354,7 @@ class Engine:
         self.stats["fused" if path.startswith("graph (") else path.split(" ")[0]] += 1
         fixed = [np.asarray(o, dtype=np.int64).reshape(nb, -1) for o in outs]
         elapsed = (time.perf_counter() - t0) * 1000.0
-        names = self._op_names.get(id(plan))  # plans live as long as the engine (self._plans)
-        if names is None:
-            names = self._op_names[id(plan)] = _op_names(plan)
-        return BatchResult(fixed, list(plan.output_scales), self.backend.describe(), elapsed, list(names),
+        return BatchResult(fixed, list(plan.output_scales), self.backend.describe(), elapsed, list(plan.op_names),
                            path=path)
 
     def infer_stream(self, batches: Iterable[Any], *, depth: int = 3,

@@ -21,6 +21,7 @@ topological order:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,17 @@ class Plan:
     const_scales: dict[str, int]
     output_scales: list[int]
     input_scales: list[int]
+
+    @cached_property
+    def op_names(self) -> tuple[str, ...]:
+        """The ONNX ops the plan runs, consecutive repeats collapsed: every batch's result lists
+        them, so they are worked out once per plan (a plan is complete when made)."""
+        names: list[str] = []
+        for step in self.steps.values():
+            o = step.node.onnx_op or step.node.op
+            if not names or names[-1] != o:
+                names.append(o)
+        return tuple(names)
 
 
 def make_plan(graph: Graph, run_args: dict) -> Plan:

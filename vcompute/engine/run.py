@@ -250,14 +250,6 @@ def _execute_exact(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: l
     return [torch.cat([p[k] for p in parts]) for k in range(len(graph.outputs))]
 
 
-def _op_names(plan: Plan) -> list[str]:
-    """The ONNX ops the plan runs, consecutive repeats collapsed."""
-    names: list[str] = []
-    for step in plan.steps.values():
-        o = step.node.onnx_op or step.node.op
-        if not names or names[-1] != o:
-            names.append(o)
-    return names
 
 
 _ENGINES: dict[tuple, Any] = {}
