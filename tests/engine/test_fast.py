@@ -233,6 +233,35 @@ def test_a_raised_flag_never_returns_fast_outputs(cases):
     assert eng.stats["fallbacks"] == 1
 
 
+def test_infer_takes_each_float_dtype_as_the_float32_it_rounds_to(cases):
+    """A float host input reaches the pass in its own dtype (the staging converts it as it
+    copies): the tier scan and the fused path's upload must still see the float32 it rounds to.
+    Here one value sits just under a tier's edge in float64 and on it in float32 (float32 rounds
+    it onto 2^(s+1) once quantized: one bit more), and float16 inputs."""
+    from vcompute.engine.engine import as_float32
+
+    case = cases("cnn")
+    scale = int(case.settings["run_args"]["input_scale"])
+    edge = 2.0 - 2.0 ** -(scale + 1)  # edge * 2^scale = 2^(scale+1) - 0.5: rounds away to 2^(scale+1)
+    x64 = np.stack([np.asarray(case.samples[i][0], dtype=np.float64) for i in range(3)]) / 4
+    x64.flat[0] = edge - 1e-12
+    assert float(np.float32(x64.flat[0])) == edge
+    forms = {"float64": x64, "float32": as_float32(x64), "float16": x64.astype(np.float16),
+             "float16 as float32": as_float32(x64.astype(np.float16))}
+    got = {}
+    for name, x in forms.items():
+        eng = Engine(case.model, case.settings, "cpu", backend="triton", path="fused")
+        res = eng.infer([[s] for s in x])
+        assert res.path == "fused", f"{name}: {res.path}"
+        got[name] = res.fixed
+        assert eng._last_bits, name
+        got[name + " bits"] = list(eng._last_bits.values())
+    for a, b in (("float64", "float32"), ("float16", "float16 as float32")):
+        assert all(np.array_equal(u, v) for u, v in zip(got[a], got[b])), f"{a} input gave other bits than {b}"
+        assert got[a + " bits"] == got[b + " bits"], f"{a}: tier {got[a + ' bits']} vs {got[b + ' bits']}"
+    assert got["float64 bits"] == [[scale + 2]], f"the tier of a value float32 rounds onto 2^{scale + 1}: {got['float64 bits']}"
+
+
 @pytest.mark.parametrize("nb", [1, 3])
 def test_clean_outputs_agrees_with_read_flags(cases, nb):
     """``clean_outputs`` (a served batch's one check) on a pass's result laid out as ``forward``

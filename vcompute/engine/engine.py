@@ -214,8 +214,10 @@ class _GraphRunner:
         """One batch: the result (flag words, outputs) in ``host_out``, after the one sync."""
         if any(_is_torch(x) for x in inputs):  # already on a device: no host copy in
             for k, x in enumerate(inputs):
-                src = x if _is_torch(x) else torch.from_numpy(np.ascontiguousarray(x))
-                self.static_in[k].copy_(src, non_blocking=not _is_torch(x))
+                dst = self.static_in[k]
+                src = x if _is_torch(x) else torch.from_numpy(
+                    np.ascontiguousarray(as_float32(x) if dst.dtype == torch.float32 else x))
+                dst.copy_(src, non_blocking=not _is_torch(x))
             self.graph.replay()
             self.host_out.copy_(self.static_out, non_blocking=True)
         else:
@@ -304,8 +306,8 @@ class Engine:
     def _host_bits(self, graph, plan, xs: list[np.ndarray]) -> list[int] | None:
         bits = []
         for k, (name, x) in enumerate(zip(graph.inputs, xs)):
-            if graph.nodes[name].attrs["float"]:
-                b = _float_bits(x, plan.input_scales[k])
+            if graph.nodes[name].attrs["float"]:  # the float32 the pass quantizes (x may be as given)
+                b = _float_bits(as_float32(x), plan.input_scales[k])
             else:
                 b = int(np.abs(x.astype(object)).max()).bit_length() if x.size else 0
             if b is None or b > 62:
@@ -393,15 +395,18 @@ class Engine:
 
     @staticmethod
     def _device_inputs(graph, xs, dev: torch.device) -> tuple[list[tuple], list[np.ndarray | torch.Tensor]]:
-        """Each input as the compiled pass takes it (float32 for float inputs, quantized int64
-        for integer ones; tensors moved to ``dev``), with its (shape, dtype) spec."""
+        """Each input as the compiled pass takes it, with its (shape, dtype) spec: integer ones
+        quantized to int64, tensors moved to ``dev`` (float ones as float32). A float host array
+        stays in its own dtype, in the pass's shape: the graph's staging writes it into pinned
+        float32 in one pass (``stage_float32``), where converting here first would read and write
+        the batch twice; the tier scan and the fused path's upload convert it (``as_float32``)."""
         prepared = []
         for name, x in zip(graph.inputs, xs):
             is_float = graph.nodes[name].attrs["float"]
             if _is_torch(x):
                 x = x.detach().to(dev, torch.float32 if is_float else torch.int64)
             elif is_float:
-                x = as_float32(x)
+                x = np.asarray(x)
             else:
                 x = quantize_input(np.asarray(x), 0, False)
             prepared.append(x.reshape(x.shape[0], *graph.nodes[name].shape))
@@ -474,7 +479,9 @@ class Engine:
                 return runner.run(xs)
             self._seen.add(key)
         self._last_path = "fused" if self.path == "fused" else "graph (first call: fused)"
-        inputs = [x.to(dev) if _is_torch(x) else torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in xs]
+        inputs = [x.to(dev) if _is_torch(x) else
+                  torch.from_numpy(np.ascontiguousarray(as_float32(x) if dt == torch.float32 else x)).to(dev)
+                  for x, (_, dt) in zip(xs, specs)]
         flags = cp.new_flags()
         return cp.forward(inputs, flags).cpu().numpy()
 
