@@ -250,8 +250,6 @@ def _execute_exact(graph: Graph, plan: Plan, be: Backend, dev: str, per_input: l
     return [torch.cat([p[k] for p in parts]) for k in range(len(graph.outputs))]
 
 
-
-
 _ENGINES: dict[tuple, Any] = {}
 
 
