@@ -25,6 +25,7 @@ def test_bench_reports_inference_and_proof_side_by_side(cli, tmp_path: Path) -> 
             assert row[runner]["median_ms"] > 0 and row[runner]["min_ms"] <= row[runner]["max_ms"], (runner, row[runner])
             assert row[runner]["throughput_per_s"] > 0
         assert set(row["engine_speedup"]) == {"vs_torch", "vs_onnxruntime"}
+        assert row["onnxruntime"]["process"] == "its own", "onnxruntime timed in the engine's process"
     proof = report["proof"]
     assert proof["cold"]["cached"]["setup"] is False, "the cold run must start from an empty cache"
     assert proof["warm"]["cached"] == {**proof["warm"]["cached"], "calibrate + compile": True, "srs": True, "setup": True}

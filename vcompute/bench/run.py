@@ -466,7 +466,8 @@ def run(req: BenchRequest, progress: Progress = lambda _: None) -> dict[str, Any
         progress(f"inference, batch {batch}: PyTorch float")
         row["torch"] = bench_torch(model, samples, req.repeat)
         progress(f"inference, batch {batch}: onnxruntime")
-        row["onnxruntime"] = bench_onnxruntime(model, samples, req.repeat)
+        # in a process of its own: its thread pool would slow the engine's next rows here (§2h)
+        row["onnxruntime"] = bench_onnxruntime_apart(model.path, samples, req.repeat)
         if "unsupported" not in row["engine"]:
             row["engine_speedup"] = speedups(row)
         inference.append(row)
