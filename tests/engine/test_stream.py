@@ -121,7 +121,7 @@ def test_a_kinds_route_follows_the_tier_infer_last_ran(cases):
     kind = stream_mod._kind(eng, stream_mod._batch_inputs(batch), None, {})
     assert stream_mod._route(eng, kind, 3) is None, "a slot without a captured graph"
     bits = eng._last_bits[kind.shapes]
-    key = (tuple(s for s, _ in kind.specs), tuple(bits), 3)
+    key = (tuple(s for s, _ in kind.specs), tuple(bits), 3)  # infer's key for a graph (engine.graph_key)
     eng._graphs[key] = "captured"  # what infer's second batch of a size leaves on a GPU (only its key counts here)
     cp = eng._compiled[(kind.shapes, tuple(bits))]
     assert stream_mod._route(eng, kind, 3) == (cp, key)

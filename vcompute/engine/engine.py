@@ -79,6 +79,18 @@ def stage_float32(dst: torch.Tensor, x: Any) -> None:
         dst.numpy()[...] = as_float32(a).reshape(tuple(dst.shape))
 
 
+def graph_key(specs: list[tuple[tuple[int, ...], torch.dtype]], bits: list[int], nb: int) -> tuple:
+    """The key of a captured graph (``Engine._graphs``): the inputs' per-sample shapes, the tier
+    and the batch size. ``infer`` files graphs under it and the stream finds them by it."""
+    return (tuple(shape for shape, _ in specs), tuple(bits), nb)
+
+
+def _host_tensor(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """A host array as a CPU tensor for a pass input of ``dtype``: a float input as the float32
+    ``infer`` quantizes (``as_float32``), an integer one (already quantized) as it is."""
+    return torch.from_numpy(np.ascontiguousarray(as_float32(x) if dtype == torch.float32 else x))
+
+
 def _batch_inputs(samples: Any) -> list[np.ndarray | torch.Tensor]:
     """Per model input, the batch on a leading axis: torch tensors stay tensors (on their
     device), anything else goes through ``run._stack_inputs``."""
@@ -215,9 +227,7 @@ class _GraphRunner:
         if any(_is_torch(x) for x in inputs):  # already on a device: no host copy in
             for k, x in enumerate(inputs):
                 dst = self.static_in[k]
-                src = x if _is_torch(x) else torch.from_numpy(
-                    np.ascontiguousarray(as_float32(x) if dst.dtype == torch.float32 else x))
-                dst.copy_(src, non_blocking=not _is_torch(x))
+                dst.copy_(x if _is_torch(x) else _host_tensor(x, dst.dtype), non_blocking=not _is_torch(x))
             self.graph.replay()
             self.host_out.copy_(self.static_out, non_blocking=True)
         else:
@@ -469,7 +479,7 @@ class Engine:
 
     def _launch(self, cp: CompiledPlan, bits, specs, xs, dev) -> np.ndarray:
         nb = int(xs[0].shape[0])
-        key = (tuple(s for s, _ in specs), tuple(bits), nb)
+        key = graph_key(specs, bits, nb)
         if self.path == "graph":
             runner = self._graphs.get(key)
             if runner is None and key in self._seen:
@@ -479,9 +489,7 @@ class Engine:
                 return runner.run(xs)
             self._seen.add(key)
         self._last_path = "fused" if self.path == "fused" else "graph (first call: fused)"
-        inputs = [x.to(dev) if _is_torch(x) else
-                  torch.from_numpy(np.ascontiguousarray(as_float32(x) if dt == torch.float32 else x)).to(dev)
-                  for x, (_, dt) in zip(xs, specs)]
+        inputs = [x.to(dev) if _is_torch(x) else _host_tensor(x, dt).to(dev) for x, (_, dt) in zip(xs, specs)]
         flags = cp.new_flags()
         return cp.forward(inputs, flags).cpu().numpy()
 
@@ -498,8 +506,7 @@ class Engine:
         graph, plan = self.prepare(shapes)
         nb = int(xs[0].shape[0])
         bits = self._last_bits[tuple(shapes)]
-        key = (tuple(tuple(graph.nodes[n].shape) for n in graph.inputs), tuple(bits), nb)
-        return self._graphs[key]
+        return self._graphs[graph_key(self._input_specs(graph), bits, nb)]
 
     def describe(self, batch: Any | None = None) -> dict[str, Any]:
         """The path, the tile policy and, per compiled tier, its launch groups."""

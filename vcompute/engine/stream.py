@@ -36,7 +36,7 @@ from vcompute.errors import UsageError
 
 from . import cudart
 from .compiled import CompiledPlan
-from .engine import _batch_inputs, _GraphRunner, _is_torch
+from .engine import _batch_inputs, _GraphRunner, _is_torch, graph_key
 from .run import BatchResult
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def _route(eng: Engine, kind: _Kind, nb: int) -> tuple[CompiledPlan, tuple] | No
     cp = eng._compiled.get(ckey)
     if not isinstance(cp, CompiledPlan):
         return None
-    key = (tuple(s for s, _ in kind.specs), tuple(bits), nb)
+    key = graph_key(kind.specs, bits, nb)
     if key not in eng._graphs:
         return None
     kind.routes[nb] = (bits, ckey, cp, key)
