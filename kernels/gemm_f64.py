@@ -9,11 +9,13 @@ add are fused. So the bits never depend on the tiles, and one launch reads the i
 multiplies and adds in float64 and applies the GEMM epilogue of :mod:`kernels.epilogue` (bias,
 rescale, clamp) to the converted integers.
 
-The products are rank-1 FMA updates on the CUDA cores, one k at a time: Triton 3.6 compiles no
-float64 ``tl.dot`` for Hopper (measured on the H100). That loop is latency-bound, so it pays
-only for a short reduction: on the H100 it beats split + limb GEMM up to K of a few dozen (an
-MLP's 8 -> 16 -> 4: 3.4 µs against 10.5 µs per layer at 1024 rows) and loses from K = 84 up
-(LeNet's 400 -> 120: 208 µs against 19 µs). The engine's rule (``TilePolicy.gemm_f64``) follows.
+Two ways to multiply, picked by :class:`F64Config` (same bits: exact sums do not depend on the
+order): rank-1 FMA updates on the CUDA cores, one k at a time, which pay for a short reduction
+(an MLP's 8 -> 16 -> 4 on the H100: 3.4 µs against 10.5 µs per layer for split + limb GEMM at
+1024 rows) and are latency-bound for a long one (LeNet's 400 -> 120: 208 µs against 19 µs); or a
+float64 ``tl.dot`` per K step, which Triton (3.6 and later) compiles to ``DMMA`` on Hopper: the
+FP64 tensor cores. (BENCHMARKS.md §2a once read a failed probe of it as "no float64 dot in Triton
+3.6": the probe had left ``out_dtype`` at float32 for a float64 accumulator.)
 
 The caller supplies the bound: ``a_bound`` on ``|a|`` and the weights fix the rest. The host
 refuses a plan whose ``a_bound * max column L1 norm of b`` reaches 2^53; at run time a value of
@@ -45,13 +47,16 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
                      mult, in_flag_ptr, ticket_ptr, flags_ptr, n_flags, res_ptr,
                      HAS_BIAS: tl.constexpr, BIAS_AFTER: tl.constexpr, DIV: tl.constexpr,
                      HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, A_FLOAT: tl.constexpr, PUBLISH: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr, GDC: tl.constexpr = 0):
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr,
+                     BLOCK_K: tl.constexpr = 0, GDC: tl.constexpr = 0):
     """c = epilogue(a @ b): int64 a [M, K] (|a| <= a_bound, else FLAG_A_RANGE), float64 b [K, N]
     holding integers, float64 products and sums (exact below 2^53), int64 c [M, N].
 
     ``A_FLOAT``: a is the float32 model input, quantized here (times ``mult``, EZKL's rounding);
     out of bound is FLAG_INPUT_RANGE in ``in_flag_ptr``. ``PUBLISH``: the pass's last kernel
-    (``kernels.flags.publish_flags`` into ``res_ptr``)."""
+    (``kernels.flags.publish_flags`` into ``res_ptr``). ``BLOCK_K`` > 0: the products run as a
+    float64 ``tl.dot`` over K steps of ``BLOCK_K`` (DMMA, the FP64 tensor cores on Hopper), else
+    as one rank-1 FMA update per k on the CUDA cores; exact either way (sums below 2^53)."""
     wait_previous(GDC)  # PDL: before any memory access (kernels.pdl)
     rm = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -61,15 +66,32 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
     bad = tl.zeros((BLOCK_M,), dtype=tl.int1)
     a_row = a_ptr + rm * stride_am
     b_col = b_ptr + rn * stride_bn
-    for k in range(0, K):  # one rank-1 update per k: FMAs on the CUDA cores
-        if A_FLOAT:
-            a, a_bad = quantize_tile(tl.load(a_row + k * stride_ak, mask=m_ok, other=0.0), mult, a_bound)
-            bad |= a_bad
-        else:
-            a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
-            bad |= (a > a_bound) | (a < -a_bound)
-        b = tl.load(b_col + k * stride_bk, mask=n_ok, other=0.0)
-        acc += a.to(tl.float64)[:, None] * b[None, :]
+    if BLOCK_K > 0:  # tensor cores: one float64 dot per K step
+        rk = tl.arange(0, BLOCK_K)
+        bad2 = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.int1)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + rk
+            ok = m_ok[:, None] & (kk < K)[None, :]
+            if A_FLOAT:
+                a, a_bad = quantize_tile(tl.load(a_row[:, None] + kk[None, :] * stride_ak, mask=ok, other=0.0),
+                                         mult, a_bound)
+                bad2 |= a_bad
+            else:
+                a = tl.load(a_row[:, None] + kk[None, :] * stride_ak, mask=ok, other=0)
+                bad2 |= (a > a_bound) | (a < -a_bound)
+            b = tl.load(b_col[None, :] + kk[:, None] * stride_bk, mask=(kk < K)[:, None] & n_ok[None, :], other=0.0)
+            acc = tl.dot(a.to(tl.float64), b, acc, out_dtype=tl.float64)
+        bad = tl.max(bad2.to(tl.int32), axis=1) != 0
+    else:
+        for k in range(0, K):  # one rank-1 update per k: FMAs on the CUDA cores
+            if A_FLOAT:
+                a, a_bad = quantize_tile(tl.load(a_row + k * stride_ak, mask=m_ok, other=0.0), mult, a_bound)
+                bad |= a_bad
+            else:
+                a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
+                bad |= (a > a_bound) | (a < -a_bound)
+            b = tl.load(b_col + k * stride_bk, mask=n_ok, other=0.0)
+            acc += a.to(tl.float64)[:, None] * b[None, :]
     if tl.max(bad.to(tl.int32), axis=0) != 0:
         if A_FLOAT:
             tl.atomic_or(in_flag_ptr, _INPUT_CODE)
@@ -88,33 +110,42 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
 
 @dataclass(frozen=True)
 class F64Config:
-    """Explicit tiles of the float64 GEMM (bits never depend on them)."""
+    """Explicit tiles of the float64 GEMM (bits never depend on them). ``block_k`` 0: rank-1
+    FMA updates on the CUDA cores; 16 or more: a float64 ``tl.dot`` per K step of that size (the
+    FP64 tensor cores), which needs ``block_m`` and ``block_n`` of 16 or more."""
 
     block_m: int = 64
     block_n: int = 64
     num_warps: int = 4
+    block_k: int = 0
 
     def check(self) -> None:
+        least = 16 if self.block_k else 2
         for name in ("block_m", "block_n"):
             v = getattr(self, name)
-            if v < 2 or v & (v - 1):
-                raise ValueError(f"F64Config.{name} must be a power of two >= 2, got {v}")
+            if v < least or v & (v - 1):
+                raise ValueError(f"F64Config.{name} must be a power of two >= {least}"
+                                 f"{' (a tl.dot tile)' if self.block_k else ''}, got {v}")
+        if self.block_k and (self.block_k < 16 or self.block_k & (self.block_k - 1)):
+            raise ValueError(f"F64Config.block_k must be 0 (FMA) or a power of two >= 16, got {self.block_k}")
 
 
 #: the rule aims at this many programs (two per SM of an H100) before it widens tiles
 _TARGET_PROGRAMS = 264
 
 
-def f64_config(m: int, n: int, k: int) -> F64Config:
-    """N rounded up to a power of two (8..64) per tile; then the widest row block (16..128) that
-    still gives every SM work, since each program runs the whole K loop."""
-    block_n = min(64, max(8, triton.next_power_of_2(n)))
+def f64_config(m: int, n: int, k: int, dot: bool = False) -> F64Config:
+    """N rounded up to a power of two (8..64, 16..64 for ``dot``) per tile; then the widest row
+    block (16..128) that still gives every SM work, since each program runs the whole K loop.
+    ``dot``: the tensor-core variant, K steps of 16 (K <= 16) or 32."""
+    block_n = min(64, max(16 if dot else 8, triton.next_power_of_2(n)))
     tiles_n = triton.cdiv(n, block_n)
     block_m = 128
     while block_m > 16 and triton.cdiv(m, block_m) * tiles_n < _TARGET_PROGRAMS:
         block_m //= 2
     cells = block_m * block_n
-    return F64Config(block_m, block_n, 4 if cells >= 2048 else 2 if cells >= 512 else 1)
+    return F64Config(block_m, block_n, 4 if cells >= 2048 else 2 if cells >= 512 else 1,
+                     (16 if k <= 16 else 32) if dot else 0)
 
 
 @dataclass(frozen=True)
@@ -198,7 +229,8 @@ def f64_matmul(a: torch.Tensor, w: F64Weight, a_bound: int, flag: torch.Tensor,
         a.stride(0), a.stride(1), w.values.stride(0), w.values.stride(1), out.stride(0), out.stride(1),
         int(a_bound), *epi_rt, float(2.0 ** (a_scale or 0)), in_flag if in_flag is not None else flag, *hand_rt,
         HAS_BIAS=bias is not None, **epi_cx, A_FLOAT=a_scale is not None, **hand_cx,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps, **launch_options(out.device))
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
+        **launch_options(out.device))
     return out
 
 

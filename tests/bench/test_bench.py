@@ -146,3 +146,28 @@ def test_float_baseline_without_an_op_leaves_its_column_out(tmp_path: Path) -> N
     assert row == {"unsupported": "the PyTorch float baseline has no op for ONNX Tan"}
     sp = speedups({"engine": {"throughput_per_s": 10.0}, "torch": row, "onnxruntime": {"throughput_per_s": 5.0}})
     assert sp == {"vs_torch": None, "vs_onnxruntime": 2.0}
+
+
+def test_bench_f64_dot_script_checks_every_variant(tmp_path: Path) -> None:
+    """scripts/bench_f64_dot.py (FMA against float64 dots per LeNet-5 layer, BENCHMARKS.md §2k):
+    on Triton's interpreter every variant runs and gives the first one's bits (it exits non-zero
+    otherwise); without a GPU and without --device cpu it says so and exits 2."""
+    import subprocess
+    import sys
+
+    script = str(CIRCUITS.parent / "scripts" / "bench_f64_dot.py")
+    out = tmp_path / "f64dot.json"
+    result = subprocess.run([sys.executable, script, "--device", "cpu", "--batches", "2", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    layers = json.loads(out.read_text())["layers"]
+    assert [(x["layer"], x["samples"]) for x in layers] == [(n, 2) for n in ("conv1", "conv2", "fc1", "fc2", "fc3")]
+    for layer in layers:
+        errors = [r for r in layer["rows"] if "us" not in r]
+        assert not errors and len(layer["rows"]) >= 8, (layer["layer"], layer["rows"])
+        assert any(r["variant"].startswith("dot") for r in layer["rows"]), layer["layer"]
+    import torch
+
+    if not torch.cuda.is_available():
+        plain = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+        assert plain.returncode == 2 and "no CUDA GPU" in plain.stderr, plain.stderr

@@ -116,13 +116,13 @@ def test_every_tile_policy_gives_the_same_bits(cases, name, policy):
     _check(case, res, idx, f"{name}, tiles {policy}")
 
 
-@pytest.mark.parametrize("size", [1, 4])
-def test_lenet_fused(lenet, size):
+@pytest.mark.parametrize("size,policy", [(1, "auto"), (4, "small"), (3, "dot")])
+def test_lenet_fused(lenet, size, policy):
     idx = list(range(size))
     res = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, "cpu",
-                          backend="triton", path="fused", tiles="small" if size == 4 else "auto")
+                          backend="triton", path="fused", tiles=policy)
     assert res.path == "fused"
-    _check(lenet, res, idx, f"lenet, batch {size}")
+    _check(lenet, res, idx, f"lenet, batch {size}, tiles {policy}")
     ops = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, backend="torch")
     assert ops.outputs_fixed == res.outputs_fixed and ops.path == "ops"
 
@@ -458,3 +458,7 @@ def test_launch_folding_per_policy(cases):
     gemms = [g for g in groups("mlp", "int64") if g.startswith("gemm")]  # limb GEMMs splitting their input
     assert gemms and all("split in the GEMM" in g for g in gemms), gemms
     assert not any("split in the GEMM" in g for g in groups("mlp", "small")), "small split in the GEMM"
+    dot = groups("cnn", "dot")  # float64 dots: the convs as implicit GEMMs, the GEMMs in float64
+    assert any(g.startswith("conv") and "float64 dot" in g for g in dot), dot
+    assert all("float64 dot" in g for g in dot if g.startswith("gemm")), dot
+    assert not any("dot" in g for g in groups("cnn", "wide")), "wide ran float64 dots"

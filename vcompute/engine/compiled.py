@@ -65,6 +65,10 @@ DIRECT_CONV_MAX = 4096
 #: GEMMs with a reduction this short run in float64 (``TilePolicy.gemm_impl`` "auto"; measured
 #: on the H100: kernels/gemm_f64.py)
 F64_GEMM_MAX_K = 64
+#: with float64 dots (``TilePolicy.f64_dot``), GEMMs with weights of at most this many entries run
+#: in float64 (LeNet's 400 x 120 is 48,000); larger ones stay on the int8 limbs, whose tensor
+#: cores are many times the FP64 ones
+F64_DOT_GEMM_MAX = 2**18
 #: float64 sums of integers are exact below this
 F64_EXACT = 2**53
 #: a limb GEMM with fewer default tiles than this (about the SMs of an H100) gets narrow tiles
@@ -113,6 +117,11 @@ class TilePolicy:
     gemm_impl: str = "auto"
     #: the direct conv's accumulator: "int64", "f64" (exact below 2^53) or "auto" (f64)
     conv_acc: str = "auto"
+    #: how the float64 direct conv and float64 GEMM multiply: "fma" (one FMA at a time on the
+    #: CUDA cores), "dot" (a float64 ``tl.dot``: the FP64 tensor cores on Hopper; the GEMM then
+    #: also takes long reductions, see :meth:`gemm_f64`) or "auto" (the measured rule: fma).
+    #: Same bits either way: the sums are exact
+    f64_dot: str = "auto"
     #: tiles of the float64 GEMM (None: ``kernels.gemm_f64.f64_config``'s rule)
     f64: Any = None
     #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
@@ -171,18 +180,30 @@ class TilePolicy:
     def block_config(self):
         return self.block
 
+    def use_f64_dot(self) -> bool:
+        """Whether float64 products run as ``tl.dot`` (the FP64 tensor cores), per ``f64_dot``."""
+        if self.f64_dot not in ("auto", "fma", "dot"):
+            raise ValueError(f"TilePolicy.f64_dot must be auto, fma or dot, got {self.f64_dot!r}")
+        return self.f64_dot == "dot"
+
     def gemm_f64(self, k: int, n: int) -> bool:
         """Whether a GEMM with a K x N weight runs in float64 (the caller has checked that its
         sums stay below 2^53): short reductions (K <= 64), where the float64 kernel's one
-        rank-1 update per k beats a limb split plus a mostly-padding tensor-core tile."""
+        rank-1 update per k beats a limb split plus a mostly-padding tensor-core tile; with
+        float64 dots, any weight of at most :data:`F64_DOT_GEMM_MAX` entries (one launch, no
+        split, against int8 limbs whose tiles such a layer leaves mostly idle)."""
         if self.gemm_impl in ("limbs", "f64"):
             return self.gemm_impl == "f64"
+        if self.use_f64_dot():
+            return k * n <= F64_DOT_GEMM_MAX
         return k <= F64_GEMM_MAX_K and k * n <= 2**16
 
     def f64_config(self, m: int, n: int, k: int):
+        """The float64 GEMM's tiles: ``f64`` if fixed, else its rule (dot tiles with ``f64_dot``)."""
         from vcompute.kernels.gemm_f64 import f64_config
 
-        return self.f64 if self.f64 is not None else f64_config(m, n, k)
+        return self.f64 if self.f64 is not None else f64_config(m, n, k, dot=self.use_f64_dot())
+
 
     def net_config(self):
         """The one-kernel net's blocks (``net_blocks``, else ``kernels.small_net.NetConfig()``)."""
@@ -210,7 +231,9 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     (limb GEMMs, each splitting its activations itself, and int64 direct convs: no float64
     anywhere), ``unfolded`` (the auto rules with
     every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
-    dependent launches released early).
+    dependent launches released early), ``dot`` (the auto rules with float64 products as
+    ``tl.dot`` on the FP64 tensor cores: direct convs as implicit GEMMs, GEMMs up to
+    :data:`F64_DOT_GEMM_MAX` weights in float64; no chain or net, so every model's layers run them).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
@@ -233,6 +256,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
         "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False,
                             split_in_gemm=True),
         "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False, pdl="early"),
+        "dot": TilePolicy("dot", f64_dot="dot", chain=False, net=False),
     }
     key = name or "auto"
     if key not in presets:
@@ -240,7 +264,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     return presets[key]
 
 
-TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded")
+TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded", "dot")
 
 
 # -- static bounds ----------------------------------------------------------------------------
@@ -938,7 +962,9 @@ class CompiledPlan:
                            a_scale=scale, in_flag=flags[0:1], out=out, handover=hand)
             env[op.out] = y.reshape(nb, *out_shape)
 
-        return _Prepared(op, fn, f"gemm K={k} N={n} float64{' (quantizes its input)' if quant is not None else ''}"
+        dot = tiles.f64.block_k > 0 if tiles.f64 is not None else tiles.use_f64_dot()
+        return _Prepared(op, fn, f"gemm K={k} N={n} float64{' dot' if dot else ''}"
+                                 f"{' (quantizes its input)' if quant is not None else ''}"
                                  f"{' (writes the result and flags)' if n_flags else ''}"
                                  f"{_epilogue_text(bias, shift, lo, hi)} [{step.node.onnx_op}]")
 
@@ -950,7 +976,7 @@ class CompiledPlan:
         from vcompute.kernels.epilogue import Epilogue
         from vcompute.kernels.gemm import check_accumulator_bound, limbs_needed, padded_limbs
 
-        from .fast_kernels import conv_pool, direct_conv, split_nchw
+        from .fast_kernels import DotWeight, conv_pool, direct_conv, pack_dot_weight, split_nchw
 
         step = self.plan.steps[op.steps[0]]
         node = step.node
@@ -970,6 +996,8 @@ class CompiledPlan:
             # the conv's peak (analyze_bounds) bounds every partial sum of its accumulator
             f64 = self.tiles.conv_acc != "int64" and self.bounds.peak[op.steps[0]] < F64_EXACT
             w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
+            if f64 and self.tiles.use_f64_dot():
+                w_direct = pack_dot_weight(w, groups)
             la = lb = 0
         else:
             packed = pack_conv_weight(w)
@@ -1021,7 +1049,9 @@ class CompiledPlan:
         if pool:
             kind, (ph, pw), pdiv = "max" if pool["max"] else "sum", pool["kernel"], pool["divisor"]
             pool_txt = f" + {kind}pool {ph}x{pw}" + (f" /{pdiv}" if pdiv > 1 else "")
-        how = (f"direct {'float64' if w_direct.dtype == torch.float64 else 'int64'}"
+        acc = ("float64 dot" if isinstance(w_direct, DotWeight) else
+               "float64" if w_direct.dtype == torch.float64 else "int64") if direct else ""
+        how = (f"direct {acc}"
                f"{' (quantizes its input)' if quant is not None else ''}" if direct else f"limbs {la}x{lb}")
         return _Prepared(op, fn, f"conv {o}x{cg}x{kh}x{kw} {how}{_epilogue_text(bias, shift, lo, hi)}{pool_txt}")
 

@@ -1,4 +1,4 @@
-"""Two small Triton kernels the compiled engine path needs besides ``kernels/`` (#9).
+"""The Triton kernels the compiled engine path needs besides ``kernels/`` (#9).
 
 * :func:`quantize_input` (re-exported from :mod:`kernels.quantize`): EZKL's input
   quantization on the device, the planned input bound checked into a device flag. The host never
@@ -10,6 +10,10 @@
   ``sumpool``), so a padded cell reads 0 in both.
 * :func:`split_nchw`: a conv input's signed 8-bit limbs straight from NCHW (the kernels' conv
   copies the input to NHWC first), checked against the planned range into a flag.
+* :func:`direct_conv`: convs of few channels without limbs: one exact FMA per tap on the CUDA
+  cores (int64, or float64 below 2^53), or, with a :class:`DotWeight` from
+  :func:`pack_dot_weight`, an implicit GEMM of float64 ``tl.dot`` on the FP64 tensor cores (the
+  same exact sums); either way with the GEMM epilogue and an optional following pool.
 * :func:`conv_pool`: the kernels' implicit-GEMM conv (same limb scheme, same epilogue: bias,
   rescale, clamp) whose output rows are ordered window by window of a following non-overlapping
   pooling (2x2: four consecutive rows), so the epilogue also pools (sum or max, then the
@@ -23,6 +27,8 @@ ORed into an int32 flag.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from vcompute.kernels import runtime  # noqa: F401,I001  (first: sets TRITON_INTERPRET before triton loads)
 
@@ -288,15 +294,56 @@ def _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_
 
 
 @triton.jit
+def _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
+                   KH: tl.constexpr, KW: tl.constexpr, X_FLOAT: tl.constexpr,
+                   BLOCK_O: tl.constexpr, DOT_K: tl.constexpr):
+    """One K step of :func:`_conv_dot`: taps ``k0 .. k0 + DOT_K``."""
+    KHW: tl.constexpr = KH * KW
+    k = k0 + tl.arange(0, DOT_K)
+    h = h0[:, None] + ((k % KHW) // KW)[None, :]
+    w = w0[:, None] + (k % KW)[None, :]
+    ok = m_ok[:, None] & (k < K)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    ptrs = x_img[:, None] + ((k // KHW)[None, :] * H + h) * W + w
+    if X_FLOAT:
+        xv, x_bad = quantize_tile(tl.load(ptrs, mask=ok, other=0.0), mult, in_bound)
+        bad |= x_bad
+    else:
+        xv = tl.load(ptrs, mask=ok, other=0)
+    wv = tl.load(w_tile + k[:, None] * OG_PAD + tl.arange(0, BLOCK_O)[None, :])
+    return tl.dot(xv.to(tl.float64), wv, acc, out_dtype=tl.float64), bad
+
+
+@triton.jit
+def _conv_dot(acc, x_img, w_tile, h0, w0, m_ok, K, K_PAD, OG_PAD, H, W, mult, in_bound,
+              KH: tl.constexpr, KW: tl.constexpr, X_FLOAT: tl.constexpr, CG_STATIC: tl.constexpr,
+              BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, DOT_K: tl.constexpr):
+    """acc += the conv's taps as float64 dots of gathered input tiles [BLOCK_P x DOT_K] with the
+    packed weights' [DOT_K x BLOCK_O] tiles at ``w_tile``; (acc, pixels quantized out of bound).
+    With ``CG_STATIC`` channels the K steps unroll, so each tap's channel, row and column are
+    constants and the gather costs an add and a mask per value instead of divisions."""
+    bad = tl.zeros((BLOCK_P, DOT_K), dtype=tl.int1)
+    if CG_STATIC > 0:
+        for k0 in tl.static_range(0, CG_STATIC * KH * KW, DOT_K):
+            acc, bad = _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
+                                      KH, KW, X_FLOAT, BLOCK_O, DOT_K)
+    else:
+        for k0 in range(0, K_PAD, DOT_K):
+            acc, bad = _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
+                                      KH, KW, X_FLOAT, BLOCK_O, DOT_K)
+    return acc, tl.max(bad.to(tl.int32), axis=1) != 0
+
+
+@triton.jit
 def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                         C, H, W, HO, WO, HP, WP, O, OG, CG, M, stride_h, stride_w, pad_t, pad_l,
-                        d, lo, hi, pd, plo, phi, mult, in_bound, in_flag_ptr,
+                        d, lo, hi, pd, plo, phi, mult, in_bound, in_flag_ptr, K_PAD, OG_PAD,
                         KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, DIV: tl.constexpr,
                         HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, NARROW: tl.constexpr, ACC_F64: tl.constexpr,
                         CG_STATIC: tl.constexpr, X_FLOAT: tl.constexpr,
                         POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
                         PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
-                        BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, GDC: tl.constexpr = 0):
+                        BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, DOT_K: tl.constexpr = 0,
+                        GDC: tl.constexpr = 0):
     """Exact int64 conv on the CUDA cores, for layers with few channels (where the limb GEMM's
     tensor-core tiles are mostly padding and its im2col gathers single bytes): a [BLOCK_P pixels x
     BLOCK_O channels] tile accumulates ``x * w`` over the taps in int64 (the plan bounds
@@ -307,6 +354,12 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     ``ACC_F64``: float64 weights and accumulator instead (one FMA per multiply-add, where int64
     takes several integer instructions); exact because the plan bounds every partial sum
     ``sum |x * w|`` below 2^53, where doubles hold integers exactly in any summation order.
+
+    ``DOT_K`` > 0 (with ``ACC_F64``): an implicit GEMM on the FP64 tensor cores instead of one
+    FMA per tap on the CUDA cores: each K step gathers a [BLOCK_P pixels x DOT_K taps] tile of the
+    input (taps ``k = (c*KH + r)*KW + s``, zero outside the image) and runs one float64
+    ``tl.dot`` with the weights packed by :func:`pack_dot_weight` ([groups, K_PAD, OG_PAD],
+    zero-padded). The same exact sums, so the same bits.
 
     ``X_FLOAT``: x is the model's float32 input, quantized as it is loaded (no quantize launch);
     a value beyond ``in_bound`` sets FLAG_INPUT_RANGE in ``in_flag_ptr``."""
@@ -341,7 +394,11 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     else:
         acc = tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.int64)
     bad = tl.zeros((BLOCK_P,), dtype=tl.int1)
-    if CG_STATIC > 0:  # few channels: the whole reduction unrolled, so loads run ahead of the FMAs
+    if DOT_K > 0:
+        acc, bad = _conv_dot(acc, x_img, w_ptr + g.to(tl.int64) * K_PAD * OG_PAD + pid_o * BLOCK_O, h0, w0, m_ok,
+                             CG * KH * KW, K_PAD, OG_PAD, H, W, mult, in_bound, KH, KW, X_FLOAT, CG_STATIC,
+                             BLOCK_P, BLOCK_O, DOT_K)
+    elif CG_STATIC > 0:  # few channels: the whole reduction unrolled, so loads run ahead of the FMAs
         for c in tl.static_range(CG_STATIC):
             acc, bad = _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_bound,
                                      KH, KW, ACC_F64, NARROW, X_FLOAT)
@@ -368,7 +425,36 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
         tl.store(out_ptr + out_off, res, mask=mask)
 
 
-def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+@dataclass(frozen=True)
+class DotWeight:
+    """A direct conv's integer weights [O, C/groups, kh, kw] packed once for its tensor-core
+    variant: float64 ``values`` [groups, K_pad, OG_pad] (rows ``k = (c*kh + r)*kw + s``), zero-padded
+    to whole ``block_k`` x ``block_o`` tiles so the kernel loads them unmasked."""
+
+    values: torch.Tensor
+    shape: tuple[int, int, int, int]
+    block_k: int
+    block_o: int
+
+
+def pack_dot_weight(w: torch.Tensor, groups: int, block_k: int | None = None) -> DotWeight:
+    """``w`` (integers below 2^53) as a :class:`DotWeight`; ``block_k``: the K step, by default 16
+    for at most 16 taps and 32 above (a float64 dot needs 16 or more)."""
+    o, cg, kh, kw = w.shape
+    og, k = o // groups, cg * kh * kw
+    if w.numel() and int(w.abs().max().item()) >= 2**53:
+        raise OverflowError("pack_dot_weight: weights of 2^53 or more are not exact doubles")
+    block_k = block_k or (16 if k <= 16 else 32)
+    if block_k < 16 or block_k & (block_k - 1):
+        raise ValueError(f"pack_dot_weight: block_k must be a power of two >= 16, got {block_k}")
+    block_o = min(64, max(16, triton.next_power_of_2(og)))
+    values = torch.zeros((groups, triton.cdiv(k, block_k) * block_k, triton.cdiv(og, block_o) * block_o),
+                         dtype=torch.float64, device=w.device)
+    values[:, :k, :og] = w.reshape(groups, og, k).transpose(1, 2).to(torch.float64)
+    return DotWeight(values, tuple(w.shape), block_k, block_o)
+
+
+def direct_conv(x: torch.Tensor, w32: torch.Tensor | DotWeight, bias: torch.Tensor | None, stride: tuple[int, int],
                 pads: tuple[int, int, int, int], groups: int, epi: Epilogue, flag: torch.Tensor, narrow: bool,
                 pool: tuple[int, int] | None = None, pool_max: bool = False, pool_div: int = 1,
                 pool_clip: tuple[int | None, int | None] = (None, None), block_p: int | None = None,
@@ -377,7 +463,7 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
     CUDA cores (see ``_direct_conv_kernel``), the GEMM epilogue ``epi`` and optionally a following
     non-overlapping ``pool`` (as :func:`conv_pool`). Weights as float64 select the float64
     accumulator (the caller's plan bounds ``sum |x * w|`` below 2^53), as int32/int64 the int64
-    one. ``x_quant = (scale, bound, in_flag)``: x is the float32 model input, quantized in the
+    one; a :class:`DotWeight` (same bound) the float64 implicit GEMM on the tensor cores. ``x_quant = (scale, bound, in_flag)``: x is the float32 model input, quantized in the
     kernel (values beyond ``bound`` set FLAG_INPUT_RANGE in ``in_flag``). Host checks are the
     caller's (plan time)."""
     nb, c, h, w = x.shape
@@ -385,7 +471,8 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
     (sh, sw), (pt, pl, pb, pr) = stride, pads
     ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
     og = o // groups
-    block_o = min(64, max(2, triton.next_power_of_2(og)))
+    dot = isinstance(w32, DotWeight)
+    block_o = w32.block_o if dot else min(64, max(2, triton.next_power_of_2(og)))
     if pool is not None:
         ph, pw = pool
         hp, wp = ho // ph, wo // pw
@@ -399,23 +486,23 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor, bias: torch.Tensor | None, s
     if m == 0:
         return out
     if block_p is None:
-        block_p = max(32, min(256, 2048 // block_o))
-    block_p = max(block_p, ph * pw)
+        block_p = 128 if dot else max(32, min(256, 2048 // block_o))
+    block_p = max(block_p, ph * pw, 16 if dot else 1)
     grid = (triton.cdiv(m, block_p), groups * triton.cdiv(og, block_o))
     epi_rt, epi_cx = epi.kernel_args()
     epi_cx.pop("BIAS_AFTER")
     plo, phi = pool_clip
     _direct_conv_kernel[grid](
-        x.contiguous(), w32, bias if bias is not None else out, out, flag,
+        x.contiguous(), w32.values if dot else w32, bias if bias is not None else out, out, flag,
         c, h, w, ho, wo, hp, wp, o, og, cg, m, sh, sw, pt, pl, *epi_rt,
         pool_div, 0 if plo is None else plo, 0 if phi is None else phi,
         float(2.0 ** x_quant[0]) if x_quant else 1.0, x_quant[1] if x_quant else 0,
-        x_quant[2] if x_quant else flag,
-        KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, ACC_F64=w32.dtype == torch.float64,
+        x_quant[2] if x_quant else flag, *(w32.values.shape[1:] if dot else (0, 0)),
+        KH=kh, KW=kw, HAS_BIAS=bias is not None, NARROW=narrow, ACC_F64=dot or w32.dtype == torch.float64,
         CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, X_FLOAT=x_quant is not None, **epi_cx,
         POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
         P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
-        num_warps=num_warps, **launch_options(out.device))
+        DOT_K=w32.block_k if dot else 0, num_warps=num_warps, **launch_options(out.device))
     return out
 
 
