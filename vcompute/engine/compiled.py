@@ -204,7 +204,6 @@ class TilePolicy:
 
         return self.f64 if self.f64 is not None else f64_config(m, n, k, dot=self.use_f64_dot())
 
-
     def net_config(self):
         """The one-kernel net's blocks (``net_blocks``, else ``kernels.small_net.NetConfig()``)."""
         from vcompute.kernels.small_net import NetConfig
@@ -995,9 +994,10 @@ class CompiledPlan:
             narrow = bx < 2**31 and w_max < 2**31
             # the conv's peak (analyze_bounds) bounds every partial sum of its accumulator
             f64 = self.tiles.conv_acc != "int64" and self.bounds.peak[op.steps[0]] < F64_EXACT
-            w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
-            if f64 and self.tiles.use_f64_dot():
+            if f64 and self.tiles.use_f64_dot():  # an implicit GEMM on the FP64 tensor cores
                 w_direct = pack_dot_weight(w, groups)
+            else:
+                w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
             la = lb = 0
         else:
             packed = pack_conv_weight(w)

@@ -463,9 +463,10 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor | DotWeight, bias: torch.Tens
     CUDA cores (see ``_direct_conv_kernel``), the GEMM epilogue ``epi`` and optionally a following
     non-overlapping ``pool`` (as :func:`conv_pool`). Weights as float64 select the float64
     accumulator (the caller's plan bounds ``sum |x * w|`` below 2^53), as int32/int64 the int64
-    one; a :class:`DotWeight` (same bound) the float64 implicit GEMM on the tensor cores. ``x_quant = (scale, bound, in_flag)``: x is the float32 model input, quantized in the
-    kernel (values beyond ``bound`` set FLAG_INPUT_RANGE in ``in_flag``). Host checks are the
-    caller's (plan time)."""
+    one; a :class:`DotWeight` (same bound) the float64 implicit GEMM on the tensor cores.
+    ``x_quant = (scale, bound, in_flag)``: x is the float32 model input, quantized in the kernel
+    (values beyond ``bound`` set FLAG_INPUT_RANGE in ``in_flag``). Host checks are the caller's
+    (plan time)."""
     nb, c, h, w = x.shape
     o, cg, kh, kw = w32.shape
     (sh, sw), (pt, pl, pb, pr) = stride, pads
