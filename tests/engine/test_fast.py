@@ -458,7 +458,15 @@ def test_launch_folding_per_policy(cases):
     gemms = [g for g in groups("mlp", "int64") if g.startswith("gemm")]  # limb GEMMs splitting their input
     assert gemms and all("split in the GEMM" in g for g in gemms), gemms
     assert not any("split in the GEMM" in g for g in groups("mlp", "small")), "small split in the GEMM"
-    dot = groups("cnn", "dot")  # float64 dots: the convs as implicit GEMMs, the GEMMs in float64
-    assert any(g.startswith("conv") and "float64 dot" in g for g in dot), dot
-    assert all("float64 dot" in g for g in dot if g.startswith("gemm")), dot
+    dot = groups("cnn", "dot")  # float64 dots: the convs (9 and 36 taps) as implicit GEMMs, the GEMM too
+    assert [g.split(" +")[0] for g in dot if g.startswith(("conv", "gemm"))] == [
+        "conv 4x1x3x3 direct float64 dot (quantizes its input)", "conv 4x4x3x3 direct float64 dot",
+        "gemm K=16 N=3 float64 dot (writes the result and flags)"], dot
     assert not any("dot" in g for g in groups("cnn", "wide")), "wide ran float64 dots"
+    pol = tile_policy("dot")  # per kind of layer, and convs from a number of taps up
+    gemm_only = groups("cnn", replace(pol, name="gemm-dots", f64_dot="gemm"))
+    assert [("dot" in g) for g in gemm_only if g.startswith(("conv", "gemm"))] == [False, False, True], gemm_only
+    conv_only = groups("cnn", replace(pol, name="conv-dots", f64_dot="conv", dot_conv_min_taps=10))
+    assert [("dot" in g) for g in conv_only if g.startswith(("conv", "gemm"))] == [False, True, False], conv_only
+    with pytest.raises(ValueError, match="f64_dot"):
+        groups("cnn", replace(pol, name="typo", f64_dot="dots"))

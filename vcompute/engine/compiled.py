@@ -119,9 +119,11 @@ class TilePolicy:
     conv_acc: str = "auto"
     #: how the float64 direct conv and float64 GEMM multiply: "fma" (one FMA at a time on the
     #: CUDA cores), "dot" (a float64 ``tl.dot``: the FP64 tensor cores on Hopper; the GEMM then
-    #: also takes long reductions, see :meth:`gemm_f64`) or "auto" (the measured rule: fma).
-    #: Same bits either way: the sums are exact
+    #: also takes long reductions, see :meth:`gemm_f64`), "conv" or "gemm" (dots for that kind of
+    #: layer only) or "auto" (the measured rule: fma). Same bits either way: the sums are exact
     f64_dot: str = "auto"
+    #: with dots for convs, a conv of fewer taps (channels x kh x kw) keeps its FMAs
+    dot_conv_min_taps: int = 0
     #: tiles of the float64 GEMM (None: ``kernels.gemm_f64.f64_config``'s rule)
     f64: Any = None
     #: limb GEMMs whose default tiles would be few get 64 x 64 tiles (see :meth:`gemm_config`)
@@ -180,11 +182,16 @@ class TilePolicy:
     def block_config(self):
         return self.block
 
-    def use_f64_dot(self) -> bool:
-        """Whether float64 products run as ``tl.dot`` (the FP64 tensor cores), per ``f64_dot``."""
-        if self.f64_dot not in ("auto", "fma", "dot"):
-            raise ValueError(f"TilePolicy.f64_dot must be auto, fma or dot, got {self.f64_dot!r}")
-        return self.f64_dot == "dot"
+    def use_f64_dot(self, kind: str) -> bool:
+        """Whether float64 products of a ``kind`` ("conv" or "gemm") layer run as ``tl.dot`` (the
+        FP64 tensor cores), per ``f64_dot``."""
+        if self.f64_dot not in ("auto", "fma", "dot", "conv", "gemm"):
+            raise ValueError(f"TilePolicy.f64_dot must be auto, fma, dot, conv or gemm, got {self.f64_dot!r}")
+        return self.f64_dot in ("dot", kind)
+
+    def conv_dot(self, taps: int) -> bool:
+        """Whether a float64 direct conv of ``taps`` taps runs as float64 dots."""
+        return self.use_f64_dot("conv") and taps >= self.dot_conv_min_taps
 
     def gemm_f64(self, k: int, n: int) -> bool:
         """Whether a GEMM with a K x N weight runs in float64 (the caller has checked that its
@@ -194,7 +201,7 @@ class TilePolicy:
         split, against int8 limbs whose tiles such a layer leaves mostly idle)."""
         if self.gemm_impl in ("limbs", "f64"):
             return self.gemm_impl == "f64"
-        if self.use_f64_dot():
+        if self.use_f64_dot("gemm"):
             return k * n <= F64_DOT_GEMM_MAX
         return k <= F64_GEMM_MAX_K and k * n <= 2**16
 
@@ -202,7 +209,7 @@ class TilePolicy:
         """The float64 GEMM's tiles: ``f64`` if fixed, else its rule (dot tiles with ``f64_dot``)."""
         from vcompute.kernels.gemm_f64 import f64_config
 
-        return self.f64 if self.f64 is not None else f64_config(m, n, k, dot=self.use_f64_dot())
+        return self.f64 if self.f64 is not None else f64_config(m, n, k, dot=self.use_f64_dot("gemm"))
 
     def net_config(self):
         """The one-kernel net's blocks (``net_blocks``, else ``kernels.small_net.NetConfig()``)."""
@@ -961,7 +968,7 @@ class CompiledPlan:
                            a_scale=scale, in_flag=flags[0:1], out=out, handover=hand)
             env[op.out] = y.reshape(nb, *out_shape)
 
-        dot = tiles.f64.block_k > 0 if tiles.f64 is not None else tiles.use_f64_dot()
+        dot = tiles.f64.block_k > 0 if tiles.f64 is not None else tiles.use_f64_dot("gemm")
         return _Prepared(op, fn, f"gemm K={k} N={n} float64{' dot' if dot else ''}"
                                  f"{' (quantizes its input)' if quant is not None else ''}"
                                  f"{' (writes the result and flags)' if n_flags else ''}"
@@ -994,7 +1001,7 @@ class CompiledPlan:
             narrow = bx < 2**31 and w_max < 2**31
             # the conv's peak (analyze_bounds) bounds every partial sum of its accumulator
             f64 = self.tiles.conv_acc != "int64" and self.bounds.peak[op.steps[0]] < F64_EXACT
-            if f64 and self.tiles.use_f64_dot():  # an implicit GEMM on the FP64 tensor cores
+            if f64 and self.tiles.conv_dot(k):  # an implicit GEMM on the FP64 tensor cores
                 w_direct = pack_dot_weight(w, groups)
             else:
                 w_direct = w.to(torch.float64 if f64 else torch.int32 if w_max < 2**31 else torch.int64).contiguous()
