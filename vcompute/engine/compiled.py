@@ -67,7 +67,7 @@ DIRECT_CONV_MAX = 4096
 F64_GEMM_MAX_K = 64
 #: with float64 dots (``TilePolicy.f64_dot``), GEMMs with weights of at most this many entries run
 #: in float64 (LeNet's 400 x 120 is 48,000); larger ones stay on the int8 limbs, whose tensor
-#: cores are many times the FP64 ones
+#: cores are many times the FP64 ones (a first guess: not yet timed, BENCHMARKS.md §2k)
 F64_DOT_GEMM_MAX = 2**18
 #: float64 sums of integers are exact below this
 F64_EXACT = 2**53
