@@ -24,6 +24,7 @@ CASES = [  # n, c, h, w, o, kh, kw, stride, (top, left, bottom, right), groups
     (3, 4, 5, 5, 6, 3, 3, (1, 2), (1, 0, 0, 1), 2),
     (2, 4, 6, 6, 4, 3, 3, (1, 1), (1, 1, 1, 1), 4),  # depthwise
     (1, 2, 4, 3, 70, 1, 3, (1, 1), (0, 1, 0, 1), 1),  # two channel blocks of 64
+    (2, 3, 9, 8, 5, 3, 3, (2, 2), (0, 0, 0, 0), 1),  # no padding: no bounds checked per value; a stride leaves a row
 ]
 
 ACCUMULATORS = {  # name: (weight dtype, narrow, max|x|, max|w|); "dot": float64 on the tensor cores

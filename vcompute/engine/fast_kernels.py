@@ -295,14 +295,18 @@ def _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_
 
 @triton.jit
 def _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
-                   KH: tl.constexpr, KW: tl.constexpr, X_FLOAT: tl.constexpr,
+                   KH: tl.constexpr, KW: tl.constexpr, X_FLOAT: tl.constexpr, PADDED: tl.constexpr,
                    BLOCK_O: tl.constexpr, DOT_K: tl.constexpr):
-    """One K step of :func:`_conv_dot`: taps ``k0 .. k0 + DOT_K``."""
+    """One K step of :func:`_conv_dot`: taps ``k0 .. k0 + DOT_K``. Without ``PADDED`` (no
+    padding on any side) every tap of a real output pixel lies inside the image: no bounds to
+    check per value."""
     KHW: tl.constexpr = KH * KW
     k = k0 + tl.arange(0, DOT_K)
     h = h0[:, None] + ((k % KHW) // KW)[None, :]
     w = w0[:, None] + (k % KW)[None, :]
-    ok = m_ok[:, None] & (k < K)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    ok = m_ok[:, None] & (k < K)[None, :]
+    if PADDED:
+        ok = ok & (h >= 0) & (h < H) & (w >= 0) & (w < W)
     ptrs = x_img[:, None] + ((k // KHW)[None, :] * H + h) * W + w
     if X_FLOAT:
         xv, x_bad = quantize_tile(tl.load(ptrs, mask=ok, other=0.0), mult, in_bound)
@@ -316,20 +320,20 @@ def _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, m
 @triton.jit
 def _conv_dot(acc, x_img, w_tile, h0, w0, m_ok, K, K_PAD, OG_PAD, H, W, mult, in_bound,
               KH: tl.constexpr, KW: tl.constexpr, X_FLOAT: tl.constexpr, CG_STATIC: tl.constexpr,
-              BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, DOT_K: tl.constexpr):
+              PADDED: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, DOT_K: tl.constexpr):
     """acc += the conv's taps as float64 dots of gathered input tiles [BLOCK_P x DOT_K] with the
     packed weights' [DOT_K x BLOCK_O] tiles at ``w_tile``; (acc, pixels quantized out of bound).
     With ``CG_STATIC`` channels the K steps unroll, so each tap's channel, row and column are
     constants and the gather costs an add and a mask per value instead of divisions."""
     bad = tl.zeros((BLOCK_P, DOT_K), dtype=tl.int1)
-    if CG_STATIC > 0:
+    if CG_STATIC > 0:  # K a constant too, so the last step's padding taps mask out at compile time
         for k0 in tl.static_range(0, CG_STATIC * KH * KW, DOT_K):
-            acc, bad = _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
-                                      KH, KW, X_FLOAT, BLOCK_O, DOT_K)
+            acc, bad = _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, CG_STATIC * KH * KW, OG_PAD, H, W,
+                                      mult, in_bound, KH, KW, X_FLOAT, PADDED, BLOCK_O, DOT_K)
     else:
         for k0 in range(0, K_PAD, DOT_K):
             acc, bad = _conv_dot_step(acc, bad, x_img, w_tile, k0, h0, w0, m_ok, K, OG_PAD, H, W, mult, in_bound,
-                                      KH, KW, X_FLOAT, BLOCK_O, DOT_K)
+                                      KH, KW, X_FLOAT, PADDED, BLOCK_O, DOT_K)
     return acc, tl.max(bad.to(tl.int32), axis=1) != 0
 
 
@@ -343,7 +347,7 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
                         POOL: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr,
                         PDIV: tl.constexpr, P_HAS_LO: tl.constexpr, P_HAS_HI: tl.constexpr,
                         BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, DOT_K: tl.constexpr = 0,
-                        GDC: tl.constexpr = 0):
+                        PADDED: tl.constexpr = 1, GDC: tl.constexpr = 0):
     """Exact int64 conv on the CUDA cores, for layers with few channels (where the limb GEMM's
     tensor-core tiles are mostly padding and its im2col gathers single bytes): a [BLOCK_P pixels x
     BLOCK_O channels] tile accumulates ``x * w`` over the taps in int64 (the plan bounds
@@ -397,7 +401,7 @@ def _direct_conv_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, flag_ptr,
     if DOT_K > 0:
         acc, bad = _conv_dot(acc, x_img, w_ptr + g.to(tl.int64) * K_PAD * OG_PAD + pid_o * BLOCK_O, h0, w0, m_ok,
                              CG * KH * KW, K_PAD, OG_PAD, H, W, mult, in_bound, KH, KW, X_FLOAT, CG_STATIC,
-                             BLOCK_P, BLOCK_O, DOT_K)
+                             PADDED, BLOCK_P, BLOCK_O, DOT_K)
     elif CG_STATIC > 0:  # few channels: the whole reduction unrolled, so loads run ahead of the FMAs
         for c in tl.static_range(CG_STATIC):
             acc, bad = _conv_channel(acc, bad, x_img, w_row, c, h0, w0, m_ok, o_ok, H, W, mult, in_bound,
@@ -505,7 +509,8 @@ def direct_conv(x: torch.Tensor, w32: torch.Tensor | DotWeight, bias: torch.Tens
         CG_STATIC=cg if cg * kh * kw <= UNROLL_TAPS else 0, X_FLOAT=x_quant is not None, **epi_cx,
         POOL=pool is not None, PH=ph, PW=pw, IS_MAX=pool_max, PDIV=_div_mode(pool_div),
         P_HAS_LO=plo is not None, P_HAS_HI=phi is not None, BLOCK_P=block_p, BLOCK_O=block_o,
-        DOT_K=w32.block_k if dot else 0, num_warps=num_warps, **launch_options(out.device))
+        DOT_K=w32.block_k if dot else 0, PADDED=int(any(pads)), num_warps=num_warps,
+        **launch_options(out.device))
     return out
 
 
