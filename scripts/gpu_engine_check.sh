@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a CUDA machine, in one call (issue #9): the batched engine's exactness and speed on exported
-# cases (no EZKL needed), the exact-GEMM figures, then the GPU-marked tests (EZKL from a carried
+# cases (no EZKL needed), float64 FMAs against float64 tensor-core dots per LeNet-5 layer
+# (F64_DOT=0 skips it), the exact-GEMM figures, then the GPU-marked tests (EZKL from a carried
 # wheel when there is one). Each step has its own time limit; logs and results go under $OUT.
 #   CASES=cases OUT=gpu-out bash scripts/gpu_engine_check.sh
 # Cases come from: python -m vcompute.engine.selfcheck export CASES circuits/lenet circuits/cnn
@@ -24,6 +25,12 @@ step "engine: exactness of every sample and timings (bench_engine.py, batches $B
 timeout "${BENCH_S:-300}" python3 scripts/bench_engine.py "$CASES" --batches $BATCHES --out "$OUT" \
   ${VARIANTS:+--variants $VARIANTS} > "$OUT/bench-engine.log" 2>&1 || status=1
 tail -n 22 "$OUT/bench-engine.log"
+
+if [ "${F64_DOT:-1}" != 0 ]; then
+  step "float64 products: FMAs against tensor-core dots per LeNet-5 layer (bench_f64_dot.py)"
+  timeout "${F64_DOT_S:-200}" python3 scripts/bench_f64_dot.py --json "$OUT/f64dot.json" > "$OUT/f64dot.log" 2>&1 || status=1
+  tail -n 60 "$OUT/f64dot.log"
+fi
 
 step "GPU-marked tests: engine fast path, batches, kernels"
 timeout "${TESTS_S:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu --maxfail=10 --durations=12 \
