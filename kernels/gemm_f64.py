@@ -42,6 +42,18 @@ _INPUT_CODE: tl.constexpr = tl.constexpr(FLAG_INPUT_RANGE)
 
 
 @triton.jit
+def _load_a(ptrs, mask, mult, a_bound, A_FLOAT: tl.constexpr):
+    """(a as float64, where it is out of bound): the int64 activations, or with ``A_FLOAT`` the
+    float32 model input quantized as EZKL does; a tile of any shape (a column or a K step)."""
+    if A_FLOAT:
+        a, bad = quantize_tile(tl.load(ptrs, mask=mask, other=0.0), mult, a_bound)
+    else:
+        a = tl.load(ptrs, mask=mask, other=0)
+        bad = (a > a_bound) | (a < -a_bound)
+    return a.to(tl.float64), bad
+
+
+@triton.jit
 def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
                      stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, a_bound, d, lo, hi,
                      mult, in_flag_ptr, ticket_ptr, flags_ptr, n_flags, res_ptr,
@@ -71,27 +83,18 @@ def _f64_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, flag_ptr, M, N, K,
         bad2 = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.int1)
         for k0 in range(0, K, BLOCK_K):
             kk = k0 + rk
-            ok = m_ok[:, None] & (kk < K)[None, :]
-            if A_FLOAT:
-                a, a_bad = quantize_tile(tl.load(a_row[:, None] + kk[None, :] * stride_ak, mask=ok, other=0.0),
-                                         mult, a_bound)
-                bad2 |= a_bad
-            else:
-                a = tl.load(a_row[:, None] + kk[None, :] * stride_ak, mask=ok, other=0)
-                bad2 |= (a > a_bound) | (a < -a_bound)
+            a, a_bad = _load_a(a_row[:, None] + kk[None, :] * stride_ak, m_ok[:, None] & (kk < K)[None, :],
+                               mult, a_bound, A_FLOAT)
+            bad2 |= a_bad
             b = tl.load(b_col[None, :] + kk[:, None] * stride_bk, mask=(kk < K)[:, None] & n_ok[None, :], other=0.0)
-            acc = tl.dot(a.to(tl.float64), b, acc, out_dtype=tl.float64)
+            acc = tl.dot(a, b, acc, out_dtype=tl.float64)
         bad = tl.max(bad2.to(tl.int32), axis=1) != 0
     else:
         for k in range(0, K):  # one rank-1 update per k: FMAs on the CUDA cores
-            if A_FLOAT:
-                a, a_bad = quantize_tile(tl.load(a_row + k * stride_ak, mask=m_ok, other=0.0), mult, a_bound)
-                bad |= a_bad
-            else:
-                a = tl.load(a_row + k * stride_ak, mask=m_ok, other=0)
-                bad |= (a > a_bound) | (a < -a_bound)
+            a, a_bad = _load_a(a_row + k * stride_ak, m_ok, mult, a_bound, A_FLOAT)
+            bad |= a_bad
             b = tl.load(b_col + k * stride_bk, mask=n_ok, other=0.0)
-            acc += a.to(tl.float64)[:, None] * b[None, :]
+            acc += a[:, None] * b[None, :]
     if tl.max(bad.to(tl.int32), axis=0) != 0:
         if A_FLOAT:
             tl.atomic_or(in_flag_ptr, _INPUT_CODE)

@@ -36,7 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, BlockConfig
+from vcompute.kernels._checks import DEFAULT_BLOCK_CONFIG, F64_EXACT, BlockConfig
 from vcompute.kernels.epilogue import Epilogue, apply_epilogue, clamp, report
 from vcompute.kernels.flags import FLAG_A_RANGE, FLAG_INPUT_RANGE, FLAG_RESCALE_LIMIT
 from vcompute.kernels.gemm import _combine_limbs, _tile_coords
@@ -448,7 +448,7 @@ def pack_dot_weight(w: torch.Tensor, groups: int, block_k: int | None = None) ->
     has 6 channels, whose epilogue and pool a 16-wide tile would run twice over."""
     o, cg, kh, kw = w.shape
     og, k = o // groups, cg * kh * kw
-    if w.numel() and int(w.abs().max().item()) >= 2**53:
+    if w.numel() and int(w.abs().max().item()) >= F64_EXACT:
         raise OverflowError("pack_dot_weight: weights of 2^53 or more are not exact doubles")
     block_k = block_k or (16 if k <= 16 else 32)
     if block_k < 16 or block_k & (block_k - 1):
