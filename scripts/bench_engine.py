@@ -162,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                                      {i: w for i, w in witnesses.items() if i < bs}, reference[:bs], tiles=pol)
             bad += not (v["matches_reference"] and v["matches_witness"] is not False)
             variants.append({"batch": bs, "variant": label, "median_ms": v["median_ms"],
-                             "steady_ms": v.get("steady", {}).get("median_ms"),
+                             **{f"{col}_ms": v.get(col, {}).get("median_ms") for col in ("steady", "warm", "stream")},
                              "throughput_per_s": v["throughput_per_s"], "exact": v["matches_reference"]})
             print(f"{name} batch {bs} variant {label}: {v['median_ms']:.4f} ms (steady "
-                  f"{variants[-1]['steady_ms']} ms), exact {v['matches_reference']}", flush=True)
+                  f"{variants[-1]['steady_ms']} ms, warm {variants[-1]['warm_ms']} ms, stream "
+                  f"{variants[-1]['stream_ms']} ms), exact {v['matches_reference']}", flush=True)
         results.append({"name": name, "reference_cpu_s": round(ref_s, 3), "inference": rows, "variants": variants,
                         "settings": {k: settings["run_args"][k] for k in ("input_scale", "param_scale", "logrows")
                                      if k in settings["run_args"]}})

@@ -91,6 +91,8 @@ def test_bench_engine_script_on_exported_cases(tmp_path: Path) -> None:
     variants = doc["models"][0]["variants"]  # --tiles: the policy at every batch size, every sample checked
     assert [(v["batch"], v["variant"], v["exact"]) for v in variants] == [
         (1, "tiles auto:direct_block=32", True), (4, "tiles auto:direct_block=32", True)], variants
+    # each metric a throughput cell may be judged by (None here: no graph on the CPU)
+    assert all({"median_ms", "steady_ms", "warm_ms", "stream_ms"} <= set(v) for v in variants), variants
     assert (out / "bench-engine.png").read_bytes()[:4] == b"\x89PNG"
 
 
