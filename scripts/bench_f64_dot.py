@@ -106,7 +106,7 @@ def gemm_variants(m: int, spec, gen) -> list[tuple[str, object]]:
 
 def measure(variants) -> list[dict]:
     """Time each variant; every output must equal the first's."""
-    rows, first = [], None
+    rows, first, first_label = [], None, None
     for label, fn in variants:
         try:
             y = fn()
@@ -116,9 +116,9 @@ def measure(variants) -> list[dict]:
             rows.append({"variant": label, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
             continue
         if first is None:
-            first = y.clone()
+            first, first_label = y.clone(), label
         elif not torch.equal(y, first):
-            raise SystemExit(f"bench_f64_dot: {label} differs from {variants[0][0]}")
+            raise SystemExit(f"bench_f64_dot: {label} differs from {first_label}")
         rows.append({"variant": label, "us": _time_us(fn)})
     return rows
 

@@ -968,7 +968,7 @@ class CompiledPlan:
                            a_scale=scale, in_flag=flags[0:1], out=out, handover=hand)
             env[op.out] = y.reshape(nb, *out_shape)
 
-        dot = tiles.f64.block_k > 0 if tiles.f64 is not None else tiles.use_f64_dot("gemm")
+        dot = tiles.f64_config(1, n, k).block_k > 0  # the K step does not depend on the rows
         return _Prepared(op, fn, f"gemm K={k} N={n} float64{' dot' if dot else ''}"
                                  f"{' (quantizes its input)' if quant is not None else ''}"
                                  f"{' (writes the result and flags)' if n_flags else ''}"
