@@ -12,7 +12,11 @@ Each cell is ``triton.testing.do_bench`` (median, launch included) of one layer 
 ``--device cpu`` (Triton's interpreter; for the tests) it checks the same outputs and its times
 mean nothing.
 
-Usage: python scripts/bench_f64_dot.py [--batches 256 1024] [--json FILE] [--device cuda]
+``--gemms KxN ...`` times dense layers of other shapes after LeNet-5's (where the int8 limbs
+overtake float64 dots: ``vcompute.engine.compiled.F64_DOT_GEMM_MAX``); ``--layers`` picks layers.
+
+Usage: python scripts/bench_f64_dot.py [--batches 256 1024] [--gemms 512x512] [--layers fc1 ...]
+       [--json FILE] [--device cuda]
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ def measure(variants) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--gemms", nargs="*", default=[], metavar="KxN",
+                    help="dense layers of these shapes too (K inputs, N outputs)")
+    ap.add_argument("--layers", nargs="*", default=None, help="only these layers (conv1 ... fc3, KxN)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cpu: Triton's interpreter, to check the outputs (times mean nothing)")
@@ -136,14 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_f64_dot: no CUDA GPU here (--device cpu checks the outputs on Triton's interpreter)",
               file=sys.stderr)
         return 2
+    try:
+        extra = [(g, *map(int, g.lower().split("x"))) for g in args.gemms]
+    except ValueError:
+        print(f"bench_f64_dot: --gemms takes KxN shapes, e.g. 512x256 (got {' '.join(args.gemms)})", file=sys.stderr)
+        return 2
+    keep = (lambda name: True) if args.layers is None else (lambda name: name in args.layers)
     gen = torch.Generator().manual_seed(0)
     report = {"device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (Triton interpreter)",
               "torch": torch.__version__, "triton": triton.__version__, "layers": []}
     for nb in args.batches:
-        for spec in CONVS:
+        for spec in filter(lambda spec: keep(spec[0]), CONVS):
             rows = measure(conv_variants(nb, spec, gen))
             report["layers"].append({"layer": spec[0], "samples": nb, "rows": rows})
-        for spec in GEMMS:
+        for spec in filter(lambda spec: keep(spec[0]), GEMMS + extra):
             rows = measure(gemm_variants(nb, spec, gen))
             report["layers"].append({"layer": spec[0], "samples": nb, "rows": rows})
     print(f"{report['device']}, torch {report['torch']}, triton {report['triton']}; µs per call, do_bench median")

@@ -159,15 +159,19 @@ def test_bench_f64_dot_script_checks_every_variant(tmp_path: Path) -> None:
 
     script = str(CIRCUITS.parent / "scripts" / "bench_f64_dot.py")
     out = tmp_path / "f64dot.json"
-    result = subprocess.run([sys.executable, script, "--device", "cpu", "--batches", "2", "--json", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, script, "--device", "cpu", "--batches", "2", "--gemms", "24x10",
+                             "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     layers = json.loads(out.read_text())["layers"]
-    assert [(x["layer"], x["samples"]) for x in layers] == [(n, 2) for n in ("conv1", "conv2", "fc1", "fc2", "fc3")]
+    names = [(x["layer"], x["samples"]) for x in layers]
+    assert names == [(n, 2) for n in ("conv1", "conv2", "fc1", "fc2", "fc3", "24x10")], names
     for layer in layers:
         errors = [r for r in layer["rows"] if "us" not in r]
         assert not errors and len(layer["rows"]) >= 8, (layer["layer"], layer["rows"])
         assert any(r["variant"].startswith("dot") for r in layer["rows"]), layer["layer"]
+    bad = subprocess.run([sys.executable, script, "--device", "cpu", "--gemms", "512by512"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "KxN" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     import torch
 
     if not torch.cuda.is_available():

@@ -116,7 +116,7 @@ def test_every_tile_policy_gives_the_same_bits(cases, name, policy):
     _check(case, res, idx, f"{name}, tiles {policy}")
 
 
-@pytest.mark.parametrize("size,policy", [(1, "auto"), (4, "small"), (3, "dot")])
+@pytest.mark.parametrize("size,policy", [(1, "auto"), (4, "small"), (3, "fma")])
 def test_lenet_fused(lenet, size, policy):
     idx = list(range(size))
     res = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, "cpu",
@@ -458,12 +458,17 @@ def test_launch_folding_per_policy(cases):
     gemms = [g for g in groups("mlp", "int64") if g.startswith("gemm")]  # limb GEMMs splitting their input
     assert gemms and all("split in the GEMM" in g for g in gemms), gemms
     assert not any("split in the GEMM" in g for g in groups("mlp", "small")), "small split in the GEMM"
-    dot = groups("cnn", "dot")  # float64 dots: the convs (9 and 36 taps) as implicit GEMMs, the GEMM too
+    layers = replace(tile_policy("auto"), name="layers", chain=False, net=False)
+    dot = groups("cnn", layers)  # auto's float64 dots: the convs (9 and 36 taps) as implicit GEMMs, the GEMM too
     assert [g.split(" +")[0] for g in dot if g.startswith(("conv", "gemm"))] == [
         "conv 4x1x3x3 direct float64 dot (quantizes its input)", "conv 4x4x3x3 direct float64 dot",
         "gemm K=16 N=3 float64 dot (writes the result and flags)"], dot
     assert not any("dot" in g for g in groups("cnn", "wide")), "wide ran float64 dots"
-    pol = tile_policy("dot")  # per kind of layer, and convs from a number of taps up
+    fma = groups("cnn", "fma")  # the FMA kernels: convs and the K=16 GEMM
+    assert [g.split(" +")[0] for g in fma if g.startswith(("conv", "gemm"))] == [
+        "conv 4x1x3x3 direct float64 (quantizes its input)", "conv 4x4x3x3 direct float64",
+        "gemm K=16 N=3 float64 (writes the result and flags)"], fma
+    pol = layers  # per kind of layer, and convs from a number of taps up
     gemm_only = groups("cnn", replace(pol, name="gemm-dots", f64_dot="gemm"))
     assert [("dot" in g) for g in gemm_only if g.startswith(("conv", "gemm"))] == [False, False, True], gemm_only
     conv_only = groups("cnn", replace(pol, name="conv-dots", f64_dot="conv", dot_conv_min_taps=10))

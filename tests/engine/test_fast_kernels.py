@@ -30,7 +30,7 @@ CASES = [  # n, c, h, w, o, kh, kw, stride, (top, left, bottom, right), groups
 ACCUMULATORS = {  # name: (weight dtype, narrow, max|x|, max|w|); "dot": float64 on the tensor cores
     "f64": (torch.float64, False, 2**13, 2**9),
     "dot": ("dot", False, 2**13, 2**9),
-    "dot16": ("dot16", False, 2**13, 2**9),
+    "dot32": ("dot32", False, 2**13, 2**9),
     "narrow": (torch.int32, True, 2**13, 2**13),
     "wide": (torch.int64, False, 2**40, 2**8),
 }
@@ -56,8 +56,8 @@ def _run(x, wt, bias, dtype, narrow, case, shift, lo, hi, **kw):
     *_, stride, pads, groups = case
     dev = device()
     flag = new_flag()
-    if isinstance(dtype, str):  # the tensor-core variant, K steps by the rule (dot) or of 16 (dot16)
-        w = pack_dot_weight(wt.to(dev), groups, 16 if dtype == "dot16" else None)
+    if isinstance(dtype, str):  # the tensor-core variant, K steps by the rule (dot: 16) or of 32 (dot32)
+        w = pack_dot_weight(wt.to(dev), groups, 32 if dtype == "dot32" else None)
     else:
         w = wt.to(dev, dtype)
     y = direct_conv(x.to(dev), w, bias.to(dev), stride, pads, groups,

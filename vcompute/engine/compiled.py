@@ -120,7 +120,9 @@ class TilePolicy:
     #: how the float64 direct conv and float64 GEMM multiply: "fma" (one FMA at a time on the
     #: CUDA cores), "dot" (a float64 ``tl.dot``: the FP64 tensor cores on Hopper; the GEMM then
     #: also takes long reductions, see :meth:`gemm_f64`), "conv" or "gemm" (dots for that kind of
-    #: layer only) or "auto" (the measured rule: fma). Same bits either way: the sums are exact
+    #: layer only) or "auto" (the measured rule: dots for both, faster on the H100 for every
+    #: LeNet-5 layer at 256 and 1,024 samples, BENCHMARKS.md §2l). Same bits either way: the
+    #: sums are exact
     f64_dot: str = "auto"
     #: with dots for convs, a conv of fewer taps (channels x kh x kw) keeps its FMAs
     dot_conv_min_taps: int = 0
@@ -187,7 +189,7 @@ class TilePolicy:
         FP64 tensor cores), per ``f64_dot``."""
         if self.f64_dot not in ("auto", "fma", "dot", "conv", "gemm"):
             raise ValueError(f"TilePolicy.f64_dot must be auto, fma, dot, conv or gemm, got {self.f64_dot!r}")
-        return self.f64_dot in ("dot", kind)
+        return self.f64_dot in ("auto", "dot", kind)
 
     def conv_dot(self, taps: int) -> bool:
         """Whether a float64 direct conv of ``taps`` taps runs as float64 dots."""
@@ -226,8 +228,8 @@ class TilePolicy:
 
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
-    """A named policy: ``auto`` (the rules: float64 GEMMs for short reductions, float64 direct
-    convs, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
+    """A named policy: ``auto`` (the rules: float64 GEMMs for small weights and float64 direct
+    convs, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
     finalize folded into the first and last layers, dependent launches that wait where a GPU has
     them: ``kernels.pdl``), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge;
     convs on the limb GEMM; no chain or net; no dependent launches), ``wide`` (float64 GEMMs on
@@ -237,9 +239,9 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     (limb GEMMs, each splitting its activations itself, and int64 direct convs: no float64
     anywhere), ``unfolded`` (the auto rules with
     every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
-    dependent launches released early), ``dot`` (the auto rules with float64 products as
-    ``tl.dot`` on the FP64 tensor cores: direct convs as implicit GEMMs, GEMMs up to
-    :data:`F64_DOT_GEMM_MAX` weights in float64; no chain or net, so every model's layers run them).
+    dependent launches released early), ``fma`` (the auto rules as they were before float64 dots:
+    float64 products one FMA at a time on the CUDA cores, GEMMs in float64 only for K <= 64; no
+    chain or net, so every model's layers run them and those kernels stay tested).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
@@ -262,7 +264,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
         "int64": TilePolicy("int64", gemm_impl="limbs", conv_acc="int64", chain=False, fold_io=False, net=False,
                             split_in_gemm=True),
         "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False, pdl="early"),
-        "dot": TilePolicy("dot", f64_dot="dot", chain=False, net=False),
+        "fma": TilePolicy("fma", f64_dot="fma", chain=False, net=False),
     }
     key = name or "auto"
     if key not in presets:
@@ -270,7 +272,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     return presets[key]
 
 
-TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded", "dot")
+TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded", "fma")
 
 
 # -- static bounds ----------------------------------------------------------------------------

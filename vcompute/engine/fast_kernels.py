@@ -442,15 +442,16 @@ class DotWeight:
 
 
 def pack_dot_weight(w: torch.Tensor, groups: int, block_k: int | None = None) -> DotWeight:
-    """``w`` (integers below 2^53) as a :class:`DotWeight`; ``block_k``: the K step, by default 16
-    for at most 16 taps and 32 above (a float64 dot needs 16 or more). Output channels go 8 to 64
+    """``w`` (integers below 2^53) as a :class:`DotWeight`; ``block_k``: the K step, 16 by default
+    (a float64 dot needs 16 or more; 16 beat 32 on the H100 for both LeNet-5 convs at 256 and
+    1,024 samples, BENCHMARKS.md §2l). Output channels go 8 to 64
     a tile: Triton compiles a float64 dot 8 wide (Hopper's DMMA is 8 wide), and LeNet's first conv
     has 6 channels, whose epilogue and pool a 16-wide tile would run twice over."""
     o, cg, kh, kw = w.shape
     og, k = o // groups, cg * kh * kw
     if w.numel() and int(w.abs().max().item()) >= F64_EXACT:
         raise OverflowError("pack_dot_weight: weights of 2^53 or more are not exact doubles")
-    block_k = block_k or (16 if k <= 16 else 32)
+    block_k = block_k or 16
     if block_k < 16 or block_k & (block_k - 1):
         raise ValueError(f"pack_dot_weight: block_k must be a power of two >= 16, got {block_k}")
     block_o = min(64, max(8, triton.next_power_of_2(og)))
