@@ -66,9 +66,11 @@ DIRECT_CONV_MAX = 4096
 #: on the H100: kernels/gemm_f64.py)
 F64_GEMM_MAX_K = 64
 #: with float64 dots (``TilePolicy.f64_dot``), GEMMs with weights of at most this many entries run
-#: in float64 (LeNet's 400 x 120 is 48,000); larger ones stay on the int8 limbs, whose tensor
-#: cores are many times the FP64 ones (a first guess: not yet timed, BENCHMARKS.md §2k)
-F64_DOT_GEMM_MAX = 2**18
+#: in float64, one launch where the limbs take a split and a GEMM: LeNet-5's (at most 400 x 120,
+#: 48,000) ran as fast so as on limbs in the H100's graph replay (BENCHMARKS.md §2l). Larger
+#: ones stay on the int8 limbs, whose tensor cores are many times the FP64 ones; where they
+#: overtake is not yet measured, so the line is drawn near what was
+F64_DOT_GEMM_MAX = 2**16
 #: float64 sums of integers are exact below this
 F64_EXACT = 2**53
 #: a limb GEMM with fewer default tiles than this (about the SMs of an H100) gets narrow tiles
