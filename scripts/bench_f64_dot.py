@@ -134,6 +134,17 @@ def measure(variants) -> list[dict]:
     return rows
 
 
+def _print_layer(layer: dict) -> None:
+    """One layer's rows as they are measured (a run cut short keeps what it printed)."""
+    print(f"{layer['layer']} x {layer['samples']} samples (every output identical)")
+    for r in layer["rows"]:
+        if "us" not in r:
+            print(f"  {r['variant']:<40} {r['error']}")
+            continue
+        graph = f"{r['graph_us']:>9.2f}" if "graph_us" in r else r.get("graph_error", "")
+        print(f"  {r['variant']:<40} {r['us']:>9.2f} {graph}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
@@ -159,23 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     report = {"device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (Triton interpreter)",
               "torch": torch.__version__, "triton": triton.__version__, "layers": []}
-    for nb in args.batches:
-        for spec in filter(lambda spec: keep(spec[0]), CONVS):
-            rows = measure(conv_variants(nb, spec, gen))
-            report["layers"].append({"layer": spec[0], "samples": nb, "rows": rows})
-        for spec in filter(lambda spec: keep(spec[0]), GEMMS + extra):
-            rows = measure(gemm_variants(nb, spec, gen))
-            report["layers"].append({"layer": spec[0], "samples": nb, "rows": rows})
     print(f"{report['device']}, torch {report['torch']}, triton {report['triton']}; µs per call, medians: "
           "do_bench (launch included) and do_bench_cudagraph (graph replay)")
-    for layer in report["layers"]:
-        print(f"{layer['layer']} x {layer['samples']} samples (every output identical)")
-        for r in layer["rows"]:
-            if "us" not in r:
-                print(f"  {r['variant']:<40} {r['error']}")
-                continue
-            graph = f"{r['graph_us']:>9.2f}" if "graph_us" in r else r.get("graph_error", "")
-            print(f"  {r['variant']:<40} {r['us']:>9.2f} {graph}")
+    for nb in args.batches:
+        layers = [(spec, conv_variants) for spec in CONVS] + [(spec, gemm_variants) for spec in GEMMS + extra]
+        for spec, variants in layers:
+            if keep(spec[0]):
+                layer = {"layer": spec[0], "samples": nb, "rows": measure(variants(nb, spec, gen))}
+                report["layers"].append(layer)
+                _print_layer(layer)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0
