@@ -67,7 +67,7 @@ DIRECT_CONV_MAX = 4096
 F64_GEMM_MAX_K = 64
 #: with float64 dots (``TilePolicy.f64_dot``), GEMMs with weights of at most this many entries run
 #: in float64, one launch where the limbs take a split and a GEMM: LeNet-5's (at most 400 x 120,
-#: 48,000) ran as fast so as on limbs in the H100's graph replay (BENCHMARKS.md §2l). Larger
+#: 48,000) ran as fast that way as on limbs in the H100's graph replay (BENCHMARKS.md §2l). Larger
 #: ones stay on the int8 limbs, whose tensor cores are many times the FP64 ones; where they
 #: overtake is not yet measured, so the line is drawn near what was
 F64_DOT_GEMM_MAX = 2**16
@@ -231,8 +231,8 @@ class TilePolicy:
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for small weights and float64 direct
-    convs, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain launch, a small CNN as one small-net launch, quantize and
-    finalize folded into the first and last layers, dependent launches that wait where a GPU has
+    convs, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain
+    launch, a small CNN as one small-net launch, quantize and finalize folded into the first and last layers, dependent launches that wait where a GPU has
     them: ``kernels.pdl``), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge;
     convs on the limb GEMM; no chain or net; no dependent launches), ``wide`` (float64 GEMMs on
     64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
