@@ -232,8 +232,9 @@ class TilePolicy:
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     """A named policy: ``auto`` (the rules: float64 GEMMs for small weights and float64 direct
     convs, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain
-    launch, a small CNN as one small-net launch, quantize and finalize folded into the first and last layers, dependent launches that wait where a GPU has
-    them: ``kernels.pdl``), ``small`` (16x16 limb tiles, 16-element blocks: every mask and edge;
+    launch, a small CNN as one small-net launch, quantize and finalize folded into the first and
+    last layers, dependent launches that wait where a GPU has them: ``kernels.pdl``), ``small``
+    (16x16 limb tiles, 16-element blocks: every mask and edge;
     convs on the limb GEMM; no chain or net; no dependent launches), ``wide`` (float64 GEMMs on
     64x64 tiles, int64 direct convs of 64 pixels; no chain or net, so the folded first and last
     layers run), ``persistent`` (TMA limb GEMM on a persistent grid, convs on 32x32 limb tiles, the

@@ -444,9 +444,9 @@ class DotWeight:
 def pack_dot_weight(w: torch.Tensor, groups: int, block_k: int | None = None) -> DotWeight:
     """``w`` (integers below 2^53) as a :class:`DotWeight`; ``block_k``: the K step, 16 by default
     (a float64 dot needs 16 or more; 16 beat 32 on the H100 for both LeNet-5 convs at 256 and
-    1,024 samples, BENCHMARKS.md §2l). Output channels go 8 to 64
-    a tile: Triton compiles a float64 dot 8 wide (Hopper's DMMA is 8 wide), and LeNet's first conv
-    has 6 channels, whose epilogue and pool a 16-wide tile would run twice over."""
+    1,024 samples, BENCHMARKS.md §2l). Output channels go 8 to 64 a tile: Triton compiles a
+    float64 dot 8 wide (Hopper's DMMA is 8 wide), and LeNet's first conv has 6 channels, whose
+    epilogue and pool a 16-wide tile would run twice over."""
     o, cg, kh, kw = w.shape
     og, k = o // groups, cg * kh * kw
     if w.numel() and int(w.abs().max().item()) >= F64_EXACT:
