@@ -27,7 +27,7 @@ from vcompute.engine import compare, run_fixed, run_fixed_batch, witness_outputs
 from vcompute.engine.compiled import (TILE_POLICIES, CompiledPlan, NotCompilable,  # noqa: E402
                                       analyze_bounds, rebase_bound, tile_policy)
 from vcompute.engine.engine import Engine, _concrete_shapes  # noqa: E402
-from vcompute.engine.run import _declared_shapes  # noqa: E402
+from vcompute.engine.run import _declared_shapes, engine_for  # noqa: E402
 from vcompute.engine.ops import run_step  # noqa: E402
 from vcompute.engine.backends import TorchBackend  # noqa: E402
 from vcompute.engine.quantize import quantize_input  # noqa: E402
@@ -116,13 +116,28 @@ def test_every_tile_policy_gives_the_same_bits(cases, name, policy):
     _check(case, res, idx, f"{name}, tiles {policy}")
 
 
-@pytest.mark.parametrize("size,policy", [(1, "auto"), (4, "small"), (3, "fma")])
+#: how each policy multiplies LeNet-5's fc layers (K x N: 400 x 120, 120 x 84, 84 x 10): ``auto``
+#: on the limbs (faster than dots in the whole engine on the H100, BENCHMARKS.md §2m); ``dot`` on
+#: float64 dots up to F64_DOT_GEMM_MAX (32,768) weights, so fc1 (48,000) stays on the limbs
+LENET_GEMMS = {"auto": ["limbs"] * 3, "small": ["limbs"] * 3, "fma": ["limbs"] * 3,
+               "dot": ["limbs", "float64 dot", "float64 dot"]}
+
+
+def _gemm_kind(line: str) -> str:
+    return "float64 dot" if "float64 dot" in line else "float64" if "float64" in line else "limbs"
+
+
+@pytest.mark.parametrize("size,policy", [(1, "auto"), (4, "small"), (3, "fma"), (2, "dot")])
 def test_lenet_fused(lenet, size, policy):
     idx = list(range(size))
     res = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, "cpu",
                           backend="triton", path="fused", tiles=policy)
     assert res.path == "fused"
     _check(lenet, res, idx, f"lenet, batch {size}, tiles {policy}")
+    eng = engine_for(lenet.model, lenet.settings, "cpu", backend="triton", path="fused", tiles=policy)
+    (lines,) = eng.describe()["tiers"].values()
+    gemms = [_gemm_kind(g) for g in lines if g.startswith("gemm")]
+    assert gemms == LENET_GEMMS[policy], f"tiles {policy}: fc layers ran as {gemms}, not {LENET_GEMMS[policy]}"
     ops = run_fixed_batch(lenet.model, [lenet.samples[i] for i in idx], lenet.settings, backend="torch")
     assert ops.outputs_fixed == res.outputs_fixed and ops.path == "ops"
 
@@ -459,7 +474,11 @@ def test_launch_folding_per_policy(cases):
     assert gemms and all("split in the GEMM" in g for g in gemms), gemms
     assert not any("split in the GEMM" in g for g in groups("mlp", "small")), "small split in the GEMM"
     layers = replace(tile_policy("auto"), name="layers", chain=False, net=False)
-    dot = groups("cnn", layers)  # auto's float64 dots: the convs (9 and 36 taps) as implicit GEMMs, the GEMM too
+    auto = groups("cnn", layers)  # auto's float64 dots: the convs (9 and 36 taps) as implicit GEMMs, not the GEMM
+    assert [g.split(" +")[0] for g in auto if g.startswith(("conv", "gemm"))] == [
+        "conv 4x1x3x3 direct float64 dot (quantizes its input)", "conv 4x4x3x3 direct float64 dot",
+        "gemm K=16 N=3 float64 (writes the result and flags)"], auto
+    dot = groups("cnn", "dot")  # dots everywhere: the GEMM too
     assert [g.split(" +")[0] for g in dot if g.startswith(("conv", "gemm"))] == [
         "conv 4x1x3x3 direct float64 dot (quantizes its input)", "conv 4x4x3x3 direct float64 dot",
         "gemm K=16 N=3 float64 dot (writes the result and flags)"], dot

@@ -65,12 +65,11 @@ DIRECT_CONV_MAX = 4096
 #: GEMMs with a reduction this short run in float64 (``TilePolicy.gemm_impl`` "auto"; measured
 #: on the H100: kernels/gemm_f64.py)
 F64_GEMM_MAX_K = 64
-#: with float64 dots (``TilePolicy.f64_dot``), GEMMs with weights of at most this many entries run
-#: in float64, one launch where the limbs take a split and a GEMM: LeNet-5's (at most 400 x 120,
-#: 48,000) ran as fast that way as on limbs in the H100's graph replay (BENCHMARKS.md §2l). Larger
-#: ones stay on the int8 limbs, whose tensor cores are many times the FP64 ones; where they
-#: overtake is not yet measured, so the line is drawn near what was
-F64_DOT_GEMM_MAX = 2**16
+#: with float64 dots for GEMMs (``TilePolicy.f64_dot`` "dot" or "gemm"), GEMMs with weights of at
+#: most this many entries run in float64, one launch where the limbs take a split and a GEMM. In
+#: the H100's graph replay (BENCHMARKS.md §2m) dots beat the limbs up to 128 x 256 (32,768 entries)
+#: and lost from 400 x 120 (48,000: LeNet-5's fc1) and 256 x 256 up, at 256 and 1,024 samples
+F64_DOT_GEMM_MAX = 2**15
 #: float64 sums of integers are exact below this
 F64_EXACT = 2**53
 #: a limb GEMM with fewer default tiles than this (about the SMs of an H100) gets narrow tiles
@@ -122,9 +121,10 @@ class TilePolicy:
     #: how the float64 direct conv and float64 GEMM multiply: "fma" (one FMA at a time on the
     #: CUDA cores), "dot" (a float64 ``tl.dot``: the FP64 tensor cores on Hopper; the GEMM then
     #: also takes long reductions, see :meth:`gemm_f64`), "conv" or "gemm" (dots for that kind of
-    #: layer only) or "auto" (the measured rule: dots for both, faster on the H100 for every
-    #: LeNet-5 layer at 256 and 1,024 samples, BENCHMARKS.md §2l). Same bits either way: the
-    #: sums are exact
+    #: layer only) or "auto" (the measured rule, as "conv": dots for convs, 2.3-2.6x faster than
+    #: FMAs on LeNet-5's conv2; GEMMs keep the limbs, which beat dots in the whole engine's graph
+    #: replay on the H100, 36.6 against 51.5 µs for LeNet-5 at 1 sample, BENCHMARKS.md §2m).
+    #: Same bits either way: the sums are exact
     f64_dot: str = "auto"
     #: with dots for convs, a conv of fewer taps (channels x kh x kw) keeps its FMAs
     dot_conv_min_taps: int = 0
@@ -191,7 +191,9 @@ class TilePolicy:
         FP64 tensor cores), per ``f64_dot``."""
         if self.f64_dot not in ("auto", "fma", "dot", "conv", "gemm"):
             raise ValueError(f"TilePolicy.f64_dot must be auto, fma, dot, conv or gemm, got {self.f64_dot!r}")
-        return self.f64_dot in ("auto", "dot", kind)
+        if self.f64_dot == "auto":
+            return kind == "conv"
+        return self.f64_dot in ("dot", kind)
 
     def conv_dot(self, taps: int) -> bool:
         """Whether a float64 direct conv of ``taps`` taps runs as float64 dots."""
@@ -230,8 +232,8 @@ class TilePolicy:
 
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
-    """A named policy: ``auto`` (the rules: float64 GEMMs for small weights and float64 direct
-    convs, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain
+    """A named policy: ``auto`` (the rules: float64 direct convs multiplying with ``tl.dot`` on the
+    FP64 tensor cores, float64 GEMMs of FMAs for short reductions, an MLP as one dense-chain
     launch, a small CNN as one small-net launch, quantize and finalize folded into the first and
     last layers, dependent launches that wait where a GPU has them: ``kernels.pdl``), ``small``
     (16x16 limb tiles, 16-element blocks: every mask and edge;
@@ -244,7 +246,9 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     every launch of its own: no one-kernel chain or net, no quantize or finalize folded into a layer;
     dependent launches released early), ``fma`` (the auto rules as they were before float64 dots:
     float64 products one FMA at a time on the CUDA cores, GEMMs in float64 only for K <= 64; no
-    chain or net, so every model's layers run them and those kernels stay tested).
+    chain or net, so every model's layers run them and those kernels stay tested), ``dot``
+    (float64 dots for GEMMs too, any of at most :data:`F64_DOT_GEMM_MAX` weights, and the convs;
+    no chain or net: the dot GEMM's kernels stay tested on every model).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
@@ -268,6 +272,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
                             split_in_gemm=True),
         "unfolded": TilePolicy("unfolded", chain=False, fold_io=False, net=False, pdl="early"),
         "fma": TilePolicy("fma", f64_dot="fma", chain=False, net=False),
+        "dot": TilePolicy("dot", f64_dot="dot", chain=False, net=False),
     }
     key = name or "auto"
     if key not in presets:
@@ -275,7 +280,7 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     return presets[key]
 
 
-TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded", "fma")
+TILE_POLICIES = ("auto", "small", "wide", "persistent", "int64", "unfolded", "fma", "dot")
 
 
 # -- static bounds ----------------------------------------------------------------------------
