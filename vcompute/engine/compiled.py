@@ -121,10 +121,10 @@ class TilePolicy:
     #: how the float64 direct conv and float64 GEMM multiply: "fma" (one FMA at a time on the
     #: CUDA cores), "dot" (a float64 ``tl.dot``: the FP64 tensor cores on Hopper; the GEMM then
     #: also takes long reductions, see :meth:`gemm_f64`), "conv" or "gemm" (dots for that kind of
-    #: layer only) or "auto" (the measured rule, as "conv": dots for convs, 2.3-2.6x faster than
-    #: FMAs on LeNet-5's conv2; GEMMs keep the limbs, which beat dots in the whole engine's graph
-    #: replay on the H100, 36.6 against 51.5 µs for LeNet-5 at 1 sample, BENCHMARKS.md §2m).
-    #: Same bits either way: the sums are exact
+    #: layer only) or "auto" (the measured rule: dots for convs, and for GEMMs of short reductions
+    #: only, which is where the float64 GEMM runs at all; longer ones keep the limbs, which beat
+    #: dots in LeNet-5's graph replay on the H100, BENCHMARKS.md §2m). Same bits either way: the
+    #: sums are exact
     f64_dot: str = "auto"
     #: with dots for convs, a conv of fewer taps (channels x kh x kw) keeps its FMAs
     dot_conv_min_taps: int = 0
@@ -191,9 +191,7 @@ class TilePolicy:
         FP64 tensor cores), per ``f64_dot``."""
         if self.f64_dot not in ("auto", "fma", "dot", "conv", "gemm"):
             raise ValueError(f"TilePolicy.f64_dot must be auto, fma, dot, conv or gemm, got {self.f64_dot!r}")
-        if self.f64_dot == "auto":
-            return kind == "conv"
-        return self.f64_dot in ("dot", kind)
+        return self.f64_dot in ("auto", "dot", kind)
 
     def conv_dot(self, taps: int) -> bool:
         """Whether a float64 direct conv of ``taps`` taps runs as float64 dots."""
@@ -201,15 +199,16 @@ class TilePolicy:
 
     def gemm_f64(self, k: int, n: int) -> bool:
         """Whether a GEMM with a K x N weight runs in float64 (the caller has checked that its
-        sums stay below 2^53): short reductions (K <= 64), where the float64 kernel's one
-        rank-1 update per k beats a limb split plus a mostly-padding tensor-core tile; with
-        float64 dots, any weight of at most :data:`F64_DOT_GEMM_MAX` entries (one launch, no
-        split, against int8 limbs whose tiles such a layer leaves mostly idle)."""
+        sums stay below 2^53): short reductions (K <= :data:`F64_GEMM_MAX_K`), where one float64
+        launch beats a limb split plus a mostly-padding tensor-core tile; with ``f64_dot`` "dot"
+        or "gemm", any weight of at most :data:`F64_DOT_GEMM_MAX` entries. On the H100 (BENCHMARKS.md
+        §2m) the limbs won the whole engine for LeNet-5's long reductions (K = 84 to 400) although
+        dots matched or beat them per layer for the two smaller, so ``auto`` keeps them there."""
         if self.gemm_impl in ("limbs", "f64"):
             return self.gemm_impl == "f64"
-        if self.use_f64_dot("gemm"):
+        if self.f64_dot in ("dot", "gemm"):
             return k * n <= F64_DOT_GEMM_MAX
-        return k <= F64_GEMM_MAX_K and k * n <= 2**16
+        return k <= F64_GEMM_MAX_K and k * n <= (F64_DOT_GEMM_MAX if self.use_f64_dot("gemm") else 2**16)
 
     def f64_config(self, m: int, n: int, k: int):
         """The float64 GEMM's tiles: ``f64`` if fixed, else its rule (dot tiles with ``f64_dot``)."""
@@ -232,8 +231,8 @@ class TilePolicy:
 
 
 def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
-    """A named policy: ``auto`` (the rules: float64 direct convs multiplying with ``tl.dot`` on the
-    FP64 tensor cores, float64 GEMMs of FMAs for short reductions, an MLP as one dense-chain
+    """A named policy: ``auto`` (the rules: float64 direct convs and float64 GEMMs of short
+    reductions, both multiplying with ``tl.dot`` on the FP64 tensor cores, an MLP as one dense-chain
     launch, a small CNN as one small-net launch, quantize and finalize folded into the first and
     last layers, dependent launches that wait where a GPU has them: ``kernels.pdl``), ``small``
     (16x16 limb tiles, 16-element blocks: every mask and edge;
@@ -247,8 +246,8 @@ def tile_policy(name: str | TilePolicy | None) -> TilePolicy:
     dependent launches released early), ``fma`` (the auto rules as they were before float64 dots:
     float64 products one FMA at a time on the CUDA cores, GEMMs in float64 only for K <= 64; no
     chain or net, so every model's layers run them and those kernels stay tested), ``dot``
-    (float64 dots for GEMMs too, any of at most :data:`F64_DOT_GEMM_MAX` weights, and the convs;
-    no chain or net: the dot GEMM's kernels stay tested on every model).
+    (float64 dots for long reductions too: any GEMM of at most :data:`F64_DOT_GEMM_MAX` weights;
+    no chain or net, so every model's layers run the dot kernels).
     A :class:`TilePolicy` passes through."""
     if isinstance(name, TilePolicy):
         return name
