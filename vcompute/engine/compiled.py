@@ -201,9 +201,10 @@ class TilePolicy:
         """Whether a GEMM with a K x N weight runs in float64 (the caller has checked that its
         sums stay below 2^53): short reductions (K <= :data:`F64_GEMM_MAX_K`), where one float64
         launch beats a limb split plus a mostly-padding tensor-core tile; with ``f64_dot`` "dot"
-        or "gemm", any weight of at most :data:`F64_DOT_GEMM_MAX` entries. On the H100 (BENCHMARKS.md
-        §2m) the limbs won the whole engine for LeNet-5's long reductions (K = 84 to 400) although
-        dots matched or beat them per layer for the two smaller, so ``auto`` keeps them there."""
+        or "gemm", any weight of at most :data:`F64_DOT_GEMM_MAX` entries. On the H100
+        (BENCHMARKS.md §2m) the limbs won the whole engine for LeNet-5's long reductions (K = 84
+        to 400), though per layer dots beat them on fc3 and tied on fc2 at 256 samples, so
+        ``auto`` keeps the limbs there."""
         if self.gemm_impl in ("limbs", "f64"):
             return self.gemm_impl == "f64"
         if self.f64_dot in ("dot", "gemm"):
