@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"bench_f64_dot: --gemms takes KxN shapes, e.g. 512x256 (got {' '.join(args.gemms)})", file=sys.stderr)
         return 2
-    keep = (lambda name: True) if args.layers is None else (lambda name: name in args.layers)
     gen = torch.Generator().manual_seed(0)
     report = {"device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (Triton interpreter)",
               "torch": torch.__version__, "triton": triton.__version__, "layers": []}
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in args.batches:
         layers = [(spec, conv_variants) for spec in CONVS] + [(spec, gemm_variants) for spec in GEMMS + extra]
         for spec, variants in layers:
-            if keep(spec[0]):
+            if args.layers is None or spec[0] in args.layers:
                 layer = {"layer": spec[0], "samples": nb, "rows": measure(variants(nb, spec, gen))}
                 report["layers"].append(layer)
                 _print_layer(layer)
